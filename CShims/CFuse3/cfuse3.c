@@ -1,0 +1,1 @@
+#include "cfuse3.h"

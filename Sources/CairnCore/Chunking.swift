@@ -1,0 +1,20 @@
+/// Chunk arithmetic: a file is an ordered list of fixed-size chunks (the last may be shorter).
+public struct ChunkLayout: Sendable, Equatable {
+    public static let defaultChunkSize: Int64 = 16 << 20
+    public let chunkSize: Int64
+
+    public init(chunkSize: Int64 = ChunkLayout.defaultChunkSize) {
+        precondition(chunkSize > 0)
+        self.chunkSize = chunkSize
+    }
+
+    /// How many chunks a file of `size` bytes has (0 for an empty file).
+    public func chunkCount(size: Int64) -> Int { size <= 0 ? 0 : Int((size + chunkSize - 1) / chunkSize) }
+    /// The index of the chunk holding byte `offset`.
+    public func chunkIndex(offset: Int64) -> Int { Int(offset / chunkSize) }
+    /// Length of chunk `index` in a file of `size` bytes.
+    public func chunkLength(index: Int, size: Int64) -> Int64 {
+        let start = Int64(index) * chunkSize
+        return max(0, min(chunkSize, size - start))
+    }
+}

@@ -1,0 +1,242 @@
+import CairnCore
+import Foundation
+import GRDB
+
+/// File content: open uploads (tempfiles, the fid generator), committed blobs and their
+/// copies, chunk lists, and the key-based operations MogileFS's commands need.
+extension MetadataStore {
+    // MARK: uploads
+
+    /// Allocates a fid for an upload (never reused: AUTOINCREMENT).
+    public func openUpload(domain: DomainID, classID: ClassID, key: String, devices: [DeviceID]) async throws -> Fid {
+        try await write { db in
+            try db.execute(sql: "INSERT INTO tempfile(created, dmid, classid, key, devids) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [Clock.nowSeconds(), domain, classID, key, devices.map(String.init).joined(separator: ",")])
+            return db.lastInsertedRowID
+        }
+    }
+
+    public func tempfile(fid: Fid) async throws -> TempfileRecord? {
+        try await read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM tempfile WHERE fid = ?", arguments: [fid]).map {
+                TempfileRecord(fid: $0["fid"], created: $0["created"], domain: $0["dmid"], classID: $0["classid"], key: $0["key"],
+                               devices: ($0["devids"] as String).split(separator: ",").compactMap { Int($0) })
+            }
+        }
+    }
+
+    /// Drops an upload that will not be committed; its copies (if any) are queued for deletion.
+    public func abandonUpload(fid: Fid, devices: [DeviceID]) async throws {
+        try await write { db in
+            try db.execute(sql: "DELETE FROM tempfile WHERE fid = ?", arguments: [fid])
+            for d in devices { try db.execute(sql: "INSERT OR IGNORE INTO file_on(fid, devid) VALUES (?, ?)", arguments: [fid, d]) }
+            if !devices.isEmpty { try db.execute(sql: "INSERT OR IGNORE INTO delete_queue(fid, nexttry) VALUES (?, 0)", arguments: [fid]) }
+        }
+    }
+
+    // MARK: commits
+
+    /// Commits a whole file at `key` (creating parent directories): the chunk list is swapped
+    /// in this one transaction; an overwritten file's old blobs are queued for deletion.
+    public func commitFile(domain: DomainRecord, key: KeyPath, classID: ClassID, size: Int64, chunks: [CommittedChunk],
+                           replicas: Int, attributes: AttributeChange? = nil) async throws -> InodeAttributes {
+        try await write { db in
+            let parent = try Self.ensureDirectories(db, domain: domain, path: key.parent)
+            var ino: Ino
+            if let existing = try Self.entryIno(db, parent: parent, name: key.name) {
+                let a = try Self.requireAttributes(db, ino: existing)
+                switch a.kind {
+                case .directory: throw StoreError("is_a_directory", "\"\(key)\" is a directory", errno: EISDIR)
+                case .file: ino = existing
+                case .symlink:
+                    try Self.removeEntry(db, parent: parent, name: key.name, expectDirectory: false)
+                    ino = try Self.newInode(db, domain: domain.id, kind: .file, mode: 0o644, uid: 0, gid: 0, classID: classID)
+                    try Self.insertEntry(db, domain: domain.id, parent: parent, name: key.name, ino: ino)
+                }
+            } else {
+                ino = try Self.newInode(db, domain: domain.id, kind: .file, mode: 0o644, uid: 0, gid: 0, classID: classID)
+                try Self.insertEntry(db, domain: domain.id, parent: parent, name: key.name, ino: ino)
+            }
+            try Self.replaceContent(db, ino: ino, domain: domain.id, classID: classID, size: size, chunks: chunks, replicas: replicas)
+            if let c = attributes {
+                try db.execute(sql: """
+                    UPDATE inode SET mode = COALESCE(?, mode), uid = COALESCE(?, uid), gid = COALESCE(?, gid), mtime = COALESCE(?, mtime)
+                    WHERE ino = ?
+                    """, arguments: [c.mode.map { Int64(0o100000 | ($0 & 0o7777)) }, c.uid.map { Int64($0) }, c.gid.map { Int64($0) }, c.mtime, ino])
+            }
+            return try Self.requireAttributes(db, ino: ino)
+        }
+    }
+
+    /// Commits new content for an existing inode (the mount's close/fsync). Chunks may reuse
+    /// fids the inode already has (unchanged chunks); the rest must be fresh uploads.
+    public func commitInode(ino: Ino, size: Int64, chunks: [(index: Int, chunk: CommittedChunk)], replicas: Int, mtime: UnixNanos?) async throws -> InodeAttributes {
+        let indexed = chunks.map { ($0.index, $0.chunk) }
+        return try await write { db in
+            let a = try Self.requireAttributes(db, ino: ino)
+            guard a.kind == .file else { throw StoreError("is_a_directory", "inode \(ino) is not a file", errno: EISDIR) }
+            try Self.replaceContent(db, ino: ino, domain: a.domain, classID: a.classID, size: size, indexed: indexed, replicas: replicas)
+            if let mtime { try db.execute(sql: "UPDATE inode SET mtime = ? WHERE ino = ?", arguments: [mtime, ino]) }
+            return try Self.requireAttributes(db, ino: ino)
+        }
+    }
+
+    static func replaceContent(_ db: Database, ino: Ino, domain: DomainID, classID: ClassID, size: Int64,
+                               chunks: [CommittedChunk], replicas: Int) throws {
+        try replaceContent(db, ino: ino, domain: domain, classID: classID, size: size,
+                           indexed: chunks.enumerated().map { ($0.offset, $0.element) }, replicas: replicas)
+    }
+
+    static func replaceContent(_ db: Database, ino: Ino, domain: DomainID, classID: ClassID, size: Int64,
+                               indexed: [(Int, CommittedChunk)], replicas: Int) throws {
+        let keep = Set(indexed.map(\.1.fid))
+        try queueChunksForDeletion(db, ino: ino, keeping: keep)
+        try db.execute(sql: "DELETE FROM chunk WHERE ino = ?", arguments: [ino])
+        for (index, c) in indexed {
+            let known = try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM blob WHERE fid = ?)", arguments: [c.fid]) ?? false
+            if !known {
+                guard try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM tempfile WHERE fid = ?)", arguments: [c.fid]) == true else {
+                    throw StoreError("no_temp_file", "fid \(c.fid) is not an open upload (already committed, abandoned or never opened)", errno: EIO)
+                }
+                try db.execute(sql: "INSERT INTO blob(fid, dmid, classid, length, checksum) VALUES (?, ?, ?, ?, ?)",
+                               arguments: [c.fid, domain, classID, c.length, c.checksum])
+                try db.execute(sql: "DELETE FROM tempfile WHERE fid = ?", arguments: [c.fid])
+                for d in c.devices { try db.execute(sql: "INSERT OR IGNORE INTO file_on(fid, devid) VALUES (?, ?)", arguments: [c.fid, d]) }
+                if Set(c.devices).count < replicas {
+                    try db.execute(sql: "INSERT OR IGNORE INTO replicate_queue(fid, nexttry) VALUES (?, 0)", arguments: [c.fid])
+                }
+            }
+            try db.execute(sql: "INSERT INTO chunk(ino, idx, fid, length) VALUES (?, ?, ?, ?)", arguments: [ino, index, c.fid, c.length])
+        }
+        let now = Clock.nowNanos()
+        let checksum = indexed.count == 1 ? indexed[0].1.checksum : nil
+        try db.execute(sql: "UPDATE inode SET size = ?, classid = ?, mtime = ?, ctime = ?, checksum = ? WHERE ino = ?",
+                       arguments: [size, classID, now, now, checksum, ino])
+    }
+
+    /// Queues the blobs of `ino` that are not in `keeping` (and no other inode uses) for deletion.
+    static func queueChunksForDeletion(_ db: Database, ino: Ino, keeping: Set<Fid>) throws {
+        let fids = try Fid.fetchAll(db, sql: "SELECT fid FROM chunk WHERE ino = ?", arguments: [ino])
+        for fid in fids where !keeping.contains(fid) {
+            let shared = try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM chunk WHERE fid = ? AND ino != ?)", arguments: [fid, ino]) ?? false
+            if shared { continue }
+            try db.execute(sql: "DELETE FROM blob WHERE fid = ?", arguments: [fid])
+            try db.execute(sql: "DELETE FROM replicate_queue WHERE fid = ?", arguments: [fid])
+            try db.execute(sql: "INSERT OR IGNORE INTO delete_queue(fid, nexttry) VALUES (?, 0)", arguments: [fid])
+        }
+    }
+
+    // MARK: reading
+
+    static func chunks(_ db: Database, ino: Ino) throws -> [ChunkRef] {
+        try Row.fetchAll(db, sql: "SELECT idx, fid, length FROM chunk WHERE ino = ? ORDER BY idx", arguments: [ino])
+            .map { ChunkRef(index: $0["idx"], fid: $0["fid"], length: $0["length"]) }
+    }
+
+    public func chunks(ino: Ino) async throws -> [ChunkRef] {
+        try await read { db in try Self.chunks(db, ino: ino) }
+    }
+
+    /// The file at `key`, with its chunks; nil if no such file.
+    public func file(domain: DomainRecord, key: KeyPath) async throws -> FileRecord? {
+        try await read { db in
+            guard let ino = try Self.resolve(db, domain: domain, key: key) else { return nil }
+            let a = try Self.requireAttributes(db, ino: ino)
+            return FileRecord(key: key.description, attributes: a, chunks: try Self.chunks(db, ino: ino))
+        }
+    }
+
+    /// Where each fid's copies are.
+    public func copies(of fids: [Fid]) async throws -> [Fid: [DeviceID]] {
+        try await read { db in
+            var out: [Fid: [DeviceID]] = [:]
+            for fid in fids {
+                out[fid] = try DeviceID.fetchAll(db, sql: "SELECT devid FROM file_on WHERE fid = ?", arguments: [fid])
+            }
+            return out
+        }
+    }
+
+    public func blob(fid: Fid) async throws -> BlobRecord? {
+        try await read { db in try Self.blob(db, fid: fid) }
+    }
+
+    static func blob(_ db: Database, fid: Fid) throws -> BlobRecord? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM blob WHERE fid = ?", arguments: [fid]) else { return nil }
+        return BlobRecord(fid: fid, domain: row["dmid"], classID: row["classid"], length: row["length"], checksum: row["checksum"],
+                          devices: try DeviceID.fetchAll(db, sql: "SELECT devid FROM file_on WHERE fid = ?", arguments: [fid]))
+    }
+
+    // MARK: key-based operations (MogileFS commands)
+
+    public func deleteKey(domain: DomainRecord, key: KeyPath) async throws {
+        try await write { db in
+            guard let ino = try Self.resolve(db, domain: domain, key: key), ino != domain.root else {
+                throw StoreError("unknown_key", "no key \"\(key)\" in domain \(domain.name)", errno: ENOENT)
+            }
+            let parent = try Ino.fetchOne(db, sql: "SELECT parent FROM dirent WHERE dmid = ? AND path = ?", arguments: [domain.id, key.description])!
+            try Self.removeEntry(db, parent: parent, name: key.name, expectDirectory: nil)
+        }
+    }
+
+    /// MogileFS rename: fails with key_exists when the target exists; creates target directories.
+    public func renameKey(domain: DomainRecord, from: KeyPath, to: KeyPath) async throws {
+        try await write { db in
+            guard let ino = try Self.resolve(db, domain: domain, key: from), ino != domain.root else {
+                throw StoreError("unknown_key", "no key \"\(from)\" in domain \(domain.name)", errno: ENOENT)
+            }
+            if try Self.resolve(db, domain: domain, key: to) != nil {
+                throw StoreError("key_exists", "key \"\(to)\" already exists in domain \(domain.name)", errno: EEXIST)
+            }
+            let parent = try Ino.fetchOne(db, sql: "SELECT parent FROM dirent WHERE dmid = ? AND path = ?", arguments: [domain.id, from.description])!
+            let newParent = try Self.ensureDirectories(db, domain: domain, path: to.parent)
+            try Self.moveEntry(db, domain: domain.id, from: parent, name: from.name, to: newParent, newName: to.name)
+        }
+    }
+
+    /// Moves a file to another class; its blobs are re-checked by the replicate worker.
+    public func setClass(ino: Ino, classID: ClassID) async throws {
+        try await write { db in
+            try db.execute(sql: "UPDATE inode SET classid = ?, ctime = ? WHERE ino = ?", arguments: [classID, Clock.nowNanos(), ino])
+            try db.execute(sql: "UPDATE blob SET classid = ? WHERE fid IN (SELECT fid FROM chunk WHERE ino = ?)", arguments: [classID, ino])
+            try db.execute(sql: "INSERT OR IGNORE INTO replicate_queue(fid, nexttry) SELECT fid, 0 FROM chunk WHERE ino = ?", arguments: [ino])
+        }
+    }
+
+    /// Keys (files and symlinks, not directories) starting with `prefix`, after `after`, in byte order.
+    public func listKeys(domain: DomainID, prefix: String, after: String?, limit: Int) async throws -> [String] {
+        try await read { db in
+            try String.fetchAll(db, sql: """
+                SELECT d.path FROM dirent d JOIN inode i ON i.ino = d.ino
+                WHERE d.dmid = ? AND d.path >= ? AND d.path < ? AND d.path > ? AND i.kind != 'd'
+                ORDER BY d.path LIMIT ?
+                """, arguments: [domain, prefix, prefix + "\u{10FFFF}", after ?? "", limit])
+        }
+    }
+
+    public struct FidListing: Sendable {
+        public var fid: Fid
+        public var domain: String
+        public var className: String
+        public var key: String
+        public var length: Int64
+        public var devcount: Int
+    }
+
+    /// MogileFS's list_fids: blobs after `from`, `count` of them.
+    public func listFids(from: Fid, count: Int) async throws -> [FidListing] {
+        try await read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT b.fid, dm.name AS domain, COALESCE(cl.name, 'default') AS class, COALESCE(d.path, '') AS key, b.length,
+                       (SELECT COUNT(*) FROM file_on f WHERE f.fid = b.fid) AS devcount
+                FROM blob b JOIN domain dm ON dm.dmid = b.dmid
+                LEFT JOIN class cl ON cl.dmid = b.dmid AND cl.classid = b.classid
+                LEFT JOIN chunk c ON c.fid = b.fid
+                LEFT JOIN dirent d ON d.ino = c.ino
+                WHERE b.fid > ? GROUP BY b.fid ORDER BY b.fid LIMIT ?
+                """, arguments: [from, count]).map {
+                FidListing(fid: $0["fid"], domain: $0["domain"], className: $0["class"], key: $0["key"], length: $0["length"], devcount: $0["devcount"])
+            }
+        }
+    }
+}

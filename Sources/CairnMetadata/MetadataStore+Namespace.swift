@@ -1,0 +1,394 @@
+import CairnCore
+import Foundation
+import GRDB
+
+/// The namespace: inodes, directory entries (with their full key), hard links, symlinks,
+/// custom metadata. Both the key-based MogileFS commands and the inode-based mount use it.
+extension MetadataStore {
+    static let inodeColumns = "ino, dmid, kind, mode, uid, gid, size, atime, mtime, ctime, nlink, classid, checksum"
+
+    static func attributes(_ row: Row) -> InodeAttributes {
+        InodeAttributes(ino: row["ino"], domain: row["dmid"], kind: InodeKind(rawValue: row["kind"]) ?? .file,
+                        mode: UInt32(truncatingIfNeeded: row["mode"] as Int64), uid: UInt32(truncatingIfNeeded: row["uid"] as Int64),
+                        gid: UInt32(truncatingIfNeeded: row["gid"] as Int64), size: row["size"], atime: row["atime"],
+                        mtime: row["mtime"], ctime: row["ctime"], nlink: row["nlink"], classID: row["classid"], checksum: row["checksum"])
+    }
+
+    static func attributes(_ db: Database, ino: Ino) throws -> InodeAttributes? {
+        try Row.fetchOne(db, sql: "SELECT \(inodeColumns) FROM inode WHERE ino = ?", arguments: [ino]).map(attributes)
+    }
+
+    static func requireAttributes(_ db: Database, ino: Ino) throws -> InodeAttributes {
+        guard let a = try attributes(db, ino: ino) else { throw StoreError("unknown_inode", "inode \(ino) does not exist", errno: ENOENT) }
+        return a
+    }
+
+    /// The full key of a directory (`""` for a domain root).
+    static func directoryPath(_ db: Database, ino: Ino) throws -> String {
+        try String.fetchOne(db, sql: "SELECT path FROM dirent WHERE ino = ? LIMIT 1", arguments: [ino]) ?? ""
+    }
+
+    static func childPath(parentPath: String, name: String) -> String { parentPath.isEmpty ? name : parentPath + "/" + name }
+
+    /// The inode at `key` in a domain, if any.
+    static func resolve(_ db: Database, domain: DomainRecord, key: KeyPath) throws -> Ino? {
+        if key.isRoot { return domain.root }
+        return try Ino.fetchOne(db, sql: "SELECT ino FROM dirent WHERE dmid = ? AND path = ?", arguments: [domain.id, key.description])
+    }
+
+    static func entryIno(_ db: Database, parent: Ino, name: String) throws -> Ino? {
+        try Ino.fetchOne(db, sql: "SELECT ino FROM dirent WHERE parent = ? AND name = ?", arguments: [parent, name])
+    }
+
+    static func newInode(_ db: Database, domain: DomainID, kind: InodeKind, mode: UInt32, uid: UInt32, gid: UInt32,
+                         classID: ClassID = 0, target: [UInt8]? = nil, size: Int64 = 0) throws -> Ino {
+        let now = Clock.nowNanos()
+        let typeBits: UInt32 = switch kind { case .file: 0o100000; case .directory: 0o040000; case .symlink: 0o120000 }
+        try db.execute(sql: """
+            INSERT INTO inode(dmid, kind, mode, uid, gid, size, atime, mtime, ctime, nlink, classid, target)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [domain, kind.rawValue, Int64(typeBits | (mode & 0o7777)), Int64(uid), Int64(gid), size,
+                             now, now, now, kind == .directory ? 2 : 1, classID, target.map { Data($0) }])
+        return db.lastInsertedRowID
+    }
+
+    static func insertEntry(_ db: Database, domain: DomainID, parent: Ino, name: String, ino: Ino) throws {
+        let path = childPath(parentPath: try directoryPath(db, ino: parent), name: name)
+        try db.execute(sql: "INSERT INTO dirent(parent, name, ino, dmid, path) VALUES (?, ?, ?, ?, ?)",
+                       arguments: [parent, name, ino, domain, path])
+        try touchDirectory(db, ino: parent)
+    }
+
+    static func touchDirectory(_ db: Database, ino: Ino) throws {
+        let now = Clock.nowNanos()
+        try db.execute(sql: "UPDATE inode SET mtime = ?, ctime = ? WHERE ino = ?", arguments: [now, now, ino])
+    }
+
+    /// Creates the directories of `path` that do not exist yet; returns the innermost one.
+    static func ensureDirectories(_ db: Database, domain: DomainRecord, path: KeyPath, uid: UInt32 = 0, gid: UInt32 = 0) throws -> Ino {
+        var current = domain.root
+        var prefix = KeyPath.root
+        for name in path.components {
+            prefix = prefix.appending(name)
+            if let existing = try entryIno(db, parent: current, name: name) {
+                let a = try requireAttributes(db, ino: existing)
+                guard a.kind == .directory else {
+                    throw StoreError("not_a_directory", "\"\(prefix)\" exists and is not a directory", errno: ENOTDIR)
+                }
+                current = existing
+            } else {
+                let ino = try newInode(db, domain: domain.id, kind: .directory, mode: 0o755, uid: uid, gid: gid)
+                try insertEntry(db, domain: domain.id, parent: current, name: name, ino: ino)
+                try db.execute(sql: "UPDATE inode SET nlink = nlink + 1 WHERE ino = ?", arguments: [current])
+                current = ino
+            }
+        }
+        return current
+    }
+
+    /// Removes one name. A file whose last name goes is freed: its blobs are queued for deletion.
+    static func removeEntry(_ db: Database, parent: Ino, name: String, expectDirectory: Bool?) throws {
+        guard let ino = try entryIno(db, parent: parent, name: name) else {
+            throw StoreError("unknown_key", "\"\(name)\" does not exist", errno: ENOENT)
+        }
+        let a = try requireAttributes(db, ino: ino)
+        if expectDirectory == true, a.kind != .directory { throw StoreError("not_a_directory", "\"\(name)\" is not a directory", errno: ENOTDIR) }
+        if expectDirectory == false, a.kind == .directory { throw StoreError("is_a_directory", "\"\(name)\" is a directory", errno: EISDIR) }
+        if a.kind == .directory {
+            if try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM dirent WHERE parent = ?)", arguments: [ino]) == true {
+                throw StoreError("not_empty", "directory \"\(name)\" is not empty", errno: ENOTEMPTY)
+            }
+            try db.execute(sql: "UPDATE inode SET nlink = nlink - 1 WHERE ino = ?", arguments: [parent])
+        }
+        try db.execute(sql: "DELETE FROM dirent WHERE parent = ? AND name = ?", arguments: [parent, name])
+        try touchDirectory(db, ino: parent)
+        let remaining = a.kind == .directory ? 0 : a.nlink - 1
+        if remaining > 0 {
+            try db.execute(sql: "UPDATE inode SET nlink = ?, ctime = ? WHERE ino = ?", arguments: [remaining, Clock.nowNanos(), ino])
+        } else {
+            try freeInode(db, ino: ino)
+        }
+    }
+
+    static func freeInode(_ db: Database, ino: Ino) throws {
+        try queueChunksForDeletion(db, ino: ino, keeping: [])
+        try db.execute(sql: "DELETE FROM chunk WHERE ino = ?", arguments: [ino])
+        try db.execute(sql: "DELETE FROM xattr WHERE ino = ?", arguments: [ino])
+        try db.execute(sql: "DELETE FROM inode WHERE ino = ?", arguments: [ino])
+    }
+
+    /// Moves an entry (and, for a directory, rewrites its subtree's keys).
+    static func moveEntry(_ db: Database, domain: DomainID, from parent: Ino, name: String, to newParent: Ino, newName: String) throws {
+        guard let ino = try entryIno(db, parent: parent, name: name) else {
+            throw StoreError("unknown_key", "\"\(name)\" does not exist", errno: ENOENT)
+        }
+        let oldPath = try String.fetchOne(db, sql: "SELECT path FROM dirent WHERE parent = ? AND name = ?", arguments: [parent, name])!
+        let newPath = childPath(parentPath: try directoryPath(db, ino: newParent), name: newName)
+        let a = try requireAttributes(db, ino: ino)
+        if a.kind == .directory, newPath.hasPrefix(oldPath + "/") {
+            throw StoreError("invalid_rename", "cannot move directory \"\(oldPath)\" inside itself", errno: EINVAL)
+        }
+        try db.execute(sql: "DELETE FROM dirent WHERE parent = ? AND name = ?", arguments: [parent, name])
+        try db.execute(sql: "INSERT INTO dirent(parent, name, ino, dmid, path) VALUES (?, ?, ?, ?, ?)",
+                       arguments: [newParent, newName, ino, domain, newPath])
+        if a.kind == .directory {
+            // '0' is the byte after '/': the range holds exactly the keys under oldPath/.
+            try db.execute(sql: """
+                UPDATE dirent SET path = ? || substr(path, ?) WHERE dmid = ? AND path > ? AND path < ?
+                """, arguments: [newPath, oldPath.utf8.count + 1, domain, oldPath + "/", oldPath + "0"])
+            if parent != newParent {
+                try db.execute(sql: "UPDATE inode SET nlink = nlink - 1 WHERE ino = ?", arguments: [parent])
+                try db.execute(sql: "UPDATE inode SET nlink = nlink + 1 WHERE ino = ?", arguments: [newParent])
+            }
+        }
+        try db.execute(sql: "UPDATE inode SET ctime = ? WHERE ino = ?", arguments: [Clock.nowNanos(), ino])
+        try touchDirectory(db, ino: parent)
+        if newParent != parent { try touchDirectory(db, ino: newParent) }
+    }
+
+    // MARK: inode operations (the mount's and the CLI's)
+
+    public func lookup(parent: Ino, name: String) async throws -> InodeAttributes {
+        try await read { db in
+            guard let ino = try Self.entryIno(db, parent: parent, name: name) else {
+                throw StoreError("unknown_key", "no entry \"\(name)\" in directory \(parent)", errno: ENOENT)
+            }
+            return try Self.requireAttributes(db, ino: ino)
+        }
+    }
+
+    public func getattr(ino: Ino) async throws -> InodeAttributes {
+        try await read { db in try Self.requireAttributes(db, ino: ino) }
+    }
+
+    public struct AttributeChange: Sendable {
+        public var mode: UInt32?
+        public var uid: UInt32?
+        public var gid: UInt32?
+        public var size: Int64?
+        public var atime: UnixNanos?
+        public var mtime: UnixNanos?
+        public init(mode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil, size: Int64? = nil, atime: UnixNanos? = nil, mtime: UnixNanos? = nil) {
+            self.mode = mode; self.uid = uid; self.gid = gid; self.size = size; self.atime = atime; self.mtime = mtime
+        }
+    }
+
+    /// chmod/chown/utimens, and truncate: shrinking keeps the chunks below the new size (the last
+    /// one's recorded length is cut; chunks are immutable, so its blob is shared as it is).
+    public func setattr(ino: Ino, _ c: AttributeChange) async throws -> InodeAttributes {
+        try await write { db in
+            var a = try Self.requireAttributes(db, ino: ino)
+            let now = Clock.nowNanos()
+            if let m = c.mode { a.mode = (a.mode & 0o170000) | (m & 0o7777) }
+            if let u = c.uid { a.uid = u }
+            if let g = c.gid { a.gid = g }
+            if let t = c.atime { a.atime = t }
+            if let t = c.mtime { a.mtime = t }
+            if let size = c.size, size != a.size {
+                guard a.kind == .file else { throw StoreError("is_a_directory", "only files can be truncated", errno: EISDIR) }
+                try Self.truncateChunks(db, ino: ino, size: size)
+                a.size = size
+                if c.mtime == nil { a.mtime = now }
+            }
+            a.ctime = now
+            try db.execute(sql: "UPDATE inode SET mode = ?, uid = ?, gid = ?, size = ?, atime = ?, mtime = ?, ctime = ? WHERE ino = ?",
+                           arguments: [Int64(a.mode), Int64(a.uid), Int64(a.gid), a.size, a.atime, a.mtime, a.ctime, ino])
+            return a
+        }
+    }
+
+    static func truncateChunks(_ db: Database, ino: Ino, size: Int64) throws {
+        let chunks = try chunks(db, ino: ino)
+        var keep: [ChunkRef] = []
+        for var c in chunks {
+            let start = try chunkStart(db, ino: ino, index: c.index)
+            if start >= size { continue }
+            c.length = min(c.length, size - start)
+            keep.append(c)
+        }
+        try queueChunksForDeletion(db, ino: ino, keeping: Set(keep.map(\.fid)))
+        try db.execute(sql: "DELETE FROM chunk WHERE ino = ?", arguments: [ino])
+        for c in keep {
+            try db.execute(sql: "INSERT INTO chunk(ino, idx, fid, length) VALUES (?, ?, ?, ?)", arguments: [ino, c.index, c.fid, c.length])
+        }
+    }
+
+    /// Chunk i starts at i × the class's chunk size.
+    static func chunkStart(_ db: Database, ino: Ino, index: Int) throws -> Int64 {
+        let size = try Int64.fetchOne(db, sql: """
+            SELECT c.chunk_size FROM inode i JOIN class c ON c.dmid = i.dmid AND c.classid = i.classid WHERE i.ino = ?
+            """, arguments: [ino]) ?? ChunkLayout.defaultChunkSize
+        return Int64(index) * size
+    }
+
+    public struct NewInode: Sendable {
+        public var kind: InodeKind
+        public var mode: UInt32
+        public var uid: UInt32
+        public var gid: UInt32
+        public var target: String?
+        public init(kind: InodeKind, mode: UInt32, uid: UInt32, gid: UInt32, target: String? = nil) {
+            self.kind = kind; self.mode = mode; self.uid = uid; self.gid = gid; self.target = target
+        }
+    }
+
+    /// mkdir, create (an empty file), symlink. Files take the class set on the nearest
+    /// directory above them (`cairn.class`), else `default`.
+    public func create(parent: Ino, name: String, _ n: NewInode, exclusive: Bool = true) async throws -> InodeAttributes {
+        try KeyPath.validate(name: name)
+        return try await write { db in
+            let p = try Self.requireAttributes(db, ino: parent)
+            guard p.kind == .directory else { throw StoreError("not_a_directory", "inode \(parent) is not a directory", errno: ENOTDIR) }
+            if let existing = try Self.entryIno(db, parent: parent, name: name) {
+                if exclusive || n.kind != .file { throw StoreError("key_exists", "\"\(name)\" already exists", errno: EEXIST) }
+                return try Self.requireAttributes(db, ino: existing)
+            }
+            let classID = n.kind == .file ? try Self.inheritedClass(db, directory: parent) : 0
+            let ino = try Self.newInode(db, domain: p.domain, kind: n.kind, mode: n.mode, uid: n.uid, gid: n.gid, classID: classID,
+                                        target: n.target.map { Array($0.utf8) }, size: Int64(n.target?.utf8.count ?? 0))
+            try Self.insertEntry(db, domain: p.domain, parent: parent, name: name, ino: ino)
+            if n.kind == .directory { try db.execute(sql: "UPDATE inode SET nlink = nlink + 1 WHERE ino = ?", arguments: [parent]) }
+            return try Self.requireAttributes(db, ino: ino)
+        }
+    }
+
+    static let directoryClassXattr = "cairn.class"
+
+    static func inheritedClass(_ db: Database, directory: Ino) throws -> ClassID {
+        var dir = directory
+        for _ in 0..<256 {
+            if let v = try Data.fetchOne(db, sql: "SELECT value FROM xattr WHERE ino = ? AND name = ?", arguments: [dir, directoryClassXattr]),
+               let id = ClassID(String(decoding: v, as: UTF8.self)) {
+                return id
+            }
+            guard let parent = try Ino.fetchOne(db, sql: "SELECT parent FROM dirent WHERE ino = ? LIMIT 1", arguments: [dir]) else { return 0 }
+            dir = parent
+        }
+        return 0
+    }
+
+    public func unlink(parent: Ino, name: String, directory: Bool) async throws {
+        try await write { db in try Self.removeEntry(db, parent: parent, name: name, expectDirectory: directory) }
+    }
+
+    public func link(ino: Ino, newParent: Ino, newName: String) async throws -> InodeAttributes {
+        try KeyPath.validate(name: newName)
+        return try await write { db in
+            let a = try Self.requireAttributes(db, ino: ino)
+            guard a.kind != .directory else { throw StoreError("is_a_directory", "directories cannot be hard-linked", errno: EPERM) }
+            let p = try Self.requireAttributes(db, ino: newParent)
+            guard p.domain == a.domain else { throw StoreError("cross_domain", "hard links cannot cross domains", errno: EXDEV) }
+            if try Self.entryIno(db, parent: newParent, name: newName) != nil {
+                throw StoreError("key_exists", "\"\(newName)\" already exists", errno: EEXIST)
+            }
+            try Self.insertEntry(db, domain: a.domain, parent: newParent, name: newName, ino: ino)
+            try db.execute(sql: "UPDATE inode SET nlink = nlink + 1, ctime = ? WHERE ino = ?", arguments: [Clock.nowNanos(), ino])
+            return try Self.requireAttributes(db, ino: ino)
+        }
+    }
+
+    public func readlink(ino: Ino) async throws -> String {
+        try await read { db in
+            guard let t = try Data.fetchOne(db, sql: "SELECT target FROM inode WHERE ino = ? AND kind = 'l'", arguments: [ino]) else {
+                throw StoreError("not_a_symlink", "inode \(ino) is not a symlink", errno: EINVAL)
+            }
+            return String(decoding: t, as: UTF8.self)
+        }
+    }
+
+    public enum RenameMode: Sendable { case replace, noReplace, exchange }
+
+    /// Atomic rename: replaces a target file or empty directory, or fails (noReplace), or swaps (exchange).
+    public func rename(parent: Ino, name: String, newParent: Ino, newName: String, mode: RenameMode = .replace) async throws {
+        try KeyPath.validate(name: newName)
+        try await write { db in
+            guard let src = try Self.entryIno(db, parent: parent, name: name) else {
+                throw StoreError("unknown_key", "\"\(name)\" does not exist", errno: ENOENT)
+            }
+            let srcAttrs = try Self.requireAttributes(db, ino: src)
+            let np = try Self.requireAttributes(db, ino: newParent)
+            guard np.kind == .directory else { throw StoreError("not_a_directory", "target parent is not a directory", errno: ENOTDIR) }
+            guard np.domain == srcAttrs.domain else { throw StoreError("cross_domain", "rename cannot cross domains", errno: EXDEV) }
+            let dst = try Self.entryIno(db, parent: newParent, name: newName)
+            if dst == src { return }
+            switch mode {
+            case .noReplace:
+                if dst != nil { throw StoreError("key_exists", "\"\(newName)\" already exists", errno: EEXIST) }
+            case .exchange:
+                guard dst != nil else { throw StoreError("unknown_key", "\"\(newName)\" does not exist", errno: ENOENT) }
+                let tmp = ".cairn-exchange-\(src)"
+                try Self.moveEntry(db, domain: np.domain, from: newParent, name: newName, to: parent, newName: tmp)
+                try Self.moveEntry(db, domain: np.domain, from: parent, name: name, to: newParent, newName: newName)
+                try Self.moveEntry(db, domain: np.domain, from: parent, name: tmp, to: parent, newName: name)
+                return
+            case .replace:
+                if let dst {
+                    let dstAttrs = try Self.requireAttributes(db, ino: dst)
+                    if srcAttrs.kind == .directory, dstAttrs.kind != .directory {
+                        throw StoreError("not_a_directory", "cannot replace file \"\(newName)\" with a directory", errno: ENOTDIR)
+                    }
+                    if srcAttrs.kind != .directory, dstAttrs.kind == .directory {
+                        throw StoreError("is_a_directory", "cannot replace directory \"\(newName)\" with a file", errno: EISDIR)
+                    }
+                    try Self.removeEntry(db, parent: newParent, name: newName, expectDirectory: nil)
+                }
+            }
+            try Self.moveEntry(db, domain: np.domain, from: parent, name: name, to: newParent, newName: newName)
+        }
+    }
+
+    /// One page of a directory, with attributes, in name order after `after`.
+    public func readdir(ino: Ino, after: String?, limit: Int) async throws -> [DirectoryEntry] {
+        try await read { db in
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT d.name, \(Self.inodeColumns.split(separator: ",").map { "i." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
+                FROM dirent d JOIN inode i ON i.ino = d.ino
+                WHERE d.parent = ? AND d.name > ? ORDER BY d.name LIMIT ?
+                """, arguments: [ino, after ?? "", limit])
+            return rows.map { DirectoryEntry(name: $0["name"], attributes: Self.attributes($0)) }
+        }
+    }
+
+    // MARK: custom metadata (xattrs)
+
+    public func xattrGet(ino: Ino, name: String) async throws -> [UInt8]? {
+        try await read { db in
+            try Data.fetchOne(db, sql: "SELECT value FROM xattr WHERE ino = ? AND name = ?", arguments: [ino, name]).map { Array($0) }
+        }
+    }
+
+    public func xattrList(ino: Ino) async throws -> [(String, [UInt8])] {
+        try await read { db in
+            try Row.fetchAll(db, sql: "SELECT name, value FROM xattr WHERE ino = ? ORDER BY name", arguments: [ino])
+                .map { (Self.string($0["name"]), Array($0["value"] as Data)) }
+        }.map { ($0.0, $0.1) }
+    }
+
+    static func string(_ v: String) -> String { v }
+
+    public enum XattrMode: Sendable { case any, create, replace }
+
+    public func xattrSet(ino: Ino, name: String, value: [UInt8], mode: XattrMode = .any) async throws {
+        try await write { db in
+            _ = try Self.requireAttributes(db, ino: ino)
+            let exists = try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM xattr WHERE ino = ? AND name = ?)", arguments: [ino, name]) ?? false
+            if mode == .create, exists { throw StoreError("xattr_exists", "attribute \(name) already exists", errno: EEXIST) }
+            if mode == .replace, !exists { throw StoreError("no_xattr", "attribute \(name) does not exist", errno: ENODATA) }
+            try db.execute(sql: "INSERT INTO xattr(ino, name, value) VALUES (?, ?, ?) ON CONFLICT(ino, name) DO UPDATE SET value = excluded.value",
+                           arguments: [ino, name, Data(value)])
+            try db.execute(sql: "UPDATE inode SET ctime = ? WHERE ino = ?", arguments: [Clock.nowNanos(), ino])
+        }
+    }
+
+    public func xattrRemove(ino: Ino, name: String) async throws {
+        try await write { db in
+            try db.execute(sql: "DELETE FROM xattr WHERE ino = ? AND name = ?", arguments: [ino, name])
+            if db.changesCount == 0 { throw StoreError("no_xattr", "attribute \(name) does not exist", errno: ENODATA) }
+        }
+    }
+
+    /// Resolves a key to its inode (for the CLI's key-based metadata commands).
+    public func resolve(domain: DomainRecord, key: KeyPath) async throws -> Ino? {
+        try await read { db in try Self.resolve(db, domain: domain, key: key) }
+    }
+}

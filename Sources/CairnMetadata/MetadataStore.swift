@@ -1,0 +1,62 @@
+import CairnCore
+import CairnPolicy
+import Foundation
+import GRDB
+
+/// The tracker's metadata: namespace, cluster layout, blobs and work queues, in SQLite (WAL).
+/// Every public method is one transaction, so a tracker killed at any moment loses nothing
+/// it acknowledged and leaves nothing half-done.
+public final class MetadataStore: Sendable {
+    let pool: DatabasePool
+
+    /// Opens (creating if needed) the database at `path` and migrates it to the current schema.
+    public init(path: String) throws {
+        var config = Configuration()
+        config.busyMode = .timeout(10)
+        config.prepareDatabase { db in
+            // FULL: an acknowledged commit survives power loss, not only a process kill.
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: config)
+            try Schema.migrator().migrate(pool)
+        } catch {
+            throw StoreError("db", "cannot open the metadata database at \(path): \(error). Check the path and its permissions.")
+        }
+    }
+
+    func read<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
+        try await mapErrors { try await self.pool.read(body) }
+    }
+
+    func write<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
+        try await mapErrors { try await self.pool.write(body) }
+    }
+
+    private func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
+        do { return try await body() }
+        catch let e as StoreError { throw e }
+        catch let e as KeyError { throw StoreError("invalid_key", e.description, errno: 22) }
+        catch { throw StoreError("db", "metadata database error: \(error)") }
+    }
+
+    // MARK: settings
+
+    public func setting(_ key: String) async throws -> String? {
+        try await read { db in try String.fetchOne(db, sql: "SELECT value FROM setting WHERE key = ?", arguments: [key]) }
+    }
+
+    public func settings() async throws -> [(String, String)] {
+        try await read { db in
+            try Row.fetchAll(db, sql: "SELECT key, value FROM setting ORDER BY key").map { ($0["key"], $0["value"]) }
+        }.map { ($0.0 as String, $0.1 as String) }
+    }
+
+    public func setSetting(_ key: String, _ value: String) async throws {
+        try await write { db in
+            try db.execute(sql: "INSERT INTO setting(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                           arguments: [key, value])
+        }
+    }
+}

@@ -1,0 +1,119 @@
+import GRDB
+
+/// Versioned schema migrations. Each migration is append-only: never edit a shipped one.
+enum Schema {
+    static func migrator() -> DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1") { db in
+            try db.execute(sql: """
+            CREATE TABLE domain(
+              dmid INTEGER PRIMARY KEY AUTOINCREMENT,
+              name TEXT NOT NULL UNIQUE,
+              root INTEGER NOT NULL);
+            CREATE TABLE class(
+              dmid INTEGER NOT NULL REFERENCES domain ON DELETE CASCADE,
+              classid INTEGER NOT NULL,
+              name TEXT NOT NULL,
+              replicas INTEGER NOT NULL,
+              sync_copies INTEGER NOT NULL,
+              policy TEXT NOT NULL,
+              checksum TEXT NOT NULL,
+              chunk_size INTEGER NOT NULL,
+              PRIMARY KEY(dmid, classid),
+              UNIQUE(dmid, name));
+            CREATE TABLE host(
+              hostid INTEGER PRIMARY KEY AUTOINCREMENT,
+              name TEXT NOT NULL UNIQUE,
+              ip TEXT NOT NULL,
+              port INTEGER NOT NULL,
+              get_port INTEGER,
+              status TEXT NOT NULL,
+              observed TEXT NOT NULL DEFAULT 'unknown',
+              last_seen INTEGER);
+            -- device ids come from this sequence so they are never reused, even after deletion.
+            CREATE TABLE device_seq(devid INTEGER PRIMARY KEY AUTOINCREMENT);
+            CREATE TABLE device(
+              devid INTEGER PRIMARY KEY,
+              hostid INTEGER NOT NULL REFERENCES host,
+              status TEXT NOT NULL,
+              weight INTEGER NOT NULL DEFAULT 100,
+              total_bytes INTEGER NOT NULL DEFAULT 0,
+              used_bytes INTEGER NOT NULL DEFAULT 0,
+              free_bytes INTEGER NOT NULL DEFAULT 0,
+              io_util REAL NOT NULL DEFAULT 0,
+              observed TEXT NOT NULL DEFAULT 'unknown',
+              usage_at INTEGER);
+            CREATE TABLE inode(
+              ino INTEGER PRIMARY KEY AUTOINCREMENT,
+              dmid INTEGER NOT NULL,
+              kind TEXT NOT NULL,
+              mode INTEGER NOT NULL,
+              uid INTEGER NOT NULL DEFAULT 0,
+              gid INTEGER NOT NULL DEFAULT 0,
+              size INTEGER NOT NULL DEFAULT 0,
+              atime INTEGER NOT NULL,
+              mtime INTEGER NOT NULL,
+              ctime INTEGER NOT NULL,
+              nlink INTEGER NOT NULL DEFAULT 1,
+              classid INTEGER NOT NULL DEFAULT 0,
+              target BLOB,
+              checksum TEXT);
+            -- path is the full key under the domain: MogileFS's key lookups and list_keys
+            -- become one indexed query; renaming a directory rewrites its subtree's paths.
+            CREATE TABLE dirent(
+              parent INTEGER NOT NULL,
+              name TEXT NOT NULL,
+              ino INTEGER NOT NULL,
+              dmid INTEGER NOT NULL,
+              path TEXT NOT NULL,
+              PRIMARY KEY(parent, name)) WITHOUT ROWID;
+            CREATE UNIQUE INDEX dirent_path ON dirent(dmid, path);
+            CREATE INDEX dirent_ino ON dirent(ino);
+            CREATE TABLE xattr(
+              ino INTEGER NOT NULL,
+              name TEXT NOT NULL,
+              value BLOB NOT NULL,
+              PRIMARY KEY(ino, name)) WITHOUT ROWID;
+            CREATE TABLE chunk(
+              ino INTEGER NOT NULL,
+              idx INTEGER NOT NULL,
+              fid INTEGER NOT NULL,
+              length INTEGER NOT NULL,
+              PRIMARY KEY(ino, idx)) WITHOUT ROWID;
+            CREATE INDEX chunk_fid ON chunk(fid);
+            -- Committed blobs.
+            CREATE TABLE blob(
+              fid INTEGER PRIMARY KEY,
+              dmid INTEGER NOT NULL,
+              classid INTEGER NOT NULL,
+              length INTEGER NOT NULL,
+              checksum TEXT);
+            -- Open uploads; AUTOINCREMENT makes this the fid generator that never reuses a fid.
+            CREATE TABLE tempfile(
+              fid INTEGER PRIMARY KEY AUTOINCREMENT,
+              created INTEGER NOT NULL,
+              dmid INTEGER NOT NULL,
+              classid INTEGER NOT NULL,
+              key TEXT NOT NULL,
+              devids TEXT NOT NULL);
+            CREATE TABLE file_on(
+              fid INTEGER NOT NULL,
+              devid INTEGER NOT NULL,
+              PRIMARY KEY(fid, devid)) WITHOUT ROWID;
+            CREATE INDEX file_on_devid ON file_on(devid);
+            CREATE TABLE replicate_queue(
+              fid INTEGER PRIMARY KEY,
+              nexttry INTEGER NOT NULL,
+              failcount INTEGER NOT NULL DEFAULT 0);
+            CREATE TABLE delete_queue(
+              fid INTEGER PRIMARY KEY,
+              nexttry INTEGER NOT NULL,
+              failcount INTEGER NOT NULL DEFAULT 0);
+            CREATE TABLE setting(
+              key TEXT PRIMARY KEY,
+              value TEXT NOT NULL);
+            """)
+        }
+        return m
+    }
+}
