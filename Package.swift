@@ -21,11 +21,13 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     ],
     targets: [
         // C shims: what Swift cannot call directly (variadics, macros).
         .target(name: "CCurl", path: "CShims/CCurl", linkerSettings: [.linkedLibrary("curl")]),
         .target(name: "CFuse3", path: "CShims/CFuse3", linkerSettings: [.linkedLibrary("fuse3")]),
+        .target(name: "CSys", path: "CShims/CSys"),
 
         // Vocabulary, no I/O.
         .target(name: "CairnCore", dependencies: [
@@ -40,12 +42,14 @@ let package = Package(
             "CairnCore", "CairnPolicy",
             .product(name: "GRDB", package: "GRDB.swift"),
         ], swiftSettings: swiftSettings),
-        // HTTP blob transfer over libcurl: used by the client, the tracker and node-to-node copy.
-        .target(name: "CairnTransfer", dependencies: ["CairnCore", "CCurl"], swiftSettings: swiftSettings),
+        // The wire: HTTP blob transfer over libcurl and blocking tracker connections; used by the
+        // client, the tracker (node checks, copies) and storage nodes (registration, peer copies).
+        .target(name: "CairnTransfer", dependencies: ["CairnCore", "CairnProtocol", "CCurl"], swiftSettings: swiftSettings),
         // The storage node (Hummingbird).
         .target(name: "CairnStorage", dependencies: [
-            "CairnCore", "CairnProtocol", "CairnTransfer",
+            "CairnCore", "CairnProtocol", "CairnTransfer", "CSys",
             .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
         // The tracker: protocol server (SwiftNIO) and workers.

@@ -1,0 +1,72 @@
+import CairnCore
+import CSys
+import Foundation
+
+/// Writes one blob durably: bytes go to a temporary file beside the target, which is
+/// fsynced, renamed into place and its directory fsynced, so a blob is either whole or
+/// absent after any crash. The checksum is computed as the bytes pass.
+final class BlobFile {
+    let finalPath: String
+    let tempPath: String
+    private let fd: Int32
+    private(set) var written: Int64 = 0
+    private var checksum: StreamingChecksum
+
+    init(path: String, algorithm: ChecksumAlgorithm) throws {
+        finalPath = path
+        let dir = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        tempPath = dir + "/.tmp-\(UInt64.random(in: 0...UInt64.max))"
+        fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw StorageError.io("cannot create \(tempPath): \(String(cString: strerror(errno)))") }
+        checksum = StreamingChecksum(algorithm)
+    }
+
+    deinit { close(fd) }
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws {
+        checksum.update(bytes)
+        var off = 0
+        while off < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StorageError.io("write to \(tempPath) failed: \(String(cString: strerror(errno)))")
+            }
+            off += n
+        }
+        written += Int64(bytes.count)
+    }
+
+    /// Makes the blob durable and visible. Returns its checksum.
+    func commit() throws -> Checksum? {
+        guard fsync(fd) == 0 else { throw StorageError.io("fsync of \(tempPath) failed: \(String(cString: strerror(errno)))") }
+        let sum = checksum.finalize()
+        if let sum { Self.storeChecksum(fd: fd, sum) }
+        guard rename(tempPath, finalPath) == 0 else { throw StorageError.io("rename to \(finalPath) failed: \(String(cString: strerror(errno)))") }
+        let dirfd = open((finalPath as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY)
+        if dirfd >= 0 { fsync(dirfd); close(dirfd) }
+        return sum
+    }
+
+    func discard() { unlink(tempPath) }
+
+    static let checksumXattr = "user.cairn.checksum"
+
+    /// The checksum travels with the blob as an extended attribute (where the file system has them).
+    static func storeChecksum(fd: Int32, _ sum: Checksum) {
+        let text = Array(sum.description.utf8)
+        _ = text.withUnsafeBytes { fsetxattr(fd, checksumXattr, $0.baseAddress, $0.count, 0) }
+    }
+
+    static func storedChecksum(path: String) -> String? {
+        var buf = [UInt8](repeating: 0, count: 128)
+        let n = buf.withUnsafeMutableBytes { getxattr(path, checksumXattr, $0.baseAddress, 128) }
+        return n > 0 ? String(decoding: buf[..<n], as: UTF8.self) : nil
+    }
+}
+
+enum StorageError: Error, CustomStringConvertible {
+    case io(String)
+    var description: String { switch self { case .io(let m): m } }
+}

@@ -1,0 +1,337 @@
+import CairnCore
+import CairnProtocol
+import CairnTransfer
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+
+/// How a storage node runs.
+public struct StorageConfig: Sendable {
+    public var host: String
+    public var port: Int
+    public var dataDir: String
+    public var name: String
+    /// Trackers to register with (none: manual `cairn admin host/device add`).
+    public var trackers: [String]
+    /// Cluster secret: writes need a tracker-signed token when set.
+    public var secret: String?
+    /// Devices to create at first registration when the data folder has none.
+    public var newDevices: Int
+    /// A device refuses writes (507) when fewer bytes than this would stay free.
+    public var reserveBytes: Int64
+
+    public init(host: String, port: Int, dataDir: String, name: String, trackers: [String], secret: String?,
+                newDevices: Int = 1, reserveBytes: Int64 = 64 << 20) {
+        self.host = host; self.port = port; self.dataDir = dataDir; self.name = name; self.trackers = trackers
+        self.secret = secret; self.newDevices = newDevices; self.reserveBytes = reserveBytes
+    }
+}
+
+/// A storage node: an HTTP/1.1 keep-alive server over local devices (`DATA/dev<N>`).
+/// PUT (streamed to a temp file, fsynced, renamed), GET/HEAD with single ranges, DELETE,
+/// MogileFS's usage file, a JSON status, and node-to-node copy for replication.
+public final class StorageNode: Sendable {
+    public let config: StorageConfig
+    let folders: DeviceFolders
+    let meter = UsageMeter()
+    let logger: Logger
+
+    public init(config: StorageConfig) {
+        self.config = config
+        self.folders = DeviceFolders(root: config.dataDir)
+        var logger = Logger(label: "cairn.storage.\(config.name)")
+        logger.logLevel = .info
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
+        let responder = CallbackResponder<BasicRequestContext> { request, _ in await self.respond(request) }
+        let app = Application(responder: responder,
+                              configuration: .init(address: .hostname(config.host, port: config.port), serverName: "cairn-storage"),
+                              onServerRunning: { _ in self.logger.info("storage node \(self.config.name) listening on \(self.config.host):\(self.config.port), data in \(self.config.dataDir)") },
+                              logger: logger)
+        if !config.trackers.isEmpty {
+            Task.detached { await self.registerUntilDone() }
+        }
+        try await app.runService()
+    }
+
+    // MARK: registration
+
+    /// Announces this node to a tracker; retried until one answers, so nodes may start first.
+    func registerUntilDone() async {
+        var warned = false
+        while !Task.isCancelled {
+            do {
+                try await BlockingPool.run { try self.register() }
+                return
+            } catch {
+                if !warned { logger.warning("cannot register with tracker \(config.trackers.joined(separator: ",")): \(error); retrying every 2 s") }
+                warned = true
+                try? await Task.sleep(for: .seconds(2))
+            }
+        }
+    }
+
+    func register() throws {
+        var lastError: (any Error)?
+        for tracker in config.trackers {
+            do {
+                let conn = try TrackerConnection(address: tracker)
+                let existing = folders.deviceIDs()
+                let reply = try conn.call("register_node", [
+                    ("name", config.name), ("ip", config.host), ("port", String(config.port)),
+                    ("devices", existing.map(String.init).joined(separator: ",")),
+                    ("new_devices", existing.isEmpty ? String(config.newDevices) : "0"),
+                ]).get()
+                for id in (reply["new_devices"] ?? "").split(separator: ",").compactMap({ DeviceID($0) }) {
+                    try folders.create(id)
+                }
+                logger.info("registered with tracker \(tracker) as host \(reply["hostid"] ?? "?"), devices \(folders.deviceIDs())")
+                return
+            } catch { lastError = error }
+        }
+        throw lastError ?? TransferError(url: "", reason: "no tracker configured")
+    }
+
+    // MARK: requests
+
+    func respond(_ request: Request) async -> Response {
+        let path = request.uri.path
+        if path == "/_status" { return status() }
+        if path.hasSuffix("/usage"), let id = deviceOfUsagePath(path) { return usage(device: id) }
+
+        var devicePath = path
+        var token: WriteToken?
+        if path.hasPrefix(WriteToken.prefix) {
+            guard let t = WriteToken.parse(path: path) else { return text(.badRequest, "malformed write token in \(path)") }
+            token = t
+            devicePath = t.devicePath
+        }
+        guard let (device, fid) = FidLayout.parse(devicePath: devicePath) else {
+            return text(.badRequest, "\(path.prefix(200)) is not a blob path; expected /dev<N>/B/MMM/TTT/<10-digit fid>.fid")
+        }
+        guard folders.exists(device) else { return text(.notFound, "device \(device) is not on this node (\(config.name))") }
+        let file = folders.file(device: device, fid: fid)
+
+        switch request.method {
+        case .get, .head:
+            if token != nil { return text(.badRequest, "write tokens are for PUT and DELETE") }
+            return await serve(file: file, request: request)
+        case .put, .delete:
+            if let denied = authorize(token: token, path: path) { return denied }
+            if request.method == .delete { return delete(file: file) }
+            return await store(file: file, device: device, request: request, algorithm: token?.algorithm ?? .none)
+        default:
+            return text(.methodNotAllowed, "\(request.method) is not supported; use GET, HEAD, PUT or DELETE")
+        }
+    }
+
+    func authorize(token: WriteToken?, path: String) -> Response? {
+        guard let secret = config.secret else { return nil }
+        guard let token else { return text(.forbidden, "unsigned write refused: this cluster has a secret, so PUT and DELETE need a path from the tracker (create_open)") }
+        switch token.verify(secret: secret) {
+        case .valid: return nil
+        case .expired: return text(.forbidden, "expired write token (expired at \(token.expiry)); ask the tracker for a new path")
+        case .badSignature: return text(.forbidden, "bad write signature: the token was not made by a tracker with this cluster's secret")
+        }
+    }
+
+    func deviceOfUsagePath(_ path: String) -> DeviceID? {
+        let parts = path.split(separator: "/")
+        guard parts.count == 2, parts[1] == "usage", parts[0].hasPrefix("dev"), let id = DeviceID(parts[0].dropFirst(3)) else { return nil }
+        return folders.exists(id) ? id : nil
+    }
+
+    // MARK: PUT
+
+    func store(file: String, device: DeviceID, request: Request, algorithm: ChecksumAlgorithm) async -> Response {
+        let expected = request.headers[.contentLength].flatMap { Int64($0) }
+        if let expected, let u = meter.measure(folders, id: device, reserveBytes: config.reserveBytes), u.freeBytes - expected < config.reserveBytes {
+            return text(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), "device \(device) on \(config.name) is nearly full (\(u.freeBytes) bytes free); the tracker will place the blob elsewhere")
+        }
+        let blob: BlobFile
+        do { blob = try BlobFile(path: file, algorithm: algorithm) }
+        catch { return text(.internalServerError, "device \(device) on \(config.name): \(error)") }
+        let box = BlobBox(blob)
+        do {
+            if let source = request.headers[HTTPField.Name("Cairn-Copy-From")!] {
+                try await copy(from: source, into: box)
+            } else {
+                try await receive(request.body, into: box)
+            }
+            if let expected, blob.written != expected {
+                blob.discard()
+                return text(.badRequest, "body was \(blob.written) bytes, Content-Length said \(expected); nothing stored")
+            }
+            let sum = try await BlockingPool.run { try box.blob.commit() }
+            var headers = HTTPFields()
+            headers[HTTPField.Name("X-Cairn-Size")!] = String(blob.written)
+            if let sum { headers[HTTPField.Name("X-Cairn-Checksum")!] = sum.description }
+            headers[.contentLength] = "0"
+            return Response(status: .ok, headers: headers)
+        } catch {
+            blob.discard()
+            return text(.badRequest, "upload to device \(device) on \(config.name) failed: \(error); nothing stored")
+        }
+    }
+
+    /// Streams the body to disk in ~1 MiB batches, off the async executor.
+    func receive(_ body: RequestBody, into box: BlobBox) async throws {
+        var pending = ByteBuffer()
+        for try await var piece in body {
+            pending.writeBuffer(&piece)
+            if pending.readableBytes >= 1 << 20 {
+                let batch = pending
+                pending = ByteBuffer()
+                try await BlockingPool.run { try batch.withUnsafeReadableBytes { try box.blob.append($0) } }
+            }
+        }
+        if pending.readableBytes > 0 {
+            let batch = pending
+            try await BlockingPool.run { try batch.withUnsafeReadableBytes { try box.blob.append($0) } }
+        }
+    }
+
+    /// Node-to-node copy: fetch the blob from a peer into this one (replication never
+    /// passes through the tracker).
+    func copy(from source: String, into box: BlobBox) async throws {
+        guard source.hasPrefix("http://"), let u = URL(string: source), FidLayout.parse(devicePath: u.path) != nil else {
+            throw StorageError.io("Cairn-Copy-From must be a blob URL, got \(source.prefix(200))")
+        }
+        let response = try await BlockingPool.run {
+            try HTTPTransfer.shared.perform(method: "GET", url: source, sink: { try box.blob.append($0) })
+        }
+        guard response.status == 200 else { throw StorageError.io("copy source \(source) answered \(response.status)") }
+    }
+
+    // MARK: GET / HEAD
+
+    func serve(file: String, request: Request) async -> Response {
+        let fd = open(file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return text(.notFound, "no such blob: \(request.uri.path)") }
+        var st = stat()
+        fstat(fd, &st)
+        let size = Int64(st.st_size)
+        var headers = HTTPFields()
+        headers[.acceptRanges] = "bytes"
+        if let sum = BlobFile.storedChecksum(path: file) { headers[HTTPField.Name("X-Cairn-Checksum")!] = sum }
+        var start: Int64 = 0, end: Int64 = size - 1
+        var status: HTTPResponse.Status = .ok
+        if let rangeHeader = request.headers[.range] {
+            guard let r = ByteRange.parse(rangeHeader, size: size) else {
+                close(fd)
+                headers[.contentRange] = "bytes */\(size)"
+                headers[.contentLength] = "0"
+                return Response(status: .rangeNotSatisfiable, headers: headers)
+            }
+            start = r.lowerBound; end = r.upperBound; status = .partialContent
+            headers[.contentRange] = "bytes \(start)-\(end)/\(size)"
+        }
+        let length = max(0, end - start + 1)
+        headers[.contentLength] = String(length)
+        if request.method == .head {
+            close(fd)
+            return Response(status: status, headers: headers, body: ResponseBody(contentLength: Int(length)) { writer in try await writer.finish(nil) })
+        }
+        let handle = FileBox(fd: fd)
+        let first = start
+        return Response(status: status, headers: headers, body: ResponseBody(contentLength: Int(length)) { writer in
+            defer { close(handle.fd) }
+            var offset = first
+            let stop = first + length
+            while offset < stop {
+                let n = Int(min(1 << 20, stop - offset))
+                let at = offset
+                let buffer = try await BlockingPool.run { () -> ByteBuffer in
+                    var b = ByteBuffer()
+                    b.reserveCapacity(n)
+                    let got = try b.writeWithUnsafeMutableBytes(minimumWritableBytes: n) { p in
+                        let r = pread(handle.fd, p.baseAddress, n, off_t(at))
+                        if r < 0 { throw StorageError.io("read failed: \(String(cString: strerror(errno)))") }
+                        return r
+                    }
+                    if got == 0 { throw StorageError.io("blob shrank while being read") }
+                    return b
+                }
+                offset += Int64(buffer.readableBytes)
+                try await writer.write(buffer)
+            }
+            try await writer.finish(nil)
+        })
+    }
+
+    // MARK: DELETE
+
+    func delete(file: String) -> Response {
+        if unlink(file) == 0 { return Response(status: .noContent) }
+        return errno == ENOENT ? text(.notFound, "no such blob") : text(.internalServerError, "delete failed: \(String(cString: strerror(errno)))")
+    }
+
+    // MARK: usage and status
+
+    func usage(device: DeviceID) -> Response {
+        guard let u = meter.measure(folders, id: device, reserveBytes: config.reserveBytes) else { return text(.notFound, "device \(device) unavailable") }
+        let kib = { (b: Int64) in String(b / 1024) }
+        let pct = u.totalBytes > 0 ? Int((Double(u.usedBytes) / Double(u.totalBytes) * 100).rounded(.up)) : 0
+        let body = """
+        available: \(kib(u.freeBytes))
+        device: \(folders.devicePath(device))
+        disk: \(folders.devicePath(device))
+        time: \(Clock.nowSeconds())
+        total: \(kib(u.usedBytes + u.freeBytes))
+        use: \(pct)%
+        used: \(kib(u.usedBytes))
+
+        """
+        return text(.ok, body)
+    }
+
+    public struct Status: Codable, Sendable {
+        public var name: String
+        public var devices: [DeviceUsage]
+    }
+
+    func status() -> Response {
+        let devices = folders.deviceIDs().compactMap { meter.measure(folders, id: $0, reserveBytes: config.reserveBytes) }
+        let data = (try? JSONEncoder().encode(Status(name: config.name, devices: devices))) ?? Data()
+        var headers = HTTPFields()
+        headers[.contentType] = "application/json"
+        return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    func text(_ status: HTTPResponse.Status, _ message: String) -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "text/plain; charset=utf-8"
+        let line = message.hasSuffix("\n") ? message : message + "\n"
+        return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: line)))
+    }
+}
+
+/// Single byte ranges: `bytes=a-b`, `bytes=a-`, `bytes=-n`.
+public enum ByteRange {
+    public static func parse(_ header: String, size: Int64) -> ClosedRange<Int64>? {
+        guard header.hasPrefix("bytes="), !header.contains(",") else { return nil }
+        let spec = header.dropFirst(6)
+        guard let dash = spec.firstIndex(of: "-") else { return nil }
+        let a = spec[..<dash], b = spec[spec.index(after: dash)...]
+        if a.isEmpty {
+            guard let n = Int64(b), n > 0, size > 0 else { return nil }
+            return max(0, size - n)...(size - 1)
+        }
+        guard let start = Int64(a), start >= 0, start < size else { return nil }
+        let end = b.isEmpty ? size - 1 : (Int64(b).map { min($0, size - 1) } ?? -1)
+        guard end >= start else { return nil }
+        return start...end
+    }
+}
+
+/// Hands a blob (used from one task at a time) across the blocking pool.
+final class BlobBox: @unchecked Sendable {
+    let blob: BlobFile
+    init(_ blob: BlobFile) { self.blob = blob }
+}
+
+struct FileBox: @unchecked Sendable { let fd: Int32 }

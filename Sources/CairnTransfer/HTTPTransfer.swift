@@ -1,0 +1,178 @@
+import CCurl
+import Foundation
+import Synchronization
+
+/// An HTTP response: status, headers (lower-cased names) and, unless streamed, the body.
+public struct HTTPResponse: Sendable {
+    public var status: Int
+    public var headers: [String: String]
+    public var body: [UInt8]
+    public var isSuccess: Bool { (200..<300).contains(status) }
+    public var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// A transfer that did not get an HTTP answer at all (connection refused, timeout…).
+public struct TransferError: Error, Sendable, CustomStringConvertible {
+    public let url: String
+    public let reason: String
+    public init(url: String, reason: String) { self.url = url; self.reason = reason }
+    public var description: String { "\(url): \(reason)" }
+}
+
+/// Blocking HTTP/1.1 over libcurl. Easy handles are pooled, so connections to storage nodes
+/// stay alive across requests. Call it from threads that may block (FUSE workers, the CLI,
+/// or through `BlockingPool` from async code).
+public final class HTTPTransfer: Sendable {
+    private struct Handle: @unchecked Sendable { let raw: UnsafeMutableRawPointer }
+    private let idle = Mutex<[Handle]>([])
+    public let connectTimeoutMs: Int
+    /// A transfer slower than 1 KiB/s for this long is abandoned (large bodies have no total timeout).
+    public let stallTimeoutSeconds: Int
+
+    private static let globalInit: Bool = { curl_global_init(Int(CURL_GLOBAL_ALL)) == CURLE_OK }()
+
+    public init(connectTimeoutMs: Int = 2000, stallTimeoutSeconds: Int = 10) {
+        _ = Self.globalInit
+        self.connectTimeoutMs = connectTimeoutMs
+        self.stallTimeoutSeconds = stallTimeoutSeconds
+    }
+
+    deinit {
+        for h in idle.withLock({ $0 }) { curl_easy_cleanup(h.raw) }
+    }
+
+    public static let shared = HTTPTransfer()
+
+    /// What to send as the request body.
+    public enum Body {
+        case none
+        case bytes(UnsafeRawBufferPointer)
+        /// A reader filling the buffer and returning how many bytes it wrote (0 = end).
+        case stream(length: Int64?, read: (UnsafeMutableRawBufferPointer) throws -> Int)
+    }
+
+    /// Performs one request. `sink`, when given, receives the body as it arrives (the returned
+    /// response then has an empty body); otherwise the body is collected, up to `maxBody` bytes.
+    public func perform(method: String, url: String, headers: [String: String] = [:], body: Body = .none,
+                        range: ClosedRange<Int64>? = nil, maxBody: Int = 64 << 20,
+                        sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil) throws -> HTTPResponse {
+        let handle = idle.withLock { $0.popLast() } ?? Handle(raw: curl_easy_init())
+        defer { curl_easy_reset(handle.raw); idle.withLock { if $0.count < 64 { $0.append(handle) } else { curl_easy_cleanup(handle.raw) } } }
+        let h = handle.raw
+        let ctx = TransferContext(sink: sink, maxBody: maxBody)
+        if case .stream(_, let read) = body { ctx.source = read }
+        if case .bytes(let buf) = body { ctx.fixed = buf }
+        let ud = Unmanaged.passUnretained(ctx).toOpaque()
+
+        ccurl_setopt_string(h, CURLOPT_URL, url)
+        ccurl_setopt_long(h, CURLOPT_NOSIGNAL, 1)
+        ccurl_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMs)
+        ccurl_setopt_long(h, CURLOPT_LOW_SPEED_LIMIT, 1024)
+        ccurl_setopt_long(h, CURLOPT_LOW_SPEED_TIME, stallTimeoutSeconds)
+        ccurl_setopt_long(h, CURLOPT_TCP_NODELAY, 1)
+        ccurl_setopt_fn(h, CURLOPT_WRITEFUNCTION, transferWriteCallback)
+        ccurl_setopt_ptr(h, CURLOPT_WRITEDATA, ud)
+        ccurl_setopt_fn(h, CURLOPT_HEADERFUNCTION, transferHeaderCallback)
+        ccurl_setopt_ptr(h, CURLOPT_HEADERDATA, ud)
+
+        switch method {
+        case "GET": break
+        case "HEAD": ccurl_setopt_long(h, CURLOPT_NOBODY, 1)
+        case "PUT":
+            ccurl_setopt_long(h, CURLOPT_UPLOAD, 1)
+        default: ccurl_setopt_string(h, CURLOPT_CUSTOMREQUEST, method)
+        }
+        switch body {
+        case .none:
+            if method == "PUT" { ccurl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, 0) }
+        case .bytes(let buf):
+            ccurl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, curl_off_t(buf.count))
+        case .stream(let length, _):
+            if let length { ccurl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, curl_off_t(length)) }
+        }
+        if case .none = body {} else {
+            ccurl_setopt_fn(h, CURLOPT_READFUNCTION, transferReadCallback)
+            ccurl_setopt_ptr(h, CURLOPT_READDATA, ud)
+        }
+        if let range { ccurl_setopt_string(h, CURLOPT_RANGE, "\(range.lowerBound)-\(range.upperBound)") }
+
+        var list: UnsafeMutablePointer<curl_slist>? = nil
+        // No 100-continue round trip: our nodes answer errors early anyway.
+        list = curl_slist_append(list, "Expect:")
+        for (k, v) in headers { list = curl_slist_append(list, "\(k): \(v)") }
+        ccurl_setopt_ptr(h, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(list))
+        defer { curl_slist_free_all(list) }
+
+        let rc = curl_easy_perform(h)
+        if let error = ctx.error { throw error }
+        guard rc == CURLE_OK else {
+            throw TransferError(url: url, reason: String(cString: curl_easy_strerror(rc)))
+        }
+        var status = 0
+        ccurl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
+        return HTTPResponse(status: status, headers: ctx.headers, body: ctx.body)
+    }
+
+    // Conveniences.
+
+    public func head(_ url: String) throws -> HTTPResponse { try perform(method: "HEAD", url: url) }
+    public func get(_ url: String, range: ClosedRange<Int64>? = nil) throws -> HTTPResponse { try perform(method: "GET", url: url, range: range) }
+    public func delete(_ url: String) throws -> HTTPResponse { try perform(method: "DELETE", url: url) }
+    public func put(_ url: String, bytes: UnsafeRawBufferPointer, headers: [String: String] = [:]) throws -> HTTPResponse {
+        try perform(method: "PUT", url: url, headers: headers, body: .bytes(bytes))
+    }
+}
+
+/// Per-transfer state reached from libcurl's C callbacks.
+final class TransferContext {
+    var headers: [String: String] = [:]
+    var body: [UInt8] = []
+    let sink: ((UnsafeRawBufferPointer) throws -> Void)?
+    let maxBody: Int
+    var source: ((UnsafeMutableRawBufferPointer) throws -> Int)?
+    var fixed: UnsafeRawBufferPointer?
+    var fixedOffset = 0
+    var error: (any Error)?
+
+    init(sink: ((UnsafeRawBufferPointer) throws -> Void)?, maxBody: Int) { self.sink = sink; self.maxBody = maxBody }
+}
+
+private let transferWriteCallback: ccurl_data_fn = { ptr, size, nmemb, ud in
+    let ctx = Unmanaged<TransferContext>.fromOpaque(ud!).takeUnretainedValue()
+    let n = size * nmemb
+    let buf = UnsafeRawBufferPointer(start: ptr, count: n)
+    if let sink = ctx.sink {
+        do { try sink(buf) } catch { ctx.error = error; return 0 }
+    } else {
+        if ctx.body.count + n > ctx.maxBody { return 0 }
+        ctx.body.append(contentsOf: buf)
+    }
+    return n
+}
+
+private let transferHeaderCallback: ccurl_data_fn = { ptr, size, nmemb, ud in
+    let ctx = Unmanaged<TransferContext>.fromOpaque(ud!).takeUnretainedValue()
+    let n = size * nmemb
+    let line = String(decoding: UnsafeRawBufferPointer(start: ptr, count: n), as: UTF8.self)
+    if line.hasPrefix("HTTP/") { ctx.headers = [:] }  // a new response (after a 100 or a redirect)
+    if let colon = line.firstIndex(of: ":") {
+        let name = line[..<colon].lowercased()
+        let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
+        ctx.headers[name] = value
+    }
+    return n
+}
+
+private let transferReadCallback: ccurl_data_fn = { ptr, size, nmemb, ud in
+    let ctx = Unmanaged<TransferContext>.fromOpaque(ud!).takeUnretainedValue()
+    let capacity = size * nmemb
+    if let fixed = ctx.fixed {
+        let n = min(capacity, fixed.count - ctx.fixedOffset)
+        if n > 0, let base = fixed.baseAddress { memcpy(ptr!, base + ctx.fixedOffset, n) }
+        ctx.fixedOffset += n
+        return n
+    }
+    guard let source = ctx.source else { return 0 }
+    do { return try source(UnsafeMutableRawBufferPointer(start: ptr, count: capacity)) }
+    catch { ctx.error = error; return Int(CURL_READFUNC_ABORT) }
+}

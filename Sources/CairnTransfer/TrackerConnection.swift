@@ -1,0 +1,89 @@
+import CairnProtocol
+import Foundation
+
+/// A blocking connection to one tracker speaking the line protocol. Not thread-safe: one
+/// caller at a time (pools hand connections out). On any I/O error or timeout the connection
+/// is dead and must be dropped, since a late reply would answer the wrong request.
+public final class TrackerConnection {
+    public let address: String
+    private var fd: Int32 = -1
+    private var buffer: [UInt8] = []
+
+    public init(address: String, timeoutSeconds: Int = 10) throws {
+        self.address = address
+        let (host, port) = try Self.split(address)
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var res: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, String(port), &hints, &res) == 0, let first = res else {
+            throw TransferError(url: address, reason: "cannot resolve tracker host \(host)")
+        }
+        defer { freeaddrinfo(res) }
+        var lastErrno: Int32 = 0
+        var ai: UnsafeMutablePointer<addrinfo>? = first
+        while let a = ai {
+            let s = socket(a.pointee.ai_family, a.pointee.ai_socktype, a.pointee.ai_protocol)
+            if s >= 0 {
+                var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+                setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+                setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+                var one: Int32 = 1
+                setsockopt(s, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+                if connect(s, a.pointee.ai_addr, a.pointee.ai_addrlen) == 0 { fd = s; break }
+                lastErrno = errno
+                close(s)
+            }
+            ai = a.pointee.ai_next
+        }
+        guard fd >= 0 else {
+            throw TransferError(url: address, reason: "cannot connect to tracker: \(String(cString: strerror(lastErrno))). Is `cairn tracker` running there?")
+        }
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    static func split(_ address: String) throws -> (String, Int) {
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {
+            return (address.isEmpty ? "127.0.0.1" : address, 7001)
+        }
+        var host = String(address[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "127.0.0.1" : host, port)
+    }
+
+    /// Sends one request and reads its reply. Tracker errors come back as `.failure`;
+    /// I/O failures throw (and leave this connection unusable).
+    public func call(_ command: String, _ args: [(String, String)]) throws -> Result<Args, ProtocolError> {
+        try send(Request.encode(command: command, args: args))
+        return Reply.parse(line: try readLine())
+    }
+
+    /// Sends raw bytes (tests use this for malformed lines).
+    public func send(_ bytes: [UInt8]) throws {
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { throw TransferError(url: address, reason: "lost the connection to the tracker while sending") }
+            off += n
+        }
+    }
+
+    /// Reads one line (without `\r\n`).
+    public func readLine() throws -> [UInt8] {
+        while true {
+            if let nl = buffer.firstIndex(of: 10) {
+                var line = Array(buffer[..<nl])
+                buffer.removeSubrange(...nl)
+                if line.last == 13 { line.removeLast() }
+                return line
+            }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, 65536, 0) }
+            if n <= 0 {
+                throw TransferError(url: address, reason: n == 0 ? "the tracker closed the connection" : "no answer from the tracker in time")
+            }
+            buffer += chunk[..<n]
+        }
+    }
+}
