@@ -73,18 +73,13 @@ public struct StreamingChecksum {
         }
     }
 
-    private static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 {
-        let table = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        for b in digest { out.append(table[Int(b >> 4)]); out.append(table[Int(b & 15)]) }
-        return String(decoding: out, as: UTF8.self)
-    }
+    private static func hex<D: Sequence>(_ digest: D) -> String where D.Element == UInt8 { Hex.encode(Array(digest)) }
 }
 
 /// HMAC-SHA256 for write tokens (the tracker signs, storage nodes verify).
 public enum Signer {
     public static func sign(_ message: String, secret: String) -> String {
         let mac = HMAC<SHA256>.authenticationCode(for: Array(message.utf8), using: SymmetricKey(data: Array(secret.utf8)))
-        return mac.map { String(format: "%02x", $0) }.joined()
+        return Hex.encode(Array(mac))
     }
 }

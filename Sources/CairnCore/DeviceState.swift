@@ -26,5 +26,5 @@ public enum HostStatus: String, Sendable, CaseIterable, Codable {
 
 /// What the monitor last saw of a device.
 public enum ObservedState: String, Sendable, Codable {
-    case unknown, writeable, readable, unreachable
+    case unknown, writeable, readable, unreachable, reachable
 }

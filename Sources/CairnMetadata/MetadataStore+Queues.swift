@@ -109,3 +109,13 @@ extension MetadataStore {
         }
     }
 }
+
+extension MetadataStore {
+    /// MogileFS's replicate_now: every deferred replication becomes due now.
+    public func replicateNow() async throws -> Int {
+        try await write { db in
+            try db.execute(sql: "UPDATE replicate_queue SET nexttry = 0 WHERE nexttry > 0")
+            return db.changesCount
+        }
+    }
+}

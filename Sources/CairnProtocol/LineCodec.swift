@@ -1,3 +1,5 @@
+import CairnCore
+
 /// MogileFS's tracker line protocol, byte for byte (shared/notes/mogilefs.md §1.1).
 ///
 /// Requests: `<cmd> k=v&k=v\r\n`, url-encoded (`+` = space, `%XX`). Replies: `OK <k=v&…>\r\n`
@@ -46,7 +48,7 @@ public enum LineCodec {
                 let h1 = input.index(after: i)
                 if h1 != input.endIndex {
                     let h2 = input.index(after: h1)
-                    if h2 != input.endIndex, let hi = hexValue(input[h1]), let lo = hexValue(input[h2]) {
+                    if h2 != input.endIndex, let hi = Hex.value(input[h1]), let lo = Hex.value(input[h2]) {
                         out.append(hi << 4 | lo); i = input.index(after: h2); continue
                     }
                 }
@@ -54,16 +56,6 @@ public enum LineCodec {
             out.append(b); i = input.index(after: i)
         }
         return out
-    }
-
-    @inline(__always)
-    static func hexValue(_ b: UInt8) -> UInt8? {
-        switch b {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): b - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): b - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): b - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 
     /// Parses `k=v&k=v`: empty segments dropped, a repeated key joined with NUL.

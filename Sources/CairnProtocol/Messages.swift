@@ -9,7 +9,7 @@ public enum Request: Sendable, Equatable {
     /// Not a command at all.
     case malformed(String)
 
-    public static let maxLineBytes = 64 * 1024
+    public static let maxLineBytes = 1 << 20
 
     /// Parses one line (without its `\n`; a trailing `\r` is dropped).
     public static func parse<C: BidirectionalCollection>(line: C) -> Request where C.Element == UInt8, C.SubSequence: Collection<UInt8> {

@@ -86,8 +86,14 @@ public final class StorageNode: Sendable {
                     ("devices", existing.map(String.init).joined(separator: ",")),
                     ("new_devices", existing.isEmpty ? String(config.newDevices) : "0"),
                 ]).get()
-                for id in (reply["new_devices"] ?? "").split(separator: ",").compactMap({ DeviceID($0) }) {
-                    try folders.create(id)
+                let fresh = (reply["new_devices"] ?? "").split(separator: ",").compactMap { DeviceID($0) }
+                for id in fresh { try folders.create(id) }
+                if !fresh.isEmpty {
+                    // Announce again so the tracker measures the new folders right away.
+                    _ = try conn.call("register_node", [
+                        ("name", config.name), ("ip", config.host), ("port", String(config.port)),
+                        ("devices", folders.deviceIDs().map(String.init).joined(separator: ",")), ("new_devices", "0"),
+                    ]).get()
                 }
                 logger.info("registered with tracker \(tracker) as host \(reply["hostid"] ?? "?"), devices \(folders.deviceIDs())")
                 return
@@ -102,6 +108,12 @@ public final class StorageNode: Sendable {
         let path = request.uri.path
         if path == "/_status" { return status() }
         if path.hasSuffix("/usage"), let id = deviceOfUsagePath(path) { return usage(device: id) }
+        if path.hasPrefix(ConcatenatedPath.prefix) {
+            guard request.method == .get || request.method == .head, let cat = ConcatenatedPath(path: path) else {
+                return text(.badRequest, "malformed concatenation path")
+            }
+            return serve(concatenation: cat, head: request.method == .head)
+        }
 
         var devicePath = path
         var token: WriteToken?
@@ -261,6 +273,44 @@ public final class StorageNode: Sendable {
             }
             try await writer.finish(nil)
         })
+    }
+
+    /// A multi-chunk file as one body: each chunk in order (local file, or fetched from its
+    /// node), zeros where a sparse file has no chunk.
+    func serve(concatenation cat: ConcatenatedPath, head: Bool) -> Response {
+        var headers = HTTPFields()
+        headers[.contentLength] = String(cat.size)
+        let size = cat.size
+        return Response(status: .ok, headers: headers, body: ResponseBody(contentLength: Int(size)) { writer in
+            if head { try await writer.finish(nil); return }
+            var offset: Int64 = 0
+            for piece in cat.pieces {
+                let start = Int64(piece.index) * cat.chunkSize
+                guard start < size else { break }
+                if start > offset { try await Self.writeZeros(count: start - offset, to: &writer); offset = start }
+                let wanted = min(piece.length, size - start)
+                let url = piece.url
+                let data = try await BlockingPool.run { () -> [UInt8] in
+                    let r = try HTTPTransfer.shared.perform(method: "GET", url: url, range: wanted > 0 ? 0...(wanted - 1) : nil, maxBody: Int(cat.chunkSize) + 1)
+                    guard r.status == 200 || r.status == 206 else { throw StorageError.io("chunk \(piece.index) at \(url) answered \(r.status)") }
+                    return r.body
+                }
+                guard Int64(data.count) == wanted else { throw StorageError.io("chunk \(piece.index) at \(url) was short") }
+                try await writer.write(ByteBuffer(bytes: data))
+                offset += wanted
+            }
+            if offset < size { try await Self.writeZeros(count: size - offset, to: &writer) }
+            try await writer.finish(nil)
+        })
+    }
+
+    static func writeZeros(count: Int64, to writer: inout any ResponseBodyWriter) async throws {
+        var left = count
+        while left > 0 {
+            let n = Int(min(left, 1 << 20))
+            try await writer.write(ByteBuffer(repeating: 0, count: n))
+            left -= Int64(n)
+        }
     }
 
     // MARK: DELETE

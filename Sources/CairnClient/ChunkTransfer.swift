@@ -1,0 +1,103 @@
+import CairnCore
+import CairnProtocol
+import CairnTransfer
+import Dispatch
+import Foundation
+
+/// A chunk stored with its first copies, ready to be committed.
+public struct UploadedChunk: Sendable, Equatable {
+    public var index: Int
+    public var fid: Fid
+    public var length: Int64
+    public var checksum: String?
+    public var devices: [DeviceID]
+
+    /// Its entry in commit_file's `chunks=` list: `fid length checksum|- devid.devid index`.
+    public var commitSpec: String {
+        "\(fid) \(length) \(checksum ?? "-") \(devices.map(String.init).joined(separator: ".")) \(index)"
+    }
+}
+
+public struct UploadError: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
+}
+
+/// Moves chunk bytes to and from storage nodes. Uploads go to the class's synchronous-copy
+/// count of devices at once (in parallel), retried on other devices when every PUT fails.
+/// Downloads fall over from replica to replica.
+public struct ChunkTransfer: Sendable {
+    public let tracker: TrackerClient
+    public let http: HTTPTransfer
+    public static let attempts = 3
+
+    public init(tracker: TrackerClient, http: HTTPTransfer = .shared) { self.tracker = tracker; self.http = http }
+
+    public func upload(domain: String, cls: ClassInfo, index: Int, bytes: UnsafeRawBufferPointer) throws -> UploadedChunk {
+        var avoid: [DeviceID] = []
+        var failures: [String] = []
+        for _ in 0..<Self.attempts {
+            let r = try tracker.call("alloc_chunk", [("domain", domain), ("class", cls.name), ("size", String(bytes.count)),
+                                                     ("copies", String(cls.syncCopies)), ("avoid", avoid.map(String.init).joined(separator: ","))])
+            guard let fid = r.int("fid") else { throw UploadError(message: "alloc_chunk reply without fid") }
+            let n = Int(r.int("dev_count") ?? 0)
+            let targets: [(DeviceID, String)] = (1...max(1, n)).compactMap { i in
+                guard let d = r.int("devid_\(i)"), let p = r["path_\(i)"] else { return nil }
+                return (DeviceID(d), p)
+            }
+            let results = Mutex2<[(DeviceID, String?)?]>(Array(repeating: nil, count: targets.count))
+            let errors = Mutex2<[String]>([])
+            let body = RawBytes(buffer: bytes)
+            DispatchQueue.concurrentPerform(iterations: targets.count) { i in
+                let (dev, url) = targets[i]
+                do {
+                    let resp = try http.perform(method: "PUT", url: url, body: .bytes(body.buffer))
+                    if resp.status == 200, resp.headers["x-cairn-size"] == String(body.buffer.count) {
+                        results.withLock { $0[i] = (dev, resp.headers["x-cairn-checksum"]) }
+                    } else {
+                        errors.withLock { $0.append("device \(dev): HTTP \(resp.status) \(resp.text.trimmingCharacters(in: .whitespacesAndNewlines))") }
+                    }
+                } catch {
+                    errors.withLock { $0.append("device \(dev): \(error)") }
+                }
+            }
+            let ok = results.withLock { $0.compactMap { $0 } }
+            if let first = ok.first {
+                return UploadedChunk(index: index, fid: fid, length: Int64(bytes.count), checksum: first.1, devices: ok.map(\.0))
+            }
+            failures += errors.withLock { $0 }
+            avoid += targets.map(\.0)
+        }
+        throw UploadError(message: "chunk \(index) could not be stored after \(Self.attempts) attempts: " + failures.joined(separator: "; "))
+    }
+
+    /// Fetches `range` (relative to the chunk) of a chunk, trying each replica in turn.
+    public func download(_ chunk: FileLayout.Chunk, range: ClosedRange<Int64>? = nil) throws -> [UInt8] {
+        let want = range.map { $0.upperBound - $0.lowerBound + 1 } ?? chunk.length
+        if want == 0 { return [] }
+        var failures: [String] = []
+        for url in chunk.urls {
+            do {
+                let r = try http.perform(method: "GET", url: url, range: range, maxBody: Int(want) + 1)
+                if (r.status == 200 || r.status == 206), Int64(r.body.count) >= want {
+                    return r.body.count == Int(want) ? r.body : Array(r.body.prefix(Int(want)))
+                }
+                failures.append("\(url): HTTP \(r.status), \(r.body.count) bytes")
+            } catch {
+                failures.append("\(error)")
+            }
+        }
+        throw UploadError(message: "chunk \(chunk.index) (fid \(chunk.fid)) could not be read from any replica: " + (failures.isEmpty ? "no replica is readable" : failures.joined(separator: "; ")))
+    }
+}
+
+/// Bytes the caller keeps alive for the duration of a parallel upload.
+struct RawBytes: @unchecked Sendable { let buffer: UnsafeRawBufferPointer }
+
+/// A tiny lock box for results gathered from concurrentPerform.
+final class Mutex2<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T
+    init(_ v: T) { value = v }
+    func withLock<R>(_ body: (inout T) throws -> R) rethrows -> R { lock.lock(); defer { lock.unlock() }; return try body(&value) }
+}

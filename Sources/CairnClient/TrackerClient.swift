@@ -1,0 +1,58 @@
+import CairnProtocol
+import CairnTransfer
+import Foundation
+import Synchronization
+
+/// A client of one or more trackers: pooled connections, failover to the next tracker when
+/// one does not answer. Safe to share between threads.
+public final class TrackerClient: Sendable {
+    public let trackers: [String]
+    private struct Pooled: @unchecked Sendable { let conn: TrackerConnection }
+    private let idle = Mutex<[Pooled]>([])
+    private let preferred = Atomic<Int>(0)
+    public let timeoutSeconds: Int
+
+    public init(trackers: [String], timeoutSeconds: Int = 30) {
+        self.trackers = trackers.isEmpty ? ["127.0.0.1:7001"] : trackers
+        self.timeoutSeconds = timeoutSeconds
+    }
+
+    /// Sends a command; a tracker `ERR` throws `ProtocolError`, no reachable tracker throws `TransferError`.
+    public func call(_ command: String, _ args: [(String, String)] = []) throws -> Args {
+        var lastError: (any Error)?
+        // A pooled connection may have been closed by the tracker since: one retry on a fresh one.
+        for attempt in 0..<(trackers.count + 1) {
+            let conn: TrackerConnection
+            do { conn = try connection(fresh: attempt > 0) } catch { lastError = error; rotate(); continue }
+            do {
+                let result = try conn.call(command, args)
+                idle.withLock { if $0.count < 16 { $0.append(Pooled(conn: conn)) } }
+                return try result.get()
+            } catch let e as ProtocolError {
+                throw e
+            } catch {
+                lastError = error
+                if attempt > 0 { rotate() }
+            }
+        }
+        throw lastError ?? TransferError(url: trackers.joined(separator: ","), reason: "no tracker answered")
+    }
+
+    private func connection(fresh: Bool) throws -> TrackerConnection {
+        if !fresh, let p = idle.withLock({ $0.popLast() }) { return p.conn }
+        if fresh { idle.withLock { $0.removeAll() } }
+        let start = preferred.load(ordering: .relaxed)
+        var lastError: (any Error)?
+        for i in 0..<trackers.count {
+            let index = (start + i) % trackers.count
+            do {
+                let c = try TrackerConnection(address: trackers[index], timeoutSeconds: timeoutSeconds)
+                preferred.store(index, ordering: .relaxed)
+                return c
+            } catch { lastError = error }
+        }
+        throw lastError!
+    }
+
+    private func rotate() { preferred.wrappingAdd(1, ordering: .relaxed) }
+}

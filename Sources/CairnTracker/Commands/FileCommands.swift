@@ -1,0 +1,307 @@
+import CairnCore
+import CairnMetadata
+import CairnPolicy
+import CairnProtocol
+import Foundation
+
+/// MogileFS's file commands (§1.2 of shared/notes/mogilefs.md) and Cairn's chunked uploads.
+/// Every acknowledged write has its class's synchronous copies, verified, before the reply.
+struct FileCommands {
+    let ctx: TrackerContext
+    var store: MetadataStore { ctx.store }
+    var cluster: ClusterCommands { ClusterCommands(ctx: ctx) }
+
+    func register(into h: inout [String: CommandHandler]) {
+        let s = self
+        h["create_open"] = { a in try await s.createOpen(a) }
+        h["create_close"] = { a in try await s.createClose(a) }
+        h["get_paths"] = { a in try await s.getPaths(a) }
+        h["delete"] = { a in
+            let d = try await s.cluster.domain(a)
+            try await s.store.deleteKey(domain: d, key: try s.key(a))
+            return []
+        }
+        h["rename"] = { a in
+            let d = try await s.cluster.domain(a)
+            guard let from = a.nonEmpty("from_key"), let to = a.nonEmpty("to_key") else { throw ProtocolError("no_key", "rename needs from_key and to_key") }
+            try await s.store.renameKey(domain: d, from: try KeyPath(from), to: try KeyPath(to))
+            return []
+        }
+        h["updateclass"] = { a in
+            let d = try await s.cluster.domain(a)
+            let key = try s.key(a)
+            guard let cname = a.nonEmpty("class") else { throw ProtocolError("no_class", "no class given") }
+            guard let c = try await s.store.classRecord(domain: d.id, name: cname) else { throw ProtocolError("class_not_found", "class \"\(cname)\" does not exist in domain \(d.name)") }
+            guard let ino = try await s.store.resolve(domain: d, key: key) else { throw ProtocolError("invalid_key", "no key \"\(key)\" in domain \(d.name)") }
+            try await s.store.setClass(ino: ino, classID: c.id)
+            return []
+        }
+        h["file_info"] = { a in try await s.fileInfo(a) }
+        h["file_debug"] = { a in try await s.fileDebug(a) }
+        h["list_keys"] = { a in try await s.listKeys(a) }
+        h["list_fids"] = { a in
+            let from = try a.optionalInt("from") ?? 0
+            let count = Int(min(500, max(1, try a.optionalInt("to") ?? 100)))
+            let fids = try await s.store.listFids(from: from, count: count)
+            var out = [("fid_count", String(fids.count))]
+            for (i, f) in fids.enumerated() {
+                let p = "fid_\(i + 1)_"
+                out += [(p + "fid", String(f.fid)), (p + "domain", f.domain), (p + "class", f.className), (p + "key", f.key),
+                        (p + "length", String(f.length)), (p + "devcount", String(f.devcount))]
+            }
+            return out
+        }
+        h["alloc_chunk"] = { a in try await s.createOpen(a, copiesArg: true) }
+        h["commit_file"] = { a in try await s.commitFile(a) }
+        h["file_layout"] = { a in try await s.fileLayout(a) }
+    }
+
+    func key(_ a: Args) throws -> KeyPath {
+        guard let k = a.nonEmpty("key") else { throw ProtocolError("no_key", "no key given") }
+        return try KeyPath(k)
+    }
+
+    func classRecord(_ a: Args, domain: DomainRecord) async throws -> ClassRecord {
+        let name = a.nonEmpty("class") ?? ClassRecord.defaultName
+        guard let c = try await store.classRecord(domain: domain.id, name: name) else {
+            throw ProtocolError("unreg_class", "class \"\(name)\" is not registered in domain \(domain.name)")
+        }
+        return c
+    }
+
+    // MARK: uploads
+
+    /// create_open (and alloc_chunk): a fid and the devices to PUT it to.
+    func createOpen(_ a: Args, copiesArg: Bool = false) async throws -> [(String, String)] {
+        let d = try await cluster.domain(a)
+        let c = try await classRecord(a, domain: d)
+        let keyText = a["key"] ?? ""
+        if !keyText.isEmpty { _ = try KeyPath(keyText) }
+        let size = max(0, try a.optionalInt("size") ?? 0)
+        let count = copiesArg ? Int(min(8, max(1, try a.optionalInt("copies") ?? Int64(c.syncCopies)))) : (a.bool("multi_dest") ? 3 : 1)
+        let all = try await ctx.devices.devices()
+        let avoid = Set((a["avoid"] ?? "").split(separator: ",").compactMap { DeviceID($0) })
+        let chosen = ctx.placement.choose(count: count, size: size, from: all.map(\.view), policy: c.policy, avoidDevices: avoid)
+        guard !chosen.isEmpty else {
+            throw ProtocolError("no_devices", "no device can take a new file of \(size) bytes: none is alive, writeable and has room. Check `cairn admin device list`.")
+        }
+        let byID = Dictionary(uniqueKeysWithValues: all.map { ($0.device.id, $0) })
+        let fid = try await store.openUpload(domain: d.id, classID: c.id, key: keyText, devices: chosen.map(\.device))
+        let urls = chosen.map { ctx.gateway.writeURL(byID[$0.device]!, fid: fid, algorithm: c.checksum) }
+        if a.bool("multi_dest") || copiesArg {
+            var out = [("fid", String(fid)), ("dev_count", String(chosen.count))]
+            for (i, dv) in chosen.enumerated() { out += [("devid_\(i + 1)", String(dv.device)), ("path_\(i + 1)", urls[i])] }
+            return out
+        }
+        return [("fid", String(fid)), ("devid", String(chosen[0].device)), ("path", urls[0])]
+    }
+
+    /// create_close: verify the upload, make the synchronous copies, then publish the key.
+    func createClose(_ a: Args) async throws -> [(String, String)] {
+        let d = try await cluster.domain(a)
+        guard let fid = try a.optionalInt("fid") else { throw ProtocolError("no_fid", "no fid given") }
+        guard let devid = a.nonEmpty("devid").flatMap({ Int($0) }) else { throw ProtocolError("no_devid", "no devid given") }
+        guard let path = a.nonEmpty("path") else { throw ProtocolError("no_path", "no path given") }
+        var checksum: String?
+        if let cs = a.nonEmpty("checksum") {
+            guard let parsed = Checksum(parsing: cs) else { throw ProtocolError("invalid_checksum_format", "checksum must look like MD5:<32 hex digits> or sha256:<64 hex digits>") }
+            checksum = parsed.description
+        }
+        guard let temp = try await store.tempfile(fid: fid) else {
+            throw ProtocolError("no_temp_file", "fid \(fid) is not an open upload (unknown, already closed or expired)")
+        }
+        guard temp.devices.contains(devid) else { throw ProtocolError("invalid_destdev", "device \(devid) was not one offered for fid \(fid)") }
+        let devicePath = WriteToken.parse(path: URL(string: path)?.path ?? path)?.devicePath ?? (URL(string: path)?.path ?? path)
+        guard let parsed = FidLayout.parse(devicePath: devicePath), parsed.fid == fid, parsed.device == devid else {
+            throw ProtocolError("bogus_args", "path \(path.prefix(200)) does not match fid \(fid) on device \(devid)")
+        }
+        let keyText = a["key"] ?? temp.key
+        if keyText.isEmpty {
+            try await store.abandonUpload(fid: fid, devices: [devid])
+            return []
+        }
+        let key = try KeyPath(keyText)
+        guard let c = try await store.classRecord(domain: d.id, id: temp.classID) else { throw ProtocolError("unreg_class", "the class of fid \(fid) no longer exists") }
+        let size = try a.optionalInt("size").flatMap { $0 > 0 ? $0 : nil }
+        do {
+            let outcome = try await ctx.replicator.ensure(fid: fid, claimed: [devid], expectedSize: size, expectedChecksum: checksum,
+                                                          target: c.syncCopies, policy: c.policy, algorithm: c.checksum)
+            if let shortfall = outcome.shortfall {
+                throw ProtocolError("sync_copies_failed", "fid \(fid) for key \(key): \(shortfall)")
+            }
+            let chunk = CommittedChunk(fid: fid, length: outcome.size, checksum: outcome.checksum, devices: outcome.devices)
+            _ = try await store.commitFile(domain: d, key: key, classID: c.id, size: outcome.size, chunks: [chunk], replicas: c.replicas)
+            return []
+        } catch {
+            try? await store.abandonUpload(fid: fid, devices: [devid])
+            throw error
+        }
+    }
+
+    /// commit_file: the chunk list in order (format below).
+    /// Each new chunk is verified and brought to the class's synchronous copies, then the file's
+    /// chunk list is replaced in one transaction. Either `key` (creating directories) or `ino`.
+    func commitFile(_ a: Args) async throws -> [(String, String)] {
+        let d = try await cluster.domain(a)
+        let chunkSpecs = (a["chunks"] ?? "").split(separator: ",", omittingEmptySubsequences: true)
+        var parsed: [(index: Int, fid: Fid, length: Int64, checksum: String?, devices: [DeviceID])] = []
+        // chunks=<fid> <length> <checksum|-> <devid>.<devid>[ <index>],... (space-separated fields)
+        for (i, spec) in chunkSpecs.enumerated() {
+            let f = spec.split(separator: " ", omittingEmptySubsequences: true)
+            guard f.count >= 4, let fid = Fid(f[0]), let len = Int64(f[1]), len >= 0 else {
+                throw ProtocolError("bad_params", "chunk \(i) is malformed: \(spec.prefix(80)); expected \"fid length checksum devids [index]\"")
+            }
+            var checksum: String?
+            if f[2] != "-" {
+                guard let cs = Checksum(parsing: String(f[2])) else { throw ProtocolError("invalid_checksum_format", "chunk \(i): bad checksum \(f[2].prefix(80))") }
+                checksum = cs.description
+            }
+            // The index is optional (the mount commits lists where unchanged chunks keep theirs).
+            let index = f.count >= 5 ? (Int(f[4]) ?? i) : i
+            parsed.append((index, fid, len, checksum, f[3].split(separator: ".").compactMap { Int($0) }))
+        }
+        let size = try a.requireInt("size")
+        let ino = try a.optionalInt("ino")
+        let c: ClassRecord
+        if let ino {
+            let attrs = try await store.getattr(ino: ino)
+            guard let cls = try await store.classRecord(domain: attrs.domain, id: attrs.classID) else { throw ProtocolError("unreg_class", "class of inode \(ino) is gone") }
+            c = cls
+        } else {
+            c = try await classRecord(a, domain: d)
+        }
+        let existing: Set<Fid> = ino != nil ? Set(try await store.chunks(ino: ino!).map(\.fid)) : []
+        // Verify and replicate new chunks concurrently: each chunk is independent.
+        let committed = try await withThrowingTaskGroup(of: (Int, CommittedChunk).self) { group in
+            for p in parsed {
+                if existing.contains(p.fid) {
+                    group.addTask { (p.index, CommittedChunk(fid: p.fid, length: p.length, checksum: p.checksum, devices: p.devices)) }
+                    continue
+                }
+                group.addTask {
+                    let o = try await ctx.replicator.ensure(fid: p.fid, claimed: p.devices, expectedSize: p.length, expectedChecksum: p.checksum,
+                                                           target: c.syncCopies, policy: c.policy, algorithm: c.checksum)
+                    if let shortfall = o.shortfall { throw ProtocolError("sync_copies_failed", "chunk \(p.index) (fid \(p.fid)): \(shortfall)") }
+                    return (p.index, CommittedChunk(fid: p.fid, length: o.size, checksum: o.checksum, devices: o.devices))
+                }
+            }
+            var out: [(Int, CommittedChunk)] = []
+            for try await r in group { out.append(r) }
+            return out.sorted { $0.0 < $1.0 }
+        }
+        let mtime = try a.optionalInt("mtime")
+        let attrs: InodeAttributes
+        if let ino {
+            attrs = try await store.commitInode(ino: ino, size: size, chunks: committed.map { ($0.0, $0.1) }, replicas: c.replicas, mtime: mtime)
+        } else {
+            let change = MetadataStore.AttributeChange(mode: try a.optionalInt("mode").map { UInt32(truncatingIfNeeded: $0) },
+                                                       uid: try a.optionalInt("uid").map { UInt32(truncatingIfNeeded: $0) },
+                                                       gid: try a.optionalInt("gid").map { UInt32(truncatingIfNeeded: $0) }, mtime: mtime)
+            attrs = try await store.commitFile(domain: d, key: try key(a), classID: c.id, size: size, chunks: committed.map(\.1),
+                                               replicas: c.replicas, attributes: change)
+        }
+        return AttributeCodec.pairs(attrs)
+    }
+
+    // MARK: reads
+
+    /// URLs that return a file's bytes, in read order. A one-chunk file: its copies' URLs.
+    /// Otherwise: concatenating URLs on storage nodes (`/_cat/…`), so MogileFS clients still
+    /// get the whole file from one URL.
+    func getPaths(_ a: Args) async throws -> [(String, String)] {
+        let d = try await cluster.domain(a)
+        let key = try key(a)
+        guard let f = try await store.file(domain: d, key: key), f.attributes.kind == .file else {
+            throw ProtocolError("unknown_key", "no file \"\(key)\" in domain \(d.name)")
+        }
+        let want = max(2, Int(try a.optionalInt("pathcount") ?? 2))
+        let urls = try await ReadPaths(ctx: ctx).urls(for: f.chunks, size: f.attributes.size, limit: want)
+        var out = [("paths", String(urls.count))]
+        for (i, u) in urls.enumerated() { out.append(("path\(i + 1)", u)) }
+        return out
+    }
+
+    func fileInfo(_ a: Args) async throws -> [(String, String)] {
+        let d = try await cluster.domain(a)
+        let key = try key(a)
+        guard let f = try await store.file(domain: d, key: key), f.attributes.kind == .file else {
+            throw ProtocolError("unknown_key", "no file \"\(key)\" in domain \(d.name)")
+        }
+        let c = try await store.classRecord(domain: d.id, id: f.attributes.classID)
+        let copies = try await store.copies(of: f.chunks.map(\.fid))
+        let devcount = f.chunks.map { copies[$0.fid]?.count ?? 0 }.min() ?? 0
+        var out: [(String, String)] = [("fid", String(f.chunks.first?.fid ?? 0)), ("domain", d.name), ("class", c?.name ?? "default"),
+                                       ("key", f.key), ("length", String(f.attributes.size)), ("devcount", String(devcount)),
+                                       ("chunks", String(f.chunks.count))]
+        if let c, c.checksum != .none {
+            out.append(("checksum", f.attributes.checksum.flatMap { Checksum(parsing: $0)?.mogileDescription } ?? "MISSING"))
+        }
+        if a.bool("devices") {
+            out.append(("devids", (copies[f.chunks.first?.fid ?? 0] ?? []).map(String.init).joined(separator: ",")))
+        }
+        return out
+    }
+
+    func fileDebug(_ a: Args) async throws -> [(String, String)] {
+        var fid = try a.optionalInt("fid")
+        if fid == nil {
+            let d = try await cluster.domain(a)
+            guard let f = try await store.file(domain: d, key: try key(a)), let first = f.chunks.first else {
+                throw ProtocolError("unknown_key", "no such key")
+            }
+            fid = first.fid
+        }
+        guard let b = try await store.blob(fid: fid!) else { throw ProtocolError("unknown_fid", "fid \(fid!) is not a committed blob") }
+        let devs = try await ctx.devices.byID()
+        var out: [(String, String)] = [("fid_fid", String(b.fid)), ("fid_dmid", String(b.domain)), ("fid_length", String(b.length)),
+                                       ("fid_classid", String(b.classID)), ("fid_devcount", String(b.devices.count)),
+                                       ("devids", b.devices.map(String.init).joined(separator: ",")),
+                                       ("checksum", b.checksum.flatMap { Checksum(parsing: $0)?.mogileDescription } ?? "NONE")]
+        for id in b.devices { if let dv = devs[id] { out.append(("devpath_\(id)", dv.url(fid: b.fid))) } }
+        return out
+    }
+
+    func listKeys(_ a: Args) async throws -> [(String, String)] {
+        let d = try await cluster.domain(a)
+        let prefix = a["prefix"] ?? ""
+        let after = a.nonEmpty("after")
+        if let after, !after.hasPrefix(prefix) { throw ProtocolError("after_mismatch", "after (\(after)) does not start with prefix (\(prefix))") }
+        let limit = Int(min(1000, max(1, try a.optionalInt("limit") ?? 1000)))
+        let keys = try await store.listKeys(domain: d.id, prefix: prefix, after: after, limit: limit)
+        guard let last = keys.last else { throw ProtocolError("none_match", "no keys match") }
+        var out = [("key_count", String(keys.count)), ("next_after", last)]
+        for (i, k) in keys.enumerated() { out.append(("key_\(i + 1)", k)) }
+        return out
+    }
+
+    /// file_layout: a file's attributes and every chunk with its replicas' URLs (read order).
+    func fileLayout(_ a: Args) async throws -> [(String, String)] {
+        let attrs: InodeAttributes
+        let chunks: [ChunkRef]
+        if let ino = try a.optionalInt("ino") {
+            attrs = try await store.getattr(ino: ino)
+            chunks = try await store.chunks(ino: ino)
+        } else {
+            let d = try await cluster.domain(a)
+            let key = try key(a)
+            guard let f = try await store.file(domain: d, key: key) else { throw ProtocolError("unknown_key", "no key \"\(key)\" in domain \(d.name)") }
+            attrs = f.attributes
+            chunks = f.chunks
+        }
+        let c = try await store.classRecord(domain: attrs.domain, id: attrs.classID)
+        let copies = try await store.copies(of: chunks.map(\.fid))
+        let devs = try await ctx.devices.byID()
+        var out = AttributeCodec.pairs(attrs)
+        out += [("class_name", c?.name ?? "default"), ("replicas", String(c?.replicas ?? 0)), ("chunk_size", String(c?.chunkSize ?? ChunkLayout.defaultChunkSize)),
+                ("chunk_count", String(chunks.count))]
+        for (i, ch) in chunks.enumerated() {
+            let p = "chunk\(i + 1)_"
+            let holders = Placement.readOrder((copies[ch.fid] ?? []).compactMap { devs[$0]?.view }).compactMap { devs[$0.device] }
+            out += [(p + "index", String(ch.index)), (p + "fid", String(ch.fid)), (p + "length", String(ch.length)),
+                    (p + "devids", holders.map { String($0.device.id) }.joined(separator: ",")),
+                    (p + "urls", holders.map { $0.url(fid: ch.fid) }.joined(separator: " "))]
+        }
+        return out
+    }
+}
+

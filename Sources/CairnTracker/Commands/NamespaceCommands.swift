@@ -1,0 +1,139 @@
+import CairnCore
+import CairnMetadata
+import CairnProtocol
+import Foundation
+
+/// Cairn's inode commands for the mount and the CLI: POSIX operations on inodes, paged
+/// directory listings with attributes, and custom metadata (binary-safe values).
+struct NamespaceCommands {
+    let ctx: TrackerContext
+    var store: MetadataStore { ctx.store }
+
+    static let maxXattrValue = 64 << 10
+    static let maxReaddirPage = 1000
+
+    func register(into h: inout [String: CommandHandler]) {
+        let s = self
+        h["fs_root"] = { a in
+            let d = try await ClusterCommands(ctx: s.ctx).domain(a)
+            return AttributeCodec.pairs(try await s.store.getattr(ino: d.root))
+        }
+        h["fs_lookup"] = { a in AttributeCodec.pairs(try await s.store.lookup(parent: try a.requireInt("parent"), name: try a.require("name"))) }
+        h["fs_getattr"] = { a in AttributeCodec.pairs(try await s.store.getattr(ino: try a.requireInt("ino"))) }
+        h["fs_setattr"] = { a in
+            let change = MetadataStore.AttributeChange(
+                mode: try a.optionalInt("mode").map { UInt32(truncatingIfNeeded: $0) },
+                uid: try a.optionalInt("uid").map { UInt32(truncatingIfNeeded: $0) },
+                gid: try a.optionalInt("gid").map { UInt32(truncatingIfNeeded: $0) },
+                size: try a.optionalInt("size"), atime: try a.optionalInt("atime"), mtime: try a.optionalInt("mtime"))
+            if let size = change.size, size < 0 { throw ProtocolError("bad_params", "size must be ≥ 0") }
+            return AttributeCodec.pairs(try await s.store.setattr(ino: try a.requireInt("ino"), change))
+        }
+        h["fs_create"] = { a in
+            let kind: InodeKind
+            switch a["kind"] ?? "f" {
+            case "f": kind = .file
+            case "d": kind = .directory
+            case "l": kind = .symlink
+            default: throw ProtocolError("bad_params", "kind must be f, d or l")
+            }
+            if kind == .symlink, a.nonEmpty("target") == nil { throw ProtocolError("bad_params", "a symlink needs a target") }
+            let n = MetadataStore.NewInode(kind: kind, mode: UInt32(truncatingIfNeeded: try a.optionalInt("mode") ?? (kind == .directory ? 0o755 : 0o644)),
+                                           uid: UInt32(truncatingIfNeeded: try a.optionalInt("uid") ?? 0),
+                                           gid: UInt32(truncatingIfNeeded: try a.optionalInt("gid") ?? 0), target: a["target"])
+            return AttributeCodec.pairs(try await s.store.create(parent: try a.requireInt("parent"), name: try a.require("name"), n,
+                                                                 exclusive: a["exclusive"].map { $0 != "0" } ?? true))
+        }
+        h["fs_unlink"] = { a in
+            try await s.store.unlink(parent: try a.requireInt("parent"), name: try a.require("name"), directory: a.bool("dir"))
+            return []
+        }
+        h["fs_rename"] = { a in
+            let mode: MetadataStore.RenameMode
+            switch a["mode"] ?? "replace" {
+            case "replace", "": mode = .replace
+            case "noreplace": mode = .noReplace
+            case "exchange": mode = .exchange
+            default: throw ProtocolError("bad_params", "mode must be replace, noreplace or exchange")
+            }
+            try await s.store.rename(parent: try a.requireInt("parent"), name: try a.require("name"),
+                                     newParent: try a.requireInt("newparent"), newName: try a.require("newname"), mode: mode)
+            return []
+        }
+        h["fs_link"] = { a in
+            AttributeCodec.pairs(try await s.store.link(ino: try a.requireInt("ino"), newParent: try a.requireInt("newparent"), newName: try a.require("newname")))
+        }
+        h["fs_readlink"] = { a in [("target", try await s.store.readlink(ino: try a.requireInt("ino")))] }
+        h["fs_readdir"] = { a in
+            let limit = Int(min(Int64(Self.maxReaddirPage), max(1, try a.optionalInt("limit") ?? Int64(Self.maxReaddirPage))))
+            let entries = try await s.store.readdir(ino: try a.requireInt("ino"), after: a.nonEmpty("after"), limit: limit)
+            var out = [("count", String(entries.count))]
+            for (i, e) in entries.enumerated() {
+                out.append(("e\(i + 1)_name", e.name))
+                out += AttributeCodec.pairs(e.attributes, prefix: "e\(i + 1)_")
+            }
+            return out
+        }
+        h["meta_get"] = { a in
+            let ino = try await s.inode(a)
+            let name = try s.attributeName(a)
+            guard let v = try await s.store.xattrGet(ino: ino, name: name) else {
+                throw ProtocolError("no_xattr", "no attribute \"\(name)\" on this file")
+            }
+            return [("value_hex", Hex.encode(v))]
+        }
+        h["meta_list"] = { a in
+            let ino = try await s.inode(a)
+            let all = try await s.store.xattrList(ino: ino).filter { !$0.0.hasPrefix("cairn.") }
+            var out = [("count", String(all.count))]
+            for (i, (k, v)) in all.enumerated() { out += [("name_\(i + 1)", k), ("value_hex_\(i + 1)", Hex.encode(v))] }
+            return out
+        }
+        h["meta_set"] = { a in
+            let ino = try await s.inode(a)
+            let name = try s.attributeName(a)
+            guard let value = Hex.decode(a["value_hex"] ?? "") else { throw ProtocolError("bad_params", "value_hex must be hexadecimal") }
+            guard value.count <= Self.maxXattrValue else {
+                throw ProtocolError("value_too_large", "attribute values are limited to \(Self.maxXattrValue) bytes; got \(value.count)")
+            }
+            let mode: MetadataStore.XattrMode = a["mode"] == "create" ? .create : a["mode"] == "replace" ? .replace : .any
+            try await s.store.xattrSet(ino: ino, name: name, value: value, mode: mode)
+            return []
+        }
+        h["meta_remove"] = { a in
+            try await s.store.xattrRemove(ino: try await s.inode(a), name: try s.attributeName(a))
+            return []
+        }
+        h["set_dir_class"] = { a in
+            let ino = try a.requireInt("ino")
+            let attrs = try await s.store.getattr(ino: ino)
+            let cname = try a.require("class")
+            guard let c = try await s.store.classRecord(domain: attrs.domain, name: cname) else {
+                throw ProtocolError("class_not_found", "class \"\(cname)\" does not exist in this domain")
+            }
+            if attrs.kind == .directory {
+                try await s.store.xattrSet(ino: ino, name: "cairn.class", value: Array(String(c.id).utf8))
+            } else {
+                try await s.store.setClass(ino: ino, classID: c.id)
+            }
+            return []
+        }
+    }
+
+    /// The inode named by `ino`, or by `domain` + `key`.
+    func inode(_ a: Args) async throws -> Ino {
+        if let ino = try a.optionalInt("ino") { return ino }
+        let d = try await ClusterCommands(ctx: ctx).domain(a)
+        guard let k = a.nonEmpty("key") else { throw ProtocolError("no_key", "give ino, or domain and key") }
+        let key = try KeyPath(k)
+        guard let ino = try await store.resolve(domain: d, key: key) else { throw ProtocolError("unknown_key", "no key \"\(key)\" in domain \(d.name)") }
+        return ino
+    }
+
+    func attributeName(_ a: Args) throws -> String {
+        let name = try a.require("name")
+        guard name.utf8.count <= 255, !name.utf8.contains(0) else { throw ProtocolError("bad_params", "attribute names are 1–255 bytes without NUL") }
+        return name
+    }
+}
+

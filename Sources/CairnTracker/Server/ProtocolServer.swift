@@ -1,0 +1,55 @@
+import CairnProtocol
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The tracker's TCP server: one task per connection reads lines and answers them in order
+/// (pipelined requests get their replies in request order, as MogileFS does).
+struct ProtocolServer {
+    let host: String
+    let port: Int
+    let dispatcher: Dispatcher
+    let logger: Logger
+
+    func run(onBound: @Sendable (Int) -> Void = { _ in }) async throws {
+        let maxLine = Request.maxLineBytes
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: host, port: port) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineFraming(maxLength: maxLine)))
+                    return try NIOAsyncChannel<InboundLine, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        onBound(server.channel.localAddress?.port ?? port)
+        try await withThrowingDiscardingTaskGroup { group in
+            try await server.executeThenClose { inbound in
+                for try await connection in inbound {
+                    group.addTask { await serve(connection) }
+                }
+            }
+        }
+    }
+
+    func serve(_ connection: NIOAsyncChannel<InboundLine, ByteBuffer>) async {
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                for try await item in inbound {
+                    let reply: [UInt8]
+                    switch item {
+                    case .tooLong:
+                        reply = Reply.err(ProtocolError("line_too_long", "request line longer than \(Request.maxLineBytes) bytes; ignored")).encode()
+                    case .line(let buffer):
+                        guard let r = await dispatcher.answer(line: buffer.readableBytesView) else { continue }
+                        reply = r
+                    }
+                    try await outbound.write(ByteBuffer(bytes: reply))
+                }
+            }
+        } catch {
+            logger.debug("connection ended: \(error)")
+        }
+    }
+}

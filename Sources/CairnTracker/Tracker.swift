@@ -1,0 +1,84 @@
+import CairnCore
+import CairnMetadata
+import CairnPolicy
+import CairnTransfer
+import Foundation
+import Logging
+
+/// How a tracker runs.
+public struct TrackerConfig: Sendable {
+    public var databasePath: String
+    public var host: String
+    public var port: Int
+    /// Cluster secret: write paths handed out are signed with it.
+    public var secret: String?
+    /// Replicas of the `default` class of new domains.
+    public var defaultReplicas: Int
+    /// Seconds between usage polls of every storage node.
+    public var pollInterval: Double
+    /// Seconds a write path stays valid.
+    public var tokenLifetime: Int64
+
+    public init(databasePath: String, host: String = "127.0.0.1", port: Int = 7001, secret: String? = nil,
+                defaultReplicas: Int = 2, pollInterval: Double = 2, tokenLifetime: Int64 = 3600) {
+        self.databasePath = databasePath; self.host = host; self.port = port; self.secret = secret
+        self.defaultReplicas = defaultReplicas; self.pollInterval = pollInterval; self.tokenLifetime = tokenLifetime
+    }
+}
+
+/// What the command groups and workers share.
+struct TrackerContext: Sendable {
+    let config: TrackerConfig
+    let store: MetadataStore
+    let devices: DeviceCache
+    let gateway: NodeGateway
+    let replicator: Replicator
+    let placement: Placement
+    let logger: Logger
+}
+
+/// A tracker: the metadata database, the protocol server and the background workers.
+public final class Tracker: Sendable {
+    let context: TrackerContext
+    let workers: WorkerRegistry
+
+    public init(config: TrackerConfig) throws {
+        let store = try MetadataStore(path: config.databasePath)
+        var logger = Logger(label: "cairn.tracker")
+        logger.logLevel = .info
+        let devices = DeviceCache(store: store)
+        let gateway = NodeGateway(http: HTTPTransfer(), secret: config.secret, tokenLifetime: config.tokenLifetime)
+        let placement = Placement()
+        context = TrackerContext(config: config, store: store, devices: devices, gateway: gateway,
+                                 replicator: Replicator(gateway: gateway, devices: devices, placement: placement),
+                                 placement: placement, logger: logger)
+        workers = WorkerRegistry(defaults: ["replicate": 2, "delete": 1, "monitor": 1])
+    }
+
+    /// Serves until cancelled. `onBound` gets the port actually bound (for port 0).
+    public func run(onBound: @Sendable @escaping (Int) -> Void = { _ in }) async throws {
+        let counters = TrackerCounters()
+        var handlers: [String: CommandHandler] = [:]
+        ClusterCommands(ctx: context).register(into: &handlers)
+        FileCommands(ctx: context).register(into: &handlers)
+        NamespaceCommands(ctx: context).register(into: &handlers)
+        let dispatcher = Dispatcher(handlers: handlers, admin: AdminLines(store: context.store, counters: counters, workers: workers),
+                                    stats: counters)
+        let server = ProtocolServer(host: context.config.host, port: context.config.port, dispatcher: dispatcher, logger: context.logger)
+        let ctx = context
+        let workers = self.workers
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await server.run { port in
+                    ctx.logger.info("tracker listening on \(ctx.config.host):\(port), metadata in \(ctx.config.databasePath)")
+                    onBound(port)
+                }
+            }
+            group.addTask { await UsageMonitor(ctx: ctx, workers: workers).run() }
+            group.addTask { await ReplicateWorker(ctx: ctx, workers: workers).run() }
+            group.addTask { await DeleteWorker(ctx: ctx, workers: workers).run() }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+}

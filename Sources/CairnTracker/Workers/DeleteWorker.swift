@@ -1,0 +1,39 @@
+import CairnCore
+import CairnMetadata
+
+/// Frees blobs on the storage nodes after their names are gone (deletes and overwrites remove
+/// the name at once; space comes back here). A device that cannot delete now (down, readonly,
+/// unreachable) is retried later; a dead device's copies are simply forgotten. Also reaps
+/// uploads never committed within an hour.
+struct DeleteWorker {
+    let ctx: TrackerContext
+    let workers: WorkerRegistry
+    static let staleUploadSeconds: Int64 = 3600
+
+    func run() async {
+        var rounds = 0
+        while !Task.isCancelled {
+            rounds += 1
+            if rounds % 120 == 1 { _ = try? await ctx.store.reapStaleUploads(maxAge: Self.staleUploadSeconds) }
+            var did = 0
+            if workers.count("delete") > 0, let due = try? await ctx.store.dueDeletes(limit: 200), !due.isEmpty {
+                did = due.count
+                await withTaskGroup(of: Void.self) { group in
+                    for item in due { group.addTask { await delete(item) } }
+                }
+            }
+            if did == 0 { try? await Task.sleep(for: .milliseconds(500)) }
+        }
+    }
+
+    func delete(_ item: MetadataStore.DeleteItem) async {
+        guard let devs = try? await ctx.devices.byID() else { return }
+        for id in item.devices {
+            guard let d = devs[id] else { try? await ctx.store.removeCopy(fid: item.fid, device: id); continue }
+            if d.device.status.isGone { try? await ctx.store.removeCopy(fid: item.fid, device: id); continue }
+            guard d.device.status.canDelete, d.host.status.canWrite else { continue }
+            if await ctx.gateway.delete(fid: item.fid, on: d) { try? await ctx.store.removeCopy(fid: item.fid, device: id) }
+        }
+        try? await ctx.store.deleteAttempted(fid: item.fid)
+    }
+}

@@ -1,0 +1,43 @@
+import ArgumentParser
+import CairnStorage
+import CairnTracker
+import Foundation
+
+struct TrackerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "tracker", abstract: "Run a tracker (metadata in SQLite, MogileFS protocol).")
+
+    @Option(help: "Path of the SQLite metadata database (created if missing).") var db: String
+    @Option(help: "Address to listen on.") var listen = "127.0.0.1:7001"
+    @Option(name: .customLong("secret-file"), help: "File holding the cluster secret (or set CAIRN_SECRET).") var secretFile: String?
+    @Option(name: .customLong("default-replicas"), help: "Replicas of the default class of new domains.") var defaultReplicas = 2
+    @Option(name: .customLong("poll-interval"), help: "Seconds between usage polls of storage nodes.") var pollInterval = 2.0
+
+    func run() async throws {
+        let (host, port) = try splitAddress(listen, defaultPort: 7001)
+        let config = TrackerConfig(databasePath: db, host: host, port: port, secret: try loadSecret(file: secretFile),
+                                   defaultReplicas: defaultReplicas, pollInterval: pollInterval)
+        try await reportingErrors {
+            let tracker = try Tracker(config: config)
+            try await tracker.run()
+        }
+    }
+}
+
+struct StorageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "storage", abstract: "Run a storage node over DIR/dev<N> devices.")
+
+    @Option(help: "Address to listen on (and to announce to the tracker).") var listen = "127.0.0.1:7500"
+    @Option(help: "Data folder holding the dev<N> device folders.") var data: String
+    @Option(help: "Tracker to register with (repeatable).") var tracker: [String] = []
+    @Option(help: "Node name (default: HOSTNAME-PORT).") var name: String?
+    @Option(help: "Devices to create at first registration when DIR has none.") var devices = 1
+    @Option(name: .customLong("secret-file"), help: "File holding the cluster secret (or set CAIRN_SECRET).") var secretFile: String?
+
+    func run() async throws {
+        let (host, port) = try splitAddress(listen, defaultPort: 7500)
+        let nodeName = name ?? "\(ProcessInfo.processInfo.hostName)-\(port)"
+        let config = StorageConfig(host: host, port: port, dataDir: data, name: nodeName, trackers: tracker,
+                                   secret: try loadSecret(file: secretFile), newDevices: devices)
+        try await reportingErrors { try await StorageNode(config: config).run() }
+    }
+}
