@@ -160,7 +160,9 @@ public final class StorageNode: Sendable {
     // MARK: PUT
 
     func store(file: String, device: DeviceID, request: Request, algorithm: ChecksumAlgorithm) async -> Response {
-        let expected = request.headers[.contentLength].flatMap { Int64($0) }
+        let copySource = request.headers[HTTPField.Name("Cairn-Copy-From")!]
+        // A copy request has an empty body; the size is the source's.
+        let expected = copySource == nil ? request.headers[.contentLength].flatMap { Int64($0) } : nil
         if let expected, let u = meter.measure(folders, id: device, reserveBytes: config.reserveBytes), u.freeBytes - expected < config.reserveBytes {
             return text(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), "device \(device) on \(config.name) is nearly full (\(u.freeBytes) bytes free); the tracker will place the blob elsewhere")
         }
@@ -169,7 +171,7 @@ public final class StorageNode: Sendable {
         catch { return text(.internalServerError, "device \(device) on \(config.name): \(error)") }
         let box = BlobBox(blob)
         do {
-            if let source = request.headers[HTTPField.Name("Cairn-Copy-From")!] {
+            if let source = copySource {
                 try await copy(from: source, into: box)
             } else {
                 try await receive(request.body, into: box)

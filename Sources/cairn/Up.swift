@@ -20,7 +20,6 @@ struct Up: ParsableCommand {
     }
 
     func run() throws {
-        setvbuf(stdout, nil, _IOLBF, 0)
         try reportingErrors {
             let root = URL(fileURLWithPath: dataDir).standardizedFileURL.path
             let logs = root + "/logs"
@@ -45,7 +44,7 @@ struct Up: ParsableCommand {
             if let mount {
                 try group.start(name: "mount", ["mount", mount, "--tracker", tracker, "-f"])
             }
-            print("""
+            say("""
             Cairn is up.
               tracker        \(tracker)   (metadata: \(root)/tracker.db)
             \((1...nodes).map { "  storage node\($0)   http://127.0.0.1:\(storagePort + $0 - 1)   (data: \(root)/node\($0))" }.joined(separator: "\n"))
@@ -142,7 +141,10 @@ final class ProcessGroup: @unchecked Sendable {
             while c.process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
             if c.process.isRunning { kill(c.process.processIdentifier, SIGKILL) }
         }
-        print("\nCairn stopped.")
+        say("\nCairn stopped.")
         return 0
     }
 }
+
+/// Writes a line straight to stdout (unbuffered, so it shows when stdout is a file or pipe).
+func say(_ text: String) { FileHandle.standardOutput.write(Data((text + "\n").utf8)) }

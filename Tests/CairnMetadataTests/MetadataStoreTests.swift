@@ -1,0 +1,135 @@
+import CairnCore
+import Foundation
+import Testing
+@testable import CairnMetadata
+
+func temporaryDatabase() -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-meta-\(UUID().uuidString)")
+    try! FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    return dir.appendingPathComponent("t.db").path
+}
+
+/// A committed file with one fresh blob.
+func commit(_ store: MetadataStore, _ d: DomainRecord, _ key: String, size: Int64 = 10, devices: [DeviceID] = [1, 2]) async throws -> (InodeAttributes, Fid) {
+    let fid = try await store.openUpload(domain: d.id, classID: 0, key: key, devices: devices)
+    let a = try await store.commitFile(domain: d, key: try KeyPath(key), classID: 0, size: size,
+                                       chunks: [CommittedChunk(fid: fid, length: size, checksum: nil, devices: devices)], replicas: 2)
+    return (a, fid)
+}
+
+@Suite struct MetadataStoreTests {
+    @Test func commitCreatesParentsAndListsKeys() async throws {
+        let store = try MetadataStore(path: temporaryDatabase())
+        let d = try await store.createDomain("photos")
+        _ = try await commit(store, d, "2024/jan/a.jpg")
+        _ = try await commit(store, d, "2024/feb/b.jpg")
+        _ = try await commit(store, d, "readme")
+        #expect(try await store.listKeys(domain: d.id, prefix: "", after: nil, limit: 10) == ["2024/feb/b.jpg", "2024/jan/a.jpg", "readme"])
+        #expect(try await store.listKeys(domain: d.id, prefix: "2024/j", after: nil, limit: 10) == ["2024/jan/a.jpg"])
+        #expect(try await store.listKeys(domain: d.id, prefix: "2024/", after: "2024/feb/b.jpg", limit: 10) == ["2024/jan/a.jpg"])
+        let root = try await store.readdir(ino: d.root, after: nil, limit: 10)
+        #expect(root.map(\.name) == ["2024", "readme"])
+        #expect(root[0].attributes.kind == .directory)
+        #expect(root[0].attributes.nlink == 4)  // ., .., jan, feb
+    }
+
+    @Test func overwriteQueuesOldBlobAndKeepsInode() async throws {
+        let store = try MetadataStore(path: temporaryDatabase())
+        let d = try await store.createDomain("d")
+        let (a1, fid1) = try await commit(store, d, "k")
+        let (a2, fid2) = try await commit(store, d, "k", size: 20)
+        #expect(a1.ino == a2.ino)
+        #expect(a2.size == 20)
+        #expect(try await store.blob(fid: fid1) == nil)
+        #expect(try await store.blob(fid: fid2) != nil)
+        let due = try await store.dueDeletes(limit: 10)
+        #expect(due.map(\.fid) == [fid1])
+        #expect(Set(due[0].devices) == [1, 2])
+    }
+
+    @Test func deleteFreesBlobsAndFidsAreNeverReused() async throws {
+        let path = temporaryDatabase()
+        var store = try MetadataStore(path: path)
+        let d = try await store.createDomain("d")
+        let (_, fid) = try await commit(store, d, "x")
+        try await store.deleteKey(domain: d, key: try KeyPath("x"))
+        #expect(try await store.file(domain: d, key: try KeyPath("x")) == nil)
+        #expect(try await store.dueDeletes(limit: 10).map(\.fid) == [fid])
+        for dev in [1, 2] { try await store.removeCopy(fid: fid, device: dev) }
+        try await store.deleteAttempted(fid: fid)
+        #expect(try await store.pendingDeletes() == 0)
+        store = try MetadataStore(path: path)  // reopen: the sequence survives
+        let next = try await store.openUpload(domain: d.id, classID: 0, key: "", devices: [])
+        #expect(next > fid)
+    }
+
+    @Test func renameDirectoryRewritesKeys() async throws {
+        let store = try MetadataStore(path: temporaryDatabase())
+        let d = try await store.createDomain("d")
+        _ = try await commit(store, d, "a/b/c")
+        _ = try await commit(store, d, "a-sibling")
+        try await store.renameKey(domain: d, from: try KeyPath("a"), to: try KeyPath("z/y"))
+        #expect(try await store.listKeys(domain: d.id, prefix: "", after: nil, limit: 10) == ["a-sibling", "z/y/b/c"])
+        #expect(try await store.file(domain: d, key: try KeyPath("z/y/b/c")) != nil)
+        await #expect(throws: StoreError.self) { try await store.renameKey(domain: d, from: try KeyPath("a-sibling"), to: try KeyPath("z/y/b/c")) }
+    }
+
+    @Test func posixRenameModesAndLinks() async throws {
+        let store = try MetadataStore(path: temporaryDatabase())
+        let d = try await store.createDomain("d")
+        let (f1, _) = try await commit(store, d, "one")
+        let (f2, _) = try await commit(store, d, "two")
+        await #expect(throws: StoreError.self) { try await store.rename(parent: d.root, name: "one", newParent: d.root, newName: "two", mode: .noReplace) }
+        try await store.rename(parent: d.root, name: "one", newParent: d.root, newName: "two", mode: .exchange)
+        #expect(try await store.lookup(parent: d.root, name: "two").ino == f1.ino)
+        #expect(try await store.lookup(parent: d.root, name: "one").ino == f2.ino)
+        try await store.rename(parent: d.root, name: "one", newParent: d.root, newName: "two")
+        #expect(try await store.lookup(parent: d.root, name: "two").ino == f2.ino)
+        let linked = try await store.link(ino: f2.ino, newParent: d.root, newName: "hard")
+        #expect(linked.nlink == 2)
+        try await store.unlink(parent: d.root, name: "two", directory: false)
+        #expect(try await store.getattr(ino: f2.ino).nlink == 1)
+        let dir = try await store.create(parent: d.root, name: "dir", .init(kind: .directory, mode: 0o700, uid: 5, gid: 6))
+        _ = try await store.create(parent: dir.ino, name: "f", .init(kind: .file, mode: 0o600, uid: 5, gid: 6))
+        await #expect(throws: StoreError.self) { try await store.unlink(parent: d.root, name: "dir", directory: true) }
+        let sym = try await store.create(parent: d.root, name: "s", .init(kind: .symlink, mode: 0o777, uid: 0, gid: 0, target: "dir/f"))
+        #expect(try await store.readlink(ino: sym.ino) == "dir/f")
+    }
+
+    @Test func truncateKeepsChunksBelowTheSize() async throws {
+        let store = try MetadataStore(path: temporaryDatabase())
+        let d = try await store.createDomain("d")
+        let (a, fid) = try await commit(store, d, "t", size: 100)
+        let cut = try await store.setattr(ino: a.ino, .init(size: 40))
+        #expect(cut.size == 40)
+        #expect(try await store.chunks(ino: a.ino) == [ChunkRef(index: 0, fid: fid, length: 40)])
+        _ = try await store.setattr(ino: a.ino, .init(size: 0))
+        #expect(try await store.chunks(ino: a.ino).isEmpty)
+        #expect(try await store.dueDeletes(limit: 5).map(\.fid) == [fid])
+    }
+
+    @Test func xattrsAreBinarySafe() async throws {
+        let store = try MetadataStore(path: temporaryDatabase())
+        let d = try await store.createDomain("d")
+        let (a, _) = try await commit(store, d, "x")
+        let value: [UInt8] = [0, 255, 10, 13, 0x26, 0x3d]
+        try await store.xattrSet(ino: a.ino, name: "user.bin", value: value)
+        #expect(try await store.xattrGet(ino: a.ino, name: "user.bin") == value)
+        await #expect(throws: StoreError.self) { try await store.xattrSet(ino: a.ino, name: "user.bin", value: [1], mode: .create) }
+        try await store.xattrRemove(ino: a.ino, name: "user.bin")
+        #expect(try await store.xattrGet(ino: a.ino, name: "user.bin") == nil)
+    }
+
+    @Test func deviceIdsAreNeverReused() async throws {
+        let store = try MetadataStore(path: temporaryDatabase())
+        let (host, ids) = try await store.registerNode(name: "n1", ip: "127.0.0.1", port: 1, existing: [], newDevices: 2)
+        #expect(ids == [1, 2])
+        try await store.setDeviceState(2, hostName: nil, state: .dead)
+        await #expect(throws: StoreError.self) { try await store.setDeviceState(2, hostName: nil, state: .alive) }
+        try await store.setDeviceState(1, hostName: nil, state: .dead)
+        try await store.deleteHost(name: "n1")
+        let (_, again) = try await store.registerNode(name: "n2", ip: "127.0.0.1", port: 2, existing: [], newDevices: 1)
+        #expect(again == [3])
+        await #expect(throws: StoreError.self) { _ = try await store.createDevice(id: 1, host: host.id + 1) }
+    }
+}

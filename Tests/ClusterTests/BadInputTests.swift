@@ -1,0 +1,129 @@
+import CairnCore
+import CairnProtocol
+import CairnTransfer
+import Foundation
+import Testing
+
+/// Sends raw bytes to a TCP port and returns everything answered until the peer closes or
+/// `timeout` passes.
+func rawExchange(port: Int, _ bytes: [UInt8], timeout: Int = 5, closeWrite: Bool = true) throws -> String {
+    let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(s) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    addr.sin_port = UInt16(port).bigEndian
+    let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard rc == 0 else { throw TestFailure("connect to \(port) failed") }
+    var tv = timeval(tv_sec: timeout, tv_usec: 0)
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    _ = bytes.withUnsafeBytes { send(s, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    if closeWrite { shutdown(s, Int32(SHUT_WR)) }
+    var out = [UInt8]()
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buf.withUnsafeMutableBytes { recv(s, $0.baseAddress, 65536, 0) }
+        if n <= 0 { break }
+        out += buf[..<n]
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+@Suite(.serialized) struct BadInputTests {
+    @Test func trackerAnswersBadLinesAndKeepsServing() throws {
+        let c = try TestCluster(nodes: 1)
+        defer { c.stop() }
+        let lines = [
+            "%%%garbage\r\n",
+            "no_such_command a=1\r\n",
+            "get_paths domain=test\r\n",
+            "get_paths domain=nodomain&key=x\r\n",
+            "get_paths domain=test&key=a//b\r\n",
+            "create_class domain=test&class=c&mindevcount=many\r\n",
+            "list_fids from=notanumber\r\n",
+            "create_open domain=test&key=..\r\n",
+            "NOOP callid=7&unknown_arg=1\r\n",
+        ].joined()
+        let replies = try rawExchange(port: c.trackerPort, Array(lines.utf8)).split(separator: "\r\n").map(String.init)
+        #expect(replies.count == 9, "one reply per line, in order: \(replies)")
+        guard replies.count == 9 else { return }
+        #expect(replies[0].hasPrefix("ERR unknown_command "))
+        #expect(replies[1].hasPrefix("ERR unknown_command "))
+        #expect(replies[2].hasPrefix("ERR no_key "))
+        #expect(replies[3].hasPrefix("ERR unreg_domain "))
+        #expect(replies[4].hasPrefix("ERR invalid_key ") && replies[4].contains("empty+path+component"))
+        #expect(replies[5].hasPrefix("ERR invalid_mindevcount "))
+        #expect(replies[6].hasPrefix("ERR bad_params "))
+        #expect(replies[7].hasPrefix("ERR invalid_key "))
+        #expect(replies[8] == "OK callid=7")
+        // An over-long line gets an error, and the same connection goes on.
+        let long = Array("noop x=".utf8) + [UInt8](repeating: UInt8(ascii: "a"), count: 3 << 20) + Array("\r\nnoop \r\n".utf8)
+        let r2 = try rawExchange(port: c.trackerPort, long, timeout: 10).split(separator: "\r\n").map(String.init)
+        #expect(r2.first?.hasPrefix("ERR line_too_long ") == true)
+        #expect(r2.last == "OK ")
+        // Admin lines.
+        let admin = try rawExchange(port: c.trackerPort, Array("!version\r\n!stats\r\n".utf8))
+        #expect(admin.hasPrefix("cairn ") && admin.contains("\r\n.\r\n") && admin.contains("uptime "))
+        #expect(try c.client.call("noop").values.isEmpty)
+    }
+
+    @Test func pipelinedRequestsAnswerInOrder() throws {
+        let c = try TestCluster(nodes: 1)
+        defer { c.stop() }
+        var batch = [UInt8]()
+        for i in 0..<50 { batch += Request.encode(command: i % 2 == 0 ? "noop" : "get_paths", args: [("domain", "test"), ("key", "k\(i)"), ("callid", String(i))]) }
+        let replies = try rawExchange(port: c.trackerPort, batch).split(separator: "\r\n").map(String.init)
+        #expect(replies.count == 50)
+        for (i, r) in replies.enumerated() {
+            if i % 2 == 0 { #expect(r.hasSuffix("callid=\(i)")) } else { #expect(r.hasPrefix("ERR unknown_key ") && r.hasSuffix(" \(i)")) }
+        }
+    }
+
+    @Test func storageNodeRefusesTraversalAndKeepsServing() throws {
+        let c = try TestCluster(nodes: 1)
+        defer { c.stop() }
+        let data = Array("precious".utf8)
+        let f = try writeTemp(data, dir: c.root, name: "p")
+        _ = try c.client.call("create_class", [("domain", "test"), ("class", "one"), ("mindevcount", "1")])
+        #expect(try c.cli(["put", "test", "p", f, "--class", "one"]).status == 0)
+        let port = c.nodePorts[0]
+        let attempts = [
+            "GET /dev1/../../../etc/passwd HTTP/1.1", "GET /dev1/%2e%2e/%2e%2e/etc/passwd HTTP/1.1", "GET //etc/passwd HTTP/1.1",
+            "GET /etc/passwd HTTP/1.1", "GET /dev1/0/000/000/" + String(repeating: "9", count: 300) + ".fid HTTP/1.1",
+            "GET /dev1/0/000/000/notafid.fid HTTP/1.1", "PUT /dev1/../x.fid HTTP/1.1", "DELETE /dev1/0/000/000/../../../../tracker.db HTTP/1.1",
+            "GET /dev99/0/000/000/0000000001.fid HTTP/1.1",
+        ]
+        for line in attempts {
+            let reply = try rawExchange(port: port, Array((line + "\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").utf8))
+            let status = reply.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+            #expect([400, 403, 404].contains(status), "\(line) → \(reply.prefix(80))")
+            #expect(!reply.contains("root:"), "nothing outside the device folder is served")
+        }
+        // A body shorter than its Content-Length stores nothing.
+        let short = try rawExchange(port: port, Array("PUT /dev1/0/000/000/0000000777.fid HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly ten..".utf8), timeout: 5)
+        _ = short
+        try c.wait("no partial blob") { !c.blobFiles().contains { $0.hasSuffix("0000000777.fid") } && !c.blobFiles().isEmpty }
+        #expect(!FileManager.default.fileExists(atPath: c.root + "/node0/dev1/0/000/000/0000000777.fid"))
+        // And it still serves.
+        #expect(Array(try c.cli(["get", "test", "p"]).out) == data)
+        #expect(try HTTPTransfer.shared.get("http://127.0.0.1:\(port)/_status").status == 200)
+    }
+
+    @Test func rangesAndHead() throws {
+        let c = try TestCluster(nodes: 1)
+        defer { c.stop() }
+        let data = randomBytes(10_000, seed: 3)
+        let f = try writeTemp(data, dir: c.root, name: "r")
+        _ = try c.client.call("create_class", [("domain", "test"), ("class", "one"), ("mindevcount", "1")])
+        #expect(try c.cli(["put", "test", "r", f, "--class", "one"]).status == 0)
+        let url = try c.client.call("get_paths", [("domain", "test"), ("key", "r")])["path1"]!
+        let part = try HTTPTransfer.shared.get(url, range: 100...199)
+        #expect(part.status == 206 && part.body == Array(data[100...199]) && part.headers["content-range"] == "bytes 100-199/10000")
+        let tail = try HTTPTransfer.shared.perform(method: "GET", url: url, headers: ["Range": "bytes=-10"])
+        #expect(tail.body == Array(data.suffix(10)))
+        #expect(try HTTPTransfer.shared.perform(method: "GET", url: url, headers: ["Range": "bytes=20000-"]).status == 416)
+        let head = try HTTPTransfer.shared.head(url)
+        #expect(head.status == 200 && head.headers["content-length"] == "10000")
+        #expect(try HTTPTransfer.shared.get(url.replacingOccurrences(of: ".fid", with: "") + "0.fid").status != 200)
+    }
+}

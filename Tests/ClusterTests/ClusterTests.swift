@@ -1,0 +1,235 @@
+import CairnClient
+import CairnCore
+import CairnProtocol
+import CairnTransfer
+import Foundation
+import Testing
+
+/// Real processes on loopback. Serialized: each test runs its own cluster and the machine
+/// has two cores.
+@Suite(.serialized) struct ClusterTests {
+    static let smallChunk = 1 << 20
+
+    @Test func putGetRoundTripsAtChunkBoundaries() throws {
+        let c = try TestCluster()
+        defer { c.stop() }
+        _ = try c.client.call("create_class", [("domain", "test"), ("class", "small"), ("mindevcount", "2"), ("chunk_size", String(Self.smallChunk))])
+        let chunk = Self.smallChunk
+        for (i, size) in [0, 1, chunk - 1, chunk, chunk + 1, 5 * chunk + 7].enumerated() {
+            let data = randomBytes(size, seed: UInt64(i))
+            let file = try writeTemp(data, dir: c.root, name: "in\(i)")
+            let put = try c.cli(["put", "test", "sizes/f\(size)", file, "--class", "small"])
+            #expect(put.status == 0, "put of \(size) bytes: \(put.err)")
+            let get = try c.cli(["get", "test", "sizes/f\(size)", "-"])
+            #expect(get.status == 0, "get of \(size) bytes: \(get.err)")
+            #expect(Array(get.out) == data, "content of the \(size)-byte file differs")
+            let layout = try FileLayout.fetch(domain: "test", key: "sizes/f\(size)", tracker: c.client)
+            #expect(layout.chunks.count == (size + chunk - 1) / chunk)
+            #expect(layout.chunks.allSatisfy { $0.devices.count >= 2 }, "every chunk has its 2 synchronous copies at once")
+        }
+        // 100 MiB in the default class (16 MiB chunks), through a file and back into a file.
+        let big = randomBytes(100 << 20, seed: 99)
+        let file = try writeTemp(big, dir: c.root, name: "big")
+        #expect(try c.cli(["put", "test", "big.bin", file]).status == 0)
+        #expect(try c.cli(["get", "test", "big.bin", c.root + "/big.out"]).status == 0)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: c.root + "/big.out")) == Data(big))
+        #expect(try FileLayout.fetch(domain: "test", key: "big.bin", tracker: c.client).chunks.count == 7)
+        // stdin and stdout work too.
+        let piped = randomBytes(3 * chunk + 5, seed: 7)
+        #expect(try c.cli(["put", "test", "piped", "-", "--class", "small"], stdin: Data(piped)).status == 0)
+        #expect(Array(try c.cli(["get", "test", "piped"]).out) == piped)
+    }
+
+    @Test func everyFidReachesItsReplicasOnDistinctHosts() throws {
+        let c = try TestCluster()
+        defer { c.stop() }
+        _ = try c.client.call("create_class", [("domain", "test"), ("class", "three"), ("mindevcount", "3"), ("sync_copies", "1"),
+                                                ("chunk_size", String(Self.smallChunk))])
+        for i in 0..<4 {
+            let f = try writeTemp(randomBytes(Self.smallChunk * 2 + i, seed: UInt64(i)), dir: c.root, name: "r\(i)")
+            #expect(try c.cli(["put", "test", "r/\(i)", f, "--class", "three"]).status == 0)
+        }
+        let devices = try c.client.call("get_devices")
+        var hostOf: [Int: String] = [:]
+        for i in 1...Int(devices.int("devices") ?? 0) { hostOf[Int(devices.int("dev\(i)_devid")!)] = devices["dev\(i)_hostid"] }
+        try c.wait("3 copies of every chunk on 3 hosts") {
+            try (0..<4).allSatisfy { i in
+                let l = try FileLayout.fetch(domain: "test", key: "r/\(i)", tracker: c.client)
+                return l.chunks.allSatisfy { Set($0.devices.compactMap { hostOf[$0] }).count == 3 }
+            }
+        }
+        // The replicas really hold the bytes: read each chunk from every URL.
+        let l = try FileLayout.fetch(domain: "test", key: "r/0", tracker: c.client)
+        for ch in l.chunks {
+            for url in ch.urls {
+                let r = try HTTPTransfer.shared.get(url)
+                #expect(r.status == 200 && Int64(r.body.count) == ch.length)
+            }
+        }
+    }
+
+    @Test func overwriteAndDeleteFreeBlobsOnDisk() throws {
+        let c = try TestCluster()
+        defer { c.stop() }
+        let f1 = try writeTemp(randomBytes(1000, seed: 1), dir: c.root, name: "v1")
+        let f2 = try writeTemp(randomBytes(2000, seed: 2), dir: c.root, name: "v2")
+        #expect(try c.cli(["put", "test", "doc", f1]).status == 0)
+        try c.wait("2 copies on disk") { c.blobFiles().count == 2 }
+        let before = Set(c.blobFiles())
+        #expect(try c.cli(["put", "test", "doc", f2]).status == 0)
+        try c.wait("old copies freed after overwrite") { let now = Set(c.blobFiles()); return now.count == 2 && now.isDisjoint(with: before) }
+        #expect(Array(try c.cli(["get", "test", "doc"]).out) == randomBytes(2000, seed: 2))
+        #expect(try c.cli(["rm", "test", "doc"]).status == 0)
+        try c.wait("copies freed after delete") { c.blobFiles().isEmpty }
+        let gone = try c.cli(["get", "test", "doc"])
+        #expect(gone.status != 0 && gone.err.contains("doc"), "a missing key is reported by name: \(gone.err)")
+    }
+
+    @Test func trackerKilledLosesNoAcknowledgedWrite() throws {
+        let c = try TestCluster()
+        defer { c.stop() }
+        let acknowledged = LockedList()
+        let writer = Thread {
+            for i in 0..<400 {
+                guard let f = try? writeTemp(randomBytes(3000 + i, seed: UInt64(i)), dir: c.root, name: "w\(i)") else { continue }
+                if let r = try? c.cli(["put", "test", "kill/\(i)", f]), r.status == 0 { acknowledged.append(i) }
+                if acknowledged.count > 0, i > acknowledged.last! + 5 { break }  // the tracker is gone; stop
+            }
+            acknowledged.finish()
+        }
+        writer.start()
+        try c.wait("some acknowledged writes") { acknowledged.count >= 8 }
+        c.kill(c.tracker)  // SIGKILL at an arbitrary moment
+        acknowledged.waitFinished()
+        try c.restartTracker()
+        try c.waitForWriteableDevices(3)
+        for i in acknowledged.all {
+            let r = try c.cli(["get", "test", "kill/\(i)"])
+            #expect(r.status == 0 && Array(r.out) == randomBytes(3000 + i, seed: UInt64(i)), "acknowledged file kill/\(i) lost: \(r.err)")
+        }
+    }
+
+    @Test func putFinishesWhenAStorageNodeDiesMidUpload() throws {
+        let c = try TestCluster()
+        defer { c.stop() }
+        _ = try c.client.call("create_class", [("domain", "test"), ("class", "small"), ("mindevcount", "2"), ("chunk_size", String(Self.smallChunk))])
+        let data = randomBytes(48 << 20, seed: 5)
+        let file = try writeTemp(data, dir: c.root, name: "big")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: TestCluster.binary)
+        p.arguments = ["put", "test", "survivor", file, "--class", "small", "--tracker", c.trackerAddress]
+        let err = Pipe()
+        p.standardError = err
+        try p.run()
+        Thread.sleep(forTimeInterval: 0.4)
+        c.killNode(0)
+        p.waitUntilExit()
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(p.terminationStatus == 0, "put failed after a node died: \(message)")
+        let get = try c.cli(["get", "test", "survivor"])
+        #expect(get.status == 0 && Array(get.out) == data)
+    }
+
+    @Test func secretRefusesUnsignedWritesButMogileUploadsWork() throws {
+        let c = try TestCluster(secret: "test-secret-\(UUID().uuidString)")
+        defer { c.stop() }
+        let node = "http://127.0.0.1:\(c.nodePorts[0])"
+        let devs = try c.client.call("get_devices")
+        let devOnNode0 = try (1...Int(devs.int("devices")!)).map { Int(devs.int("dev\($0)_devid")!) }.first { id in
+            FileManager.default.fileExists(atPath: c.root + "/node0/dev\(id)")
+        }.orThrow("node0 has a device")
+        let plain = node + FidLayout.devicePath(device: devOnNode0, fid: 999)
+        let body: [UInt8] = Array("x".utf8)
+        let unsigned = try body.withUnsafeBytes { try HTTPTransfer.shared.put(plain, bytes: $0) }
+        #expect(unsigned.status == 403 && unsigned.text.contains("unsigned"))
+        #expect(try HTTPTransfer.shared.delete(plain).status == 403)
+        let forged = node + "/_w/9999999999-none-" + String(repeating: "0", count: 64) + FidLayout.devicePath(device: devOnNode0, fid: 999)
+        let bad = try body.withUnsafeBytes { try HTTPTransfer.shared.put(forged, bytes: $0) }
+        #expect(bad.status == 403 && bad.text.contains("signature"))
+        let expired = node + "/_w/1-none-" + String(repeating: "0", count: 64) + FidLayout.devicePath(device: devOnNode0, fid: 999)
+        #expect(try body.withUnsafeBytes { try HTTPTransfer.shared.put(expired, bytes: $0) }.text.contains("expired"))
+
+        // The MogileFS way, as its clients do it: create_open, PUT to the path, create_close.
+        let content = Array("hello from a MogileFS client".utf8)
+        let open = try c.client.call("create_open", [("domain", "test"), ("key", "mog/k"), ("multi_dest", "1")])
+        let path = try open["path_1"].orThrow("path_1")
+        #expect(LineCodec.encode(path) == path, "the signed path survives MogileFS's reply encoding")
+        let put = try content.withUnsafeBytes { try HTTPTransfer.shared.put(path, bytes: $0) }
+        #expect(put.status == 200)
+        _ = try c.client.call("create_close", [("domain", "test"), ("fid", open["fid"]!), ("devid", open["devid_1"]!), ("path", path),
+                                               ("key", "mog/k"), ("size", String(content.count))])
+        let paths = try c.client.call("get_paths", [("domain", "test"), ("key", "mog/k"), ("noverify", "1")])
+        #expect(paths["paths"] == "2", "2 synchronous copies before create_close answered")
+        #expect(try HTTPTransfer.shared.get(paths["path1"]!).body == content)
+        #expect(try HTTPTransfer.shared.get(paths["path2"]!).body == content)
+    }
+
+    @Test func pythonMogileClientWorks() throws {
+        let c = try TestCluster()
+        defer { c.stop() }
+        let script = """
+        import io, sys
+        from pymogilefs.backend import Backend
+        from pymogilefs.client import Client
+        b = Backend([sys.argv[1]])
+        assert b.create_domain('pydom').data == {'domain': 'pydom'}
+        assert b.create_class('pydom', 'c1', 2).data['class'] == 'c1'
+        c = Client(trackers=[sys.argv[1]], domain='pydom')
+        c.store_file(io.BytesIO(b'bytes from pymogilefs'), 'dir/k1', _class='c1')
+        assert c.get_file('dir/k1').read() == b'bytes from pymogilefs'
+        assert c.get_paths('dir/k1').data['path_count'] == 2
+        assert c.list_keys(prefix='dir/').data['keys'] == {1: 'dir/k1'}
+        c.delete_file('dir/k1')
+        assert c.list_keys(prefix='dir/').data['key_count'] == 0
+        print('pymogilefs ok')
+        """
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["python3", "-c", script, c.trackerAddress]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        p.waitUntilExit()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(p.terminationStatus == 0 && text.contains("pymogilefs ok"), "pymogilefs against Cairn: \(text)")
+    }
+
+    @Test func multiChunkFilesReadWholeThroughGetPaths() throws {
+        let c = try TestCluster()
+        defer { c.stop() }
+        _ = try c.client.call("create_class", [("domain", "test"), ("class", "small"), ("mindevcount", "2"), ("chunk_size", String(Self.smallChunk))])
+        let data = randomBytes(3 * Self.smallChunk + 100, seed: 11)
+        let file = try writeTemp(data, dir: c.root, name: "multi")
+        #expect(try c.cli(["put", "test", "multi", file, "--class", "small"]).status == 0)
+        let paths = try c.client.call("get_paths", [("domain", "test"), ("key", "multi")])
+        #expect(paths["paths"] == "2")
+        for i in 1...2 {
+            let url = paths["path\(i)"]!
+            #expect(LineCodec.encode(url) == url)
+            #expect(try HTTPTransfer.shared.get(url).body == data, "path\(i) returns the whole file")
+        }
+        #expect(try c.cli(["put", "test", "empty", "-"], stdin: Data()).status == 0)
+        let e = try c.client.call("get_paths", [("domain", "test"), ("key", "empty")])
+        #expect(try HTTPTransfer.shared.get(e["path1"]!).body.isEmpty)
+    }
+}
+
+final class LockedList: @unchecked Sendable {
+    private let lock = NSCondition()
+    private var items: [Int] = []
+    private var done = false
+    func append(_ i: Int) { lock.lock(); items.append(i); lock.unlock() }
+    var count: Int { lock.lock(); defer { lock.unlock() }; return items.count }
+    var last: Int? { lock.lock(); defer { lock.unlock() }; return items.last }
+    var all: [Int] { lock.lock(); defer { lock.unlock() }; return items }
+    func finish() { lock.lock(); done = true; lock.broadcast(); lock.unlock() }
+    func waitFinished() { lock.lock(); while !done { lock.wait() }; lock.unlock() }
+}
+
+extension Optional {
+    func orThrow(_ what: String) throws -> Wrapped {
+        guard let v = self else { throw TestFailure("missing \(what)") }
+        return v
+    }
+}

@@ -1,0 +1,184 @@
+import CairnClient
+import CairnProtocol
+import CairnTransfer
+import Foundation
+import Testing
+
+/// A real cluster for tests: one tracker and N storage nodes, each its own `cairn` process on
+/// free loopback ports, under a fresh temporary folder (never the defaults `cairn up` uses).
+final class TestCluster: @unchecked Sendable {
+    let root: String
+    let trackerPort: Int
+    var nodePorts: [Int]
+    let secret: String?
+    private(set) var tracker: Process?
+    private(set) var nodes: [Process?]
+    let client: TrackerClient
+
+    static var binary: String {
+        // The test bundle sits beside the built executables.
+        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("cairn").path), dir.path != "/" {
+            dir = dir.deletingLastPathComponent()
+        }
+        return dir.appendingPathComponent("cairn").path
+    }
+
+    static func freePort() -> Int {
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(s) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, len) } }
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) } }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    init(nodes count: Int = 3, secret: String? = nil) throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-test-\(UUID().uuidString.prefix(8))").path
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        trackerPort = Self.freePort()
+        nodePorts = (0..<count).map { _ in Self.freePort() }
+        self.secret = secret
+        nodes = Array(repeating: nil, count: count)
+        client = TrackerClient(trackers: ["127.0.0.1:\(trackerPort)"], timeoutSeconds: 60)
+        if let secret { try secret.write(toFile: root + "/secret", atomically: true, encoding: .utf8) }
+        try startTracker()
+        for i in 0..<count { try startNode(i) }
+        try waitForWriteableDevices(count)
+        _ = try client.call("create_domain", [("domain", "test")])
+    }
+
+    var trackerAddress: String { "127.0.0.1:\(trackerPort)" }
+
+    func spawn(_ args: [String], log: String) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.binary)
+        p.arguments = args + (secret != nil ? ["--secret-file", root + "/secret"] : [])
+        FileManager.default.createFile(atPath: root + "/" + log, contents: nil)
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: root + "/" + log))
+        h.seekToEndOfFile()
+        p.standardOutput = h
+        p.standardError = h
+        try p.run()
+        return p
+    }
+
+    func startTracker() throws {
+        tracker = try spawn(["tracker", "--db", root + "/tracker.db", "--listen", trackerAddress, "--poll-interval", "0.5"], log: "tracker.log")
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            if (try? client.call("noop")) != nil { return }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        throw TestFailure("tracker did not start; log: \(log("tracker.log"))")
+    }
+
+    func startNode(_ i: Int) throws {
+        nodes[i] = try spawn(["storage", "--listen", "127.0.0.1:\(nodePorts[i])", "--data", root + "/node\(i)", "--tracker", trackerAddress,
+                              "--name", "node\(i)"], log: "node\(i).log")
+    }
+
+    func waitForWriteableDevices(_ n: Int, timeout: TimeInterval = 20) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let r = try? client.call("get_devices") {
+                let count = Int(r.int("devices") ?? 0)
+                let ok = (0..<count).filter { r["dev\($0 + 1)_observed_state"] == "writeable" && r["dev\($0 + 1)_status"] == "alive" }.count
+                if ok >= n { return }
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        throw TestFailure("only some devices became writeable; logs: \(log("tracker.log"))")
+    }
+
+    func kill(_ p: Process?, signal: Int32 = SIGKILL) {
+        guard let p, p.isRunning else { return }
+        Foundation.kill(p.processIdentifier, signal)
+        p.waitUntilExit()
+    }
+
+    func killNode(_ i: Int) { kill(nodes[i]); nodes[i] = nil }
+
+    func restartTracker(signal: Int32 = SIGKILL) throws {
+        kill(tracker, signal: signal)
+        try startTracker()
+    }
+
+    func log(_ name: String) -> String { (try? String(contentsOfFile: root + "/" + name, encoding: .utf8))?.suffix(3000).description ?? "" }
+
+    /// Every `.fid` file under the nodes' data folders.
+    func blobFiles() -> [String] {
+        let e = FileManager.default.enumerator(atPath: root)
+        var out: [String] = []
+        while let p = e?.nextObject() as? String { if p.hasSuffix(".fid") { out.append(p) } }
+        return out
+    }
+
+    func wait(_ what: String, timeout: TimeInterval = 20, until condition: () throws -> Bool) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if (try? condition()) == true { return }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        throw TestFailure("timed out waiting for \(what)")
+    }
+
+    /// Runs the `cairn` CLI against this cluster.
+    @discardableResult
+    func cli(_ args: [String], stdin: Data? = nil) throws -> (status: Int32, out: Data, err: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.binary)
+        p.arguments = args
+        p.environment = ProcessInfo.processInfo.environment.merging(["CAIRN_TRACKER": trackerAddress]) { $1 }
+        let out = Pipe(), err = Pipe(), inp = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = inp
+        try p.run()
+        if let stdin { inp.fileHandleForWriting.write(stdin) }
+        try inp.fileHandleForWriting.close()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, o, String(decoding: e, as: UTF8.self))
+    }
+
+    func stop() {
+        for n in nodes { kill(n, signal: SIGTERM) }
+        kill(tracker, signal: SIGTERM)
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    deinit { stop() }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// Deterministic pseudo-random bytes (the seed is in the test's failure message).
+func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+    var state = seed &+ 0x9E3779B97F4A7C15
+    var out = [UInt8](repeating: 0, count: count)
+    out.withUnsafeMutableBytes { raw in
+        var i = 0
+        while i < count {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17
+            var v = state
+            for _ in 0..<8 where i < count { raw[i] = UInt8(truncatingIfNeeded: v); v >>= 8; i += 1 }
+        }
+    }
+    return out
+}
+
+func writeTemp(_ bytes: [UInt8], dir: String, name: String) throws -> String {
+    let path = dir + "/" + name
+    try Data(bytes).write(to: URL(fileURLWithPath: path))
+    return path
+}
