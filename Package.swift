@@ -63,9 +63,16 @@ let package = Package(
         .target(name: "CairnClient", dependencies: [
             "CairnCore", "CairnProtocol", "CairnTransfer",
         ], swiftSettings: swiftSettings),
+        // File-system semantics without the kernel: inode mapping, open files with chunk write
+        // buffers and read-ahead, directory paging, xattr mapping.
+        .target(name: "CairnFS", dependencies: [
+            "CairnCore", "CairnProtocol", "CairnClient", "CairnTransfer",
+        ], swiftSettings: swiftSettings),
+        // The thin libfuse3 (low-level API) adapter over CairnFS.
+        .target(name: "CairnFUSE", dependencies: ["CairnFS", "CFuse3"], swiftSettings: swiftSettings),
         // The executable: argument parsing and wiring only.
         .executableTarget(name: "cairn", dependencies: [
-            "CairnCore", "CairnProtocol", "CairnClient", "CairnTracker", "CairnStorage", "CairnMetadata",
+            "CairnCore", "CairnProtocol", "CairnClient", "CairnTracker", "CairnStorage", "CairnMetadata", "CairnFS", "CairnFUSE",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
@@ -75,5 +82,6 @@ let package = Package(
         .testTarget(name: "CairnPolicyTests", dependencies: ["CairnPolicy"]),
         .testTarget(name: "CairnMetadataTests", dependencies: ["CairnMetadata"]),
         .testTarget(name: "ClusterTests", dependencies: ["CairnClient", "CairnProtocol", "cairn"]),
+        .testTarget(name: "MountTests", dependencies: ["CairnClient", "CairnProtocol", "CSys", "cairn"]),
     ]
 )

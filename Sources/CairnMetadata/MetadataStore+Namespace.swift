@@ -227,13 +227,15 @@ extension MetadataStore {
         public var uid: UInt32
         public var gid: UInt32
         public var target: String?
-        public init(kind: InodeKind, mode: UInt32, uid: UInt32, gid: UInt32, target: String? = nil) {
-            self.kind = kind; self.mode = mode; self.uid = uid; self.gid = gid; self.target = target
+        /// A class name chosen by the caller (the mount's `-o class=`), else inherited.
+        public var className: String?
+        public init(kind: InodeKind, mode: UInt32, uid: UInt32, gid: UInt32, target: String? = nil, className: String? = nil) {
+            self.kind = kind; self.mode = mode; self.uid = uid; self.gid = gid; self.target = target; self.className = className
         }
     }
 
-    /// mkdir, create (an empty file), symlink. Files take the class set on the nearest
-    /// directory above them (`cairn.class`), else `default`.
+    /// mkdir, create (an empty file), symlink. New files and directories take the class of the
+    /// nearest directory above that names one (`cairn.class`), else `default`.
     public func create(parent: Ino, name: String, _ n: NewInode, exclusive: Bool = true) async throws -> InodeAttributes {
         try KeyPath.validate(name: name)
         return try await write { db in
@@ -243,7 +245,13 @@ extension MetadataStore {
                 if exclusive || n.kind != .file { throw StoreError("key_exists", "\"\(name)\" already exists", errno: EEXIST) }
                 return try Self.requireAttributes(db, ino: existing)
             }
-            let classID = n.kind == .file ? try Self.inheritedClass(db, directory: parent) : 0
+            var classID = n.kind == .symlink ? 0 : try Self.inheritedClass(db, directory: parent)
+            if let name = n.className, n.kind == .file {
+                guard let c = try Self.classRecord(db, domain: p.domain, name: name) else {
+                    throw StoreError("class_not_found", "class \"\(name)\" does not exist in this domain", errno: EINVAL)
+                }
+                classID = c.id
+            }
             let ino = try Self.newInode(db, domain: p.domain, kind: n.kind, mode: n.mode, uid: n.uid, gid: n.gid, classID: classID,
                                         target: n.target.map { Array($0.utf8) }, size: Int64(n.target?.utf8.count ?? 0))
             try Self.insertEntry(db, domain: p.domain, parent: parent, name: name, ino: ino)
@@ -252,15 +260,11 @@ extension MetadataStore {
         }
     }
 
-    static let directoryClassXattr = "cairn.class"
-
+    /// The class of the nearest directory above that names one (its inode's class), else default.
     static func inheritedClass(_ db: Database, directory: Ino) throws -> ClassID {
         var dir = directory
-        for _ in 0..<256 {
-            if let v = try Data.fetchOne(db, sql: "SELECT value FROM xattr WHERE ino = ? AND name = ?", arguments: [dir, directoryClassXattr]),
-               let id = ClassID(String(decoding: v, as: UTF8.self)) {
-                return id
-            }
+        for _ in 0..<4096 {
+            if let id = try ClassID.fetchOne(db, sql: "SELECT classid FROM inode WHERE ino = ?", arguments: [dir]), id != 0 { return id }
             guard let parent = try Ino.fetchOne(db, sql: "SELECT parent FROM dirent WHERE ino = ? LIMIT 1", arguments: [dir]) else { return 0 }
             dir = parent
         }

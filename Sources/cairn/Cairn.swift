@@ -9,7 +9,7 @@ struct Cairn: AsyncParsableCommand {
         subcommands: [
             Up.self, TrackerCommand.self, StorageCommand.self,
             Put.self, Get.self, Ls.self, Rm.self, Mv.self, Stat.self, Meta.self,
-            Admin.self,
+            MountCommand.self, Admin.self,
         ]
     )
 }

@@ -291,13 +291,17 @@ struct FileCommands {
         let c = try await store.classRecord(domain: attrs.domain, id: attrs.classID)
         let copies = try await store.copies(of: chunks.map(\.fid))
         let devs = try await ctx.devices.byID()
+        let domainName = try await store.domains().first { $0.id == attrs.domain }?.name ?? ""
         var out = AttributeCodec.pairs(attrs)
-        out += [("class_name", c?.name ?? "default"), ("replicas", String(c?.replicas ?? 0)), ("chunk_size", String(c?.chunkSize ?? ChunkLayout.defaultChunkSize)),
+        out += [("domain", domainName), ("class_name", c?.name ?? "default"), ("replicas", String(c?.replicas ?? 0)),
+                ("sync_copies", String(c?.syncCopies ?? 1)), ("chunk_size", String(c?.chunkSize ?? ChunkLayout.defaultChunkSize)),
                 ("chunk_count", String(chunks.count))]
         for (i, ch) in chunks.enumerated() {
             let p = "chunk\(i + 1)_"
             let holders = Placement.readOrder((copies[ch.fid] ?? []).compactMap { devs[$0]?.view }).compactMap { devs[$0.device] }
+            let checksum = try await store.blob(fid: ch.fid)?.checksum
             out += [(p + "index", String(ch.index)), (p + "fid", String(ch.fid)), (p + "length", String(ch.length)),
+                    (p + "checksum", checksum ?? ""),
                     (p + "devids", holders.map { String($0.device.id) }.joined(separator: ",")),
                     (p + "urls", holders.map { $0.url(fid: ch.fid) }.joined(separator: " "))]
         }

@@ -40,7 +40,8 @@ struct NamespaceCommands {
             if kind == .symlink, a.nonEmpty("target") == nil { throw ProtocolError("bad_params", "a symlink needs a target") }
             let n = MetadataStore.NewInode(kind: kind, mode: UInt32(truncatingIfNeeded: try a.optionalInt("mode") ?? (kind == .directory ? 0o755 : 0o644)),
                                            uid: UInt32(truncatingIfNeeded: try a.optionalInt("uid") ?? 0),
-                                           gid: UInt32(truncatingIfNeeded: try a.optionalInt("gid") ?? 0), target: a["target"])
+                                           gid: UInt32(truncatingIfNeeded: try a.optionalInt("gid") ?? 0), target: a["target"],
+                                           className: a.nonEmpty("class"))
             return AttributeCodec.pairs(try await s.store.create(parent: try a.requireInt("parent"), name: try a.require("name"), n,
                                                                  exclusive: a["exclusive"].map { $0 != "0" } ?? true))
         }
@@ -111,11 +112,8 @@ struct NamespaceCommands {
             guard let c = try await s.store.classRecord(domain: attrs.domain, name: cname) else {
                 throw ProtocolError("class_not_found", "class \"\(cname)\" does not exist in this domain")
             }
-            if attrs.kind == .directory {
-                try await s.store.xattrSet(ino: ino, name: "cairn.class", value: Array(String(c.id).utf8))
-            } else {
-                try await s.store.setClass(ino: ino, classID: c.id)
-            }
+            // A directory's class is the class of files created beneath it; a file moves to it.
+            try await s.store.setClass(ino: ino, classID: c.id)
             return []
         }
     }

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test (unit, cluster, mount).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash Scripts/install-deps.sh
+export PATH="/opt/swift/usr/bin:$PATH"
+swift build --build-tests
+log=$(mktemp)
+set +e
+swift test --skip-build 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# A plain closing line any CI reads: N passed, N failed.
+passed=$(grep -cE '^✔ Test .* passed' "$log" || true)
+failed=$(grep -cE '^✘ Test .* failed' "$log" || true)
+echo "tests: $passed passed, $failed failed"
+rm -f "$log"
+exit "$status"

@@ -1,0 +1,82 @@
+import CairnClient
+import CairnCore
+import CairnProtocol
+import Foundation
+
+/// Extended attributes. `user.<name>` is the file's custom metadata `<name>` (what `cairn meta`
+/// and `cairn put --meta` set), stored in the tracker, binary-safe, up to 64 KiB. `cairn.*`
+/// shows storage facts (read-only, except `cairn.class`). Other namespaces: ENOTSUP.
+extension ClusterFS {
+    static let userPrefix = "user."
+    static let maxValue = 64 << 10
+    static let storageAttributes = ["cairn.class", "cairn.replicas", "cairn.chunks", "cairn.locations", "cairn.checksum"]
+
+    public func getxattr(_ ino: UInt64, name: String) throws -> [UInt8] {
+        guard let c = map.cairn(ino) else { throw FSError(ENODATA) }
+        if name.hasPrefix(Self.userPrefix) {
+            let r = try call("meta_get", [("ino", String(c)), ("name", String(name.dropFirst(Self.userPrefix.count)))])
+            return Hex.decode(r["value_hex"] ?? "") ?? []
+        }
+        if name.hasPrefix("cairn.") { return Array(try storageAttribute(c, name).utf8) }
+        throw FSError(ENODATA)
+    }
+
+    func storageAttribute(_ ino: Ino, _ name: String) throws -> String {
+        let layout: FileLayout
+        do { layout = try FileLayout.fetch(ino: ino, tracker: tracker) } catch { throw FSError.from(error) }
+        if layout.attributes.isDirectory {
+            guard name == "cairn.class" else { throw FSError(ENODATA) }
+            return layout.className
+        }
+        switch name {
+        case "cairn.class": return layout.className
+        case "cairn.replicas":
+            return String(layout.chunks.map { Set($0.devices).count }.min() ?? layout.replicas)
+        case "cairn.chunks": return String(layout.chunks.count)
+        case "cairn.locations": return layout.chunks.flatMap(\.urls).joined(separator: "\n")
+        case "cairn.checksum":
+            let sums = layout.chunks.compactMap(\.checksum)
+            guard !sums.isEmpty else { throw FSError(ENODATA) }
+            return sums.joined(separator: "\n")
+        default: throw FSError(ENODATA)
+        }
+    }
+
+    public func listxattr(_ ino: UInt64) throws -> [String] {
+        guard let c = map.cairn(ino) else { return [] }
+        let r = try call("meta_list", [("ino", String(c))])
+        let user = (0..<Int(r.int("count") ?? 0)).compactMap { r["name_\($0 + 1)"] }.map { Self.userPrefix + $0 }
+        let attrs = try attributes(call("fs_getattr", [("ino", String(c))]))
+        if attrs.isDirectory { return user + ["cairn.class"] }
+        if attrs.mode & 0o170000 == 0o120000 { return user }
+        return user + Self.storageAttributes.filter { $0 != "cairn.checksum" }
+    }
+
+    /// flags: 1 = XATTR_CREATE, 2 = XATTR_REPLACE.
+    public func setxattr(_ ino: UInt64, name: String, value: [UInt8], flags: Int32) throws {
+        let c = try cairn(ino)
+        if name.hasPrefix(Self.userPrefix) {
+            guard name.count > Self.userPrefix.count else { throw FSError(EINVAL) }
+            guard value.count <= Self.maxValue else { throw FSError(E2BIG, "values are limited to 64 KiB") }
+            var args = [("ino", String(c)), ("name", String(name.dropFirst(Self.userPrefix.count))), ("value_hex", Hex.encode(value))]
+            if flags & 1 != 0 { args.append(("mode", "create")) }
+            if flags & 2 != 0 { args.append(("mode", "replace")) }
+            _ = try call("meta_set", args)
+            return
+        }
+        if name == "cairn.class" {
+            let cls = String(decoding: value, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            _ = try call("set_dir_class", [("ino", String(c)), ("class", cls)])
+            for f in openFiles(ofInode: c) { try? f.reload() }
+            return
+        }
+        if name.hasPrefix("cairn.") { throw FSError(EPERM, "\(name) is read-only") }
+        throw FSError(ENOTSUP)
+    }
+
+    public func removexattr(_ ino: UInt64, name: String) throws {
+        let c = try cairn(ino)
+        guard name.hasPrefix(Self.userPrefix) else { throw name.hasPrefix("cairn.") ? FSError(EPERM) : FSError(ENOTSUP) }
+        _ = try call("meta_remove", [("ino", String(c)), ("name", String(name.dropFirst(Self.userPrefix.count)))])
+    }
+}

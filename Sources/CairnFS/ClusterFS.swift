@@ -1,0 +1,275 @@
+import CairnClient
+import CairnCore
+import CairnProtocol
+import Foundation
+
+/// The file system a mount shows, without the kernel: every operation the FUSE adapter
+/// forwards, in terms of tracker calls and chunk transfers. Inode numbers here are the
+/// mount's (see `InodeMap`). Blocking: callers are FUSE worker threads.
+public final class ClusterFS: @unchecked Sendable {
+    let context: FSContext
+    let map: InodeMap
+    var tracker: TrackerClient { context.tracker }
+    public var options: MountOptions { context.options }
+
+    private let lock = NSLock()
+    private var files: [UInt64: OpenFile] = [:]
+    private var directories: [UInt64: DirectoryListing] = [:]
+    private var nextHandle: UInt64 = 1
+
+    /// Connects to the tracker and resolves the mounted domain, if any.
+    public init(tracker: TrackerClient, options: MountOptions) throws {
+        context = FSContext(tracker: tracker, options: options)
+        if let d = options.domain {
+            let root = try Self.call(tracker, "fs_root", [("domain", d)])
+            map = InodeMap(domainRoot: WireAttributes(root)?.ino)
+        } else {
+            map = InodeMap(domainRoot: nil)
+        }
+    }
+
+    static func call(_ t: TrackerClient, _ cmd: String, _ args: [(String, String)]) throws -> Args {
+        do { return try t.call(cmd, args) } catch { throw FSError.from(error) }
+    }
+
+    func call(_ cmd: String, _ args: [(String, String)]) throws -> Args { try Self.call(tracker, cmd, args) }
+
+    func attributes(_ r: Args, prefix: String = "") throws -> FSAttributes {
+        guard let w = WireAttributes(r, prefix: prefix) else { throw FSError(EIO, "reply without attributes") }
+        return map.attributes(w)
+    }
+
+    /// The Cairn inode behind a mount inode; the virtual root of domains has none.
+    func cairn(_ ino: UInt64) throws -> Ino {
+        guard let c = map.cairn(ino) else { throw FSError(EPERM, "the top level holds domains only") }
+        return c
+    }
+
+    var isDomainRoot: (UInt64) -> Bool { { [map] ino in ino == InodeMap.root && map.domainRoot == nil } }
+
+    // MARK: attributes and names
+
+    public func rootAttributes() -> FSAttributes {
+        let now = Clock.nowNanos()
+        return FSAttributes(ino: InodeMap.root, mode: 0o040755, nlink: 2, uid: 0, gid: 0, size: 0, atime: now, mtime: now, ctime: now)
+    }
+
+    public func lookup(parent: UInt64, name: String) throws -> FSAttributes {
+        if isDomainRoot(parent) { return try attributes(call("fs_root", [("domain", name)])) }
+        return try attributes(call("fs_lookup", [("parent", String(try cairn(parent))), ("name", name)]))
+    }
+
+    public func getattr(_ ino: UInt64) throws -> FSAttributes {
+        if isDomainRoot(ino) { return rootAttributes() }
+        let c = try cairn(ino)
+        var a = try attributes(call("fs_getattr", [("ino", String(c))]))
+        // An open file with unwritten changes knows its size better than the tracker.
+        if let f = openFile(ofInode: c), f.isDirty { a.size = f.lock.withLock { f.size } }
+        return a
+    }
+
+    public struct AttributeChange {
+        public var mode: UInt32?, uid: UInt32?, gid: UInt32?, size: Int64?, atime: Int64?, mtime: Int64?
+        public init(mode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil, size: Int64? = nil, atime: Int64? = nil, mtime: Int64? = nil) {
+            self.mode = mode; self.uid = uid; self.gid = gid; self.size = size; self.atime = atime; self.mtime = mtime
+        }
+    }
+
+    public func setattr(_ ino: UInt64, _ c: AttributeChange) throws -> FSAttributes {
+        if isDomainRoot(ino) { throw FSError(EPERM) }
+        let cino = try cairn(ino)
+        var args: [(String, String)] = [("ino", String(cino))]
+        if let m = c.mode { args.append(("mode", String(m))) }
+        if let u = c.uid { args.append(("uid", String(u))) }
+        if let g = c.gid { args.append(("gid", String(g))) }
+        if let t = c.atime { args.append(("atime", String(t))) }
+        if let t = c.mtime { args.append(("mtime", String(t))) }
+        if let size = c.size {
+            let open = openFiles(ofInode: cino)
+            if open.contains(where: \.isDirty) {
+                // Unwritten data: the open handles apply the new size and commit it later.
+                for f in open { f.truncate(to: size) }
+            } else {
+                args.append(("size", String(size)))
+                defer { for f in open { try? f.reload() } }
+                return try attributes(call("fs_setattr", args))
+            }
+        }
+        var a = try attributes(call("fs_setattr", args))
+        if let size = c.size { a.size = size }
+        return a
+    }
+
+    // MARK: namespace
+
+    public func mkdir(parent: UInt64, name: String, mode: UInt32, uid: UInt32, gid: UInt32) throws -> FSAttributes {
+        if isDomainRoot(parent) {
+            _ = try call("create_domain", [("domain", name)])
+            return try lookup(parent: parent, name: name)
+        }
+        return try attributes(call("fs_create", [("parent", String(try cairn(parent))), ("name", name), ("kind", "d"),
+                                                 ("mode", String(mode)), ("uid", String(uid)), ("gid", String(gid))]))
+    }
+
+    public func symlink(parent: UInt64, name: String, target: String, uid: UInt32, gid: UInt32) throws -> FSAttributes {
+        try attributes(call("fs_create", [("parent", String(try cairn(parent))), ("name", name), ("kind", "l"), ("target", target),
+                                          ("mode", "511"), ("uid", String(uid)), ("gid", String(gid))]))
+    }
+
+    public func readlink(_ ino: UInt64) throws -> String {
+        try call("fs_readlink", [("ino", String(try cairn(ino)))])["target"] ?? ""
+    }
+
+    public func unlink(parent: UInt64, name: String) throws {
+        _ = try call("fs_unlink", [("parent", String(try cairn(parent))), ("name", name)])
+    }
+
+    public func rmdir(parent: UInt64, name: String) throws {
+        if isDomainRoot(parent) { _ = try call("delete_domain", [("domain", name)]); return }
+        _ = try call("fs_unlink", [("parent", String(try cairn(parent))), ("name", name), ("dir", "1")])
+    }
+
+    public static let renameNoReplace: UInt32 = 1
+    public static let renameExchange: UInt32 = 2
+
+    public func rename(parent: UInt64, name: String, newParent: UInt64, newName: String, flags: UInt32) throws {
+        let mode = flags & Self.renameExchange != 0 ? "exchange" : flags & Self.renameNoReplace != 0 ? "noreplace" : "replace"
+        _ = try call("fs_rename", [("parent", String(try cairn(parent))), ("name", name), ("newparent", String(try cairn(newParent))),
+                                   ("newname", newName), ("mode", mode)])
+    }
+
+    public func link(_ ino: UInt64, newParent: UInt64, newName: String) throws -> FSAttributes {
+        try attributes(call("fs_link", [("ino", String(try cairn(ino))), ("newparent", String(try cairn(newParent))), ("newname", newName)]))
+    }
+
+    public func statfs() throws -> (total: Int64, free: Int64) {
+        let r = try call("statfs", [])
+        return (r.int("total") ?? 0, r.int("free") ?? 0)
+    }
+
+    // MARK: files
+
+    /// Creates and opens a new file.
+    public func create(parent: UInt64, name: String, mode: UInt32, uid: UInt32, gid: UInt32) throws -> (FSAttributes, UInt64) {
+        var args = [("parent", String(try cairn(parent))), ("name", name), ("kind", "f"),
+                    ("mode", String(mode)), ("uid", String(uid)), ("gid", String(gid))]
+        if let cls = options.className { args.append(("class", cls)) }
+        let r = try call("fs_create", args)
+        let attrs = try attributes(r)
+        let fh = try open(attrs.ino, writable: true).handle
+        return (attrs, fh)
+    }
+
+    /// Opens a file: its layout is fetched now (close-to-open: the newest committed content).
+    public func open(_ ino: UInt64, writable: Bool) throws -> (handle: UInt64, keepCache: Bool) {
+        let c = try cairn(ino)
+        let layout: FileLayout
+        do { layout = try FileLayout.fetch(ino: c, tracker: tracker) } catch { throw FSError.from(error) }
+        guard layout.attributes.kind == "f" else { throw FSError(EISDIR) }
+        let keep = context.contentUnchanged(ino: c, layout.attributes)
+        context.rememberContent(ino: c, layout.attributes)
+        let file = OpenFile(ino: c, layout: layout, context: context, writable: writable)
+        return (register(file), keep)
+    }
+
+    private func register(_ f: OpenFile) -> UInt64 {
+        lock.withLock {
+            let h = nextHandle
+            nextHandle += 1
+            files[h] = f
+            return h
+        }
+    }
+
+    func file(_ fh: UInt64) throws -> OpenFile {
+        guard let f = lock.withLock({ files[fh] }) else { throw FSError(EBADF, "unknown file handle \(fh)") }
+        return f
+    }
+
+    func openFiles(ofInode ino: Ino) -> [OpenFile] { lock.withLock { files.values.filter { $0.ino == ino } } }
+    func openFile(ofInode ino: Ino) -> OpenFile? { openFiles(ofInode: ino).first { $0.isDirty } }
+
+    public func read(_ fh: UInt64, offset: Int64, count: Int) throws -> [UInt8] {
+        do { return try file(fh).read(offset: offset, count: count) } catch { throw FSError.from(error) }
+    }
+
+    public func write(_ fh: UInt64, offset: Int64, bytes: UnsafeRawBufferPointer) throws -> Int {
+        do { return try file(fh).write(offset: offset, bytes: bytes) } catch { throw FSError.from(error) }
+    }
+
+    /// flush and fsync: the data has its synchronous copies and is visible when this returns.
+    public func flush(_ fh: UInt64) throws {
+        do { try file(fh).commit() } catch { throw FSError.from(error) }
+    }
+
+    public func release(_ fh: UInt64) throws {
+        guard let f = lock.withLock({ files.removeValue(forKey: fh) }) else { return }
+        do { try f.commit() } catch { throw FSError.from(error) }
+    }
+
+    /// At unmount: commit whatever is still open.
+    public func flushAll() {
+        let all = lock.withLock { Array(files.values) }
+        for f in all { try? f.commit() }
+    }
+
+    // MARK: directories
+
+    public func opendir(_ ino: UInt64) throws -> UInt64 {
+        let listing = DirectoryListing(ino: ino)
+        return lock.withLock {
+            let h = nextHandle
+            nextHandle += 1
+            directories[h] = listing
+            return h
+        }
+    }
+
+    public func releasedir(_ fh: UInt64) { _ = lock.withLock { directories.removeValue(forKey: fh) } }
+
+    /// Entries from `offset` on (offset = index of the next entry); pages come from the tracker
+    /// as needed, a thousand at a time, with their attributes.
+    public func readdir(_ fh: UInt64, offset: Int) throws -> [DirectoryListing.Entry] {
+        guard let listing = lock.withLock({ directories[fh] }) else { throw FSError(EBADF) }
+        return try listing.entries(from: offset, fs: self)
+    }
+
+    func fetchPage(directory ino: UInt64, after: String?) throws -> (entries: [DirectoryListing.Entry], more: Bool) {
+        if isDomainRoot(ino) {
+            let r = try call("get_domains", [])
+            let names = (0..<Int(r.int("domains") ?? 0)).compactMap { r["domain\($0 + 1)"] }.filter { after == nil || $0 > after! }
+            let entries = try names.map { DirectoryListing.Entry(name: $0, attributes: try lookup(parent: ino, name: $0)) }
+            return (entries, false)
+        }
+        var args = [("ino", String(try cairn(ino))), ("limit", "1000")]
+        if let after { args.append(("after", after)) }
+        let r = try call("fs_readdir", args)
+        let n = Int(r.int("count") ?? 0)
+        let entries = try (0..<n).map { i in
+            DirectoryListing.Entry(name: r["e\(i + 1)_name"] ?? "", attributes: try attributes(r, prefix: "e\(i + 1)_"))
+        }
+        return (entries, n == 1000)
+    }
+}
+
+/// One open directory: the entries fetched so far, so offsets stay stable while paging.
+public final class DirectoryListing: @unchecked Sendable {
+    public struct Entry: Sendable { public var name: String; public var attributes: FSAttributes }
+    let ino: UInt64
+    private let lock = NSLock()
+    private var fetched: [Entry] = []
+    private var complete = false
+
+    init(ino: UInt64) { self.ino = ino }
+
+    func entries(from offset: Int, fs: ClusterFS) throws -> [Entry] {
+        try lock.withLock {
+            if offset >= fetched.count, !complete {
+                let page = try fs.fetchPage(directory: ino, after: fetched.last?.name)
+                fetched += page.entries
+                complete = !page.more
+            }
+            return offset < fetched.count ? Array(fetched[offset...]) : []
+        }
+    }
+}

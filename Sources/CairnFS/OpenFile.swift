@@ -1,0 +1,252 @@
+import CairnClient
+import CairnCore
+import CairnProtocol
+import Dispatch
+import Foundation
+
+/// One open file: its committed layout, the chunks being rewritten (buffers), chunks uploaded
+/// but not yet committed, and a small cache of read segments.
+///
+/// Writes fill chunk buffers; a buffer that reaches the chunk size is uploaded in the
+/// background at once (bounded by the mount's upload gate, which is the memory cap). `commit`
+/// uploads the rest, waits, and swaps the file's chunk list in one tracker transaction, so
+/// readers see the old content or the new, never half a file.
+final class OpenFile: @unchecked Sendable {
+    let ino: Ino
+    let lock = NSLock()
+    private let context: FSContext
+    private(set) var layout: FileLayout
+    private(set) var size: Int64
+    var chunkSize: Int64 { layout.chunkSize }
+    /// Chunk index → bytes of that chunk being rewritten (count = its current length).
+    private var buffers: [Int: [UInt8]] = [:]
+    /// Chunk index → uploaded, uncommitted chunk.
+    private var uploaded: [Int: UploadedChunk] = [:]
+    /// Chunks being uploaded in the background, kept readable until they land.
+    private var inFlight: [Int: [UInt8]] = [:]
+    private let uploads = DispatchGroup()
+    private var uploadError: (any Error)?
+    /// Content or size changed since the last commit.
+    private var changed = false
+    private var segments: [(start: Int64, bytes: [UInt8])] = []
+    let writable: Bool
+
+    init(ino: Ino, layout: FileLayout, context: FSContext, writable: Bool) {
+        self.ino = ino
+        self.layout = layout
+        self.size = layout.attributes.size
+        self.context = context
+        self.writable = writable
+    }
+
+    var isDirty: Bool { lock.withLock { changed } }
+
+    // MARK: writes
+
+    func write(offset: Int64, bytes: UnsafeRawBufferPointer) throws -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        if let e = uploadError { throw FSError.from(e) }
+        var done = 0
+        while done < bytes.count {
+            let pos = offset + Int64(done)
+            let index = Int(pos / chunkSize)
+            let within = Int(pos - Int64(index) * chunkSize)
+            let n = min(bytes.count - done, Int(chunkSize) - within)
+            var buf = try buffer(for: index, covering: within, count: n)
+            if buf.count < within + n { buf += [UInt8](repeating: 0, count: within + n - buf.count) }
+            buf.withUnsafeMutableBytes { dst in
+                _ = memcpy(dst.baseAddress! + within, bytes.baseAddress! + done, n)
+            }
+            buffers[index] = buf
+            done += n
+            if buf.count == Int(chunkSize), within + n == Int(chunkSize) { startUpload(index) }
+        }
+        size = max(size, offset + Int64(bytes.count))
+        changed = true
+        segments.removeAll()
+        return done
+    }
+
+    /// The buffer for a chunk being rewritten, loaded with its current bytes when the write
+    /// does not replace them all.
+    private func buffer(for index: Int, covering within: Int, count n: Int) throws -> [UInt8] {
+        if let b = buffers[index] { return b }
+        if let b = inFlight[index] { return b }
+        if uploaded[index] != nil {
+            // Rewriting a chunk uploaded in this session: its bytes are no longer in memory.
+            lock.unlock()
+            defer { lock.lock() }
+            try commit()
+        }
+        guard let chunk = layout.chunks.first(where: { $0.index == index }) else { return [] }
+        let existing = Int(min(chunk.length, max(0, size - Int64(index) * chunkSize)))
+        if within == 0, n >= existing { return [] }
+        var bytes = try context.chunks.download(chunk, range: existing > 0 ? 0...Int64(existing - 1) : nil)
+        if bytes.count > existing { bytes.removeLast(bytes.count - existing) }
+        return bytes
+    }
+
+    private func startUpload(_ index: Int) {
+        guard let bytes = buffers.removeValue(forKey: index) else { return }
+        inFlight[index] = bytes
+        uploads.enter()
+        lock.unlock()
+        context.uploadGate.wait()  // back-pressure: at most N chunks in flight per mount
+        lock.lock()
+        let ctx = context
+        let cls = context.classInfo(for: layout)
+        DispatchQueue.global().async {
+            defer { ctx.uploadGate.signal(); self.uploads.leave() }
+            let result = Result { try bytes.withUnsafeBytes { try ctx.chunks.upload(domain: ctx.domainName(of: self.layout), cls: cls, index: index, bytes: $0) } }
+            self.lock.withLock {
+                self.inFlight.removeValue(forKey: index)
+                switch result {
+                case .success(let c): self.uploaded[index] = c
+                case .failure(let e): self.uploadError = e
+                }
+            }
+        }
+    }
+
+    /// Truncate or extend (setattr size) while open: buffers and pending chunks follow.
+    func truncate(to newSize: Int64) {
+        lock.withLock {
+            let keepChunks = Int((newSize + chunkSize - 1) / chunkSize)
+            buffers = buffers.filter { $0.key < keepChunks }
+            uploaded = uploaded.filter { $0.key < keepChunks }
+            let lastIndex = keepChunks - 1
+            let lastLen = Int(newSize - Int64(max(0, lastIndex)) * chunkSize)
+            if lastIndex >= 0, var b = buffers[lastIndex], b.count > lastLen { b.removeLast(b.count - lastLen); buffers[lastIndex] = b }
+            if lastIndex >= 0, let u = uploaded[lastIndex], u.length > Int64(lastLen) {
+                // The uploaded chunk is longer than the file now: keep it, cut its recorded length.
+                var cut = u; cut.length = Int64(lastLen); uploaded[lastIndex] = cut
+            }
+            size = newSize
+            changed = true
+            segments.removeAll()
+        }
+    }
+
+    // MARK: commit
+
+    /// Makes everything written so far durable and visible (flush, fsync, release).
+    func commit() throws {
+        lock.lock()
+        let pending = Array(buffers.keys)
+        lock.unlock()
+        // Remaining (partial) buffers go up in parallel.
+        for index in pending.sorted() { lock.withLock { startUploadLocked(index) } }
+        uploads.wait()
+        lock.lock()
+        defer { lock.unlock() }
+        if let e = uploadError {
+            uploadError = nil
+            uploaded.removeAll()
+            buffers.removeAll()
+            changed = false
+            throw FSError.from(e)
+        }
+        guard changed else { return }
+        var specs: [String] = []
+        let count = Int((size + chunkSize - 1) / chunkSize)
+        for index in 0..<count {
+            let maxLen = min(chunkSize, size - Int64(index) * chunkSize)
+            if var u = uploaded[index] {
+                u.length = min(u.length, maxLen)
+                specs.append(u.commitSpec)
+            } else if let c = layout.chunks.first(where: { $0.index == index }) {
+                specs.append("\(c.fid) \(min(c.length, maxLen)) - \(c.devices.map(String.init).joined(separator: ".")) \(index)")
+            }
+        }
+        let client = context.tracker
+        _ = try client.call("commit_file", [("domain", context.domainName(of: layout)), ("ino", String(ino)), ("size", String(size)),
+                                            ("chunks", specs.joined(separator: ",")), ("mtime", String(Clock.nowNanos()))])
+        layout = try FileLayout.fetch(ino: ino, tracker: client)
+        uploaded.removeAll()
+        changed = false
+        context.rememberContent(ino: ino, layout.attributes)
+    }
+
+    private func startUploadLocked(_ index: Int) {
+        // `startUpload` expects the lock held and may release it while waiting for the gate.
+        startUpload(index)
+    }
+
+    // MARK: reads
+
+    func read(offset: Int64, count: Int) throws -> [UInt8] {
+        lock.lock()
+        defer { lock.unlock() }
+        guard offset < size, count > 0 else { return [] }
+        let end = min(size, offset + Int64(count))
+        var out = [UInt8]()
+        out.reserveCapacity(Int(end - offset))
+        var pos = offset
+        while pos < end {
+            let index = Int(pos / chunkSize)
+            let chunkStart = Int64(index) * chunkSize
+            let within = Int(pos - chunkStart)
+            let n = Int(min(end - pos, chunkSize - Int64(within)))
+            if let b = buffers[index] ?? inFlight[index] {
+                out += slice(b, within, n)
+            } else if uploaded[index] != nil {
+                // Uploaded in this session, not committed: commit so it can be read back.
+                lock.unlock()
+                do { try commit() } catch { lock.lock(); throw error }
+                lock.lock()
+                continue
+            } else if let chunk = layout.chunks.first(where: { $0.index == index }) {
+                out += try readCommitted(chunk, chunkStart: chunkStart, within: within, count: n)
+            } else {
+                out += [UInt8](repeating: 0, count: n)
+            }
+            pos += Int64(n)
+        }
+        return out
+    }
+
+    private func slice(_ b: [UInt8], _ from: Int, _ n: Int) -> [UInt8] {
+        if from >= b.count { return [UInt8](repeating: 0, count: n) }
+        let have = min(n, b.count - from)
+        var s = Array(b[from..<(from + have)])
+        if have < n { s += [UInt8](repeating: 0, count: n - have) }
+        return s
+    }
+
+    /// Reads from a committed chunk through the segment cache (ranged GETs of the read-ahead size).
+    private func readCommitted(_ chunk: FileLayout.Chunk, chunkStart: Int64, within: Int, count n: Int) throws -> [UInt8] {
+        let seg = context.options.readAheadBytes
+        var out = [UInt8]()
+        var pos = Int64(within)
+        let end = Int64(within + n)
+        while pos < end {
+            if pos >= chunk.length { out += [UInt8](repeating: 0, count: Int(end - pos)); break }
+            let segStart = (pos / seg) * seg
+            let key = chunkStart + segStart
+            let bytes: [UInt8]
+            if let cached = segments.first(where: { $0.start == key }) {
+                bytes = cached.bytes
+            } else {
+                let segEnd = min(chunk.length, segStart + seg) - 1
+                bytes = try context.chunks.download(chunk, range: segStart...segEnd)
+                segments.append((key, bytes))
+                if segments.count > context.options.readCacheSegments { segments.removeFirst() }
+            }
+            let from = Int(pos - segStart)
+            let take = Int(min(end - pos, Int64(bytes.count - from)))
+            guard take > 0 else { throw FSError(EIO, "chunk \(chunk.index) of inode \(ino) is shorter than recorded") }
+            out += bytes[from..<(from + take)]
+            pos += Int64(take)
+        }
+        return out
+    }
+
+    /// Fresh layout from the tracker (after a truncate through another handle, or a class change).
+    func reload() throws {
+        let l = try FileLayout.fetch(ino: ino, tracker: context.tracker)
+        lock.withLock {
+            if !changed { layout = l; size = l.attributes.size; segments.removeAll() }
+        }
+    }
+}
