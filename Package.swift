@@ -81,7 +81,9 @@ let package = Package(
         .testTarget(name: "CairnProtocolTests", dependencies: ["CairnProtocol"]),
         .testTarget(name: "CairnPolicyTests", dependencies: ["CairnPolicy"]),
         .testTarget(name: "CairnMetadataTests", dependencies: ["CairnMetadata"]),
-        .testTarget(name: "ClusterTests", dependencies: ["CairnClient", "CairnProtocol", "cairn"]),
-        .testTarget(name: "MountTests", dependencies: ["CairnClient", "CairnProtocol", "CSys", "cairn"]),
+        // Real clusters and mounts for tests: processes on free loopback ports, temporary folders.
+        .target(name: "CairnTestSupport", dependencies: ["CairnClient", "CairnProtocol", "CairnTransfer"], path: "Tests/Support"),
+        .testTarget(name: "ClusterTests", dependencies: ["CairnTestSupport", "CairnClient", "CairnProtocol", "cairn"]),
+        .testTarget(name: "MountTests", dependencies: ["CairnTestSupport", "CairnClient", "CairnProtocol", "CairnTransfer", "CSys", "cairn"]),
     ]
 )

@@ -33,42 +33,60 @@ public struct ChunkTransfer: Sendable {
 
     public init(tracker: TrackerClient, http: HTTPTransfer = .shared) { self.tracker = tracker; self.http = http }
 
+    /// Stores a chunk on the class's synchronous-copy count of devices (distinct hosts), PUTting
+    /// to them in parallel; a failed PUT is replaced by one to another device. Returns once the
+    /// copies exist, or with fewer only when no other device could take one (the tracker then
+    /// makes the rest before it acknowledges the commit).
     public func upload(domain: String, cls: ClassInfo, index: Int, bytes: UnsafeRawBufferPointer) throws -> UploadedChunk {
         var avoid: [DeviceID] = []
         var failures: [String] = []
+        var fid: Fid?
+        var stored: [(DeviceID, String?)] = []
         for _ in 0..<Self.attempts {
-            let r = try tracker.call("alloc_chunk", [("domain", domain), ("class", cls.name), ("size", String(bytes.count)),
-                                                     ("copies", String(cls.syncCopies)), ("avoid", avoid.map(String.init).joined(separator: ","))])
-            guard let fid = r.int("fid") else { throw UploadError(message: "alloc_chunk reply without fid") }
+            let need = max(1, cls.syncCopies - stored.count)
+            var args = [("domain", domain), ("class", cls.name), ("size", String(bytes.count)), ("copies", String(need)),
+                        ("avoid", (avoid + stored.map(\.0)).map(String.init).joined(separator: ","))]
+            if let fid { args.append(("fid", String(fid))) }
+            let r: Args
+            do { r = try tracker.call("alloc_chunk", args) } catch let e as ProtocolError where e.code == "no_devices" && !stored.isEmpty { break }
+            guard let allocated = r.int("fid") else { throw UploadError(message: "alloc_chunk reply without fid") }
+            fid = allocated
             let n = Int(r.int("dev_count") ?? 0)
             let targets: [(DeviceID, String)] = (1...max(1, n)).compactMap { i in
                 guard let d = r.int("devid_\(i)"), let p = r["path_\(i)"] else { return nil }
                 return (DeviceID(d), p)
             }
-            let results = Mutex2<[(DeviceID, String?)?]>(Array(repeating: nil, count: targets.count))
-            let errors = Mutex2<[String]>([])
-            let body = RawBytes(buffer: bytes)
-            DispatchQueue.concurrentPerform(iterations: targets.count) { i in
-                let (dev, url) = targets[i]
-                do {
-                    let resp = try http.perform(method: "PUT", url: url, body: .bytes(body.buffer))
-                    if resp.status == 200, resp.headers["x-cairn-size"] == String(body.buffer.count) {
-                        results.withLock { $0[i] = (dev, resp.headers["x-cairn-checksum"]) }
-                    } else {
-                        errors.withLock { $0.append("device \(dev): HTTP \(resp.status) \(resp.text.trimmingCharacters(in: .whitespacesAndNewlines))") }
-                    }
-                } catch {
-                    errors.withLock { $0.append("device \(dev): \(error)") }
-                }
-            }
-            let ok = results.withLock { $0.compactMap { $0 } }
-            if let first = ok.first {
-                return UploadedChunk(index: index, fid: fid, length: Int64(bytes.count), checksum: first.1, devices: ok.map(\.0))
-            }
-            failures += errors.withLock { $0 }
-            avoid += targets.map(\.0)
+            let (ok, errors) = put(bytes, to: targets)
+            stored += ok
+            failures += errors
+            avoid += targets.map(\.0).filter { d in !ok.contains { $0.0 == d } }
+            if stored.count >= cls.syncCopies { break }
         }
-        throw UploadError(message: "chunk \(index) could not be stored after \(Self.attempts) attempts: " + failures.joined(separator: "; "))
+        guard let fid, let first = stored.first else {
+            throw UploadError(message: "chunk \(index) could not be stored after \(Self.attempts) attempts: " + failures.joined(separator: "; "))
+        }
+        return UploadedChunk(index: index, fid: fid, length: Int64(bytes.count), checksum: first.1, devices: stored.map(\.0))
+    }
+
+    /// PUTs the same bytes to every target at once.
+    private func put(_ bytes: UnsafeRawBufferPointer, to targets: [(DeviceID, String)]) -> (ok: [(DeviceID, String?)], errors: [String]) {
+        let results = Mutex2<[(DeviceID, String?)?]>(Array(repeating: nil, count: targets.count))
+        let errors = Mutex2<[String]>([])
+        let body = RawBytes(buffer: bytes)
+        DispatchQueue.concurrentPerform(iterations: targets.count) { i in
+            let (dev, url) = targets[i]
+            do {
+                let resp = try http.perform(method: "PUT", url: url, body: .bytes(body.buffer))
+                if resp.status == 200, resp.headers["x-cairn-size"] == String(body.buffer.count) {
+                    results.withLock { $0[i] = (dev, resp.headers["x-cairn-checksum"]) }
+                } else {
+                    errors.withLock { $0.append("device \(dev): HTTP \(resp.status) \(resp.text.trimmingCharacters(in: .whitespacesAndNewlines))") }
+                }
+            } catch {
+                errors.withLock { $0.append("device \(dev): \(error)") }
+            }
+        }
+        return (results.withLock { $0.compactMap { $0 } }, errors.withLock { $0 })
     }
 
     /// Fetches `range` (relative to the chunk) of a chunk, trying each replica in turn.

@@ -9,7 +9,12 @@ enum FuseOps {
     }
 
     static func fail(_ req: fuse_req_t?, _ error: any Error) {
-        fuse_reply_err(req, FSError.from(error).errno)
+        let e = FSError.from(error)
+        // Expected answers (ENOENT, EEXIST...) stay quiet; data errors are logged with their cause.
+        if e.errno == EIO || e.errno == ENOSPC {
+            FileHandle.standardError.write(Data("cairn mount: \(e)\n".utf8))
+        }
+        fuse_reply_err(req, e.errno)
     }
 
     static func stat(_ a: FSAttributes) -> stat {

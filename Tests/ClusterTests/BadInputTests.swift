@@ -2,6 +2,7 @@ import CairnCore
 import CairnProtocol
 import CairnTransfer
 import Foundation
+import CairnTestSupport
 import Testing
 
 /// Sends raw bytes to a TCP port and returns everything answered until the peer closes or

@@ -3,6 +3,7 @@ import CairnCore
 import CairnProtocol
 import CairnTransfer
 import Foundation
+import CairnTestSupport
 import Testing
 
 /// Real processes on loopback. Serialized: each test runs its own cluster and the machine

@@ -79,14 +79,24 @@ struct FileCommands {
         if !keyText.isEmpty { _ = try KeyPath(keyText) }
         let size = max(0, try a.optionalInt("size") ?? 0)
         let count = copiesArg ? Int(min(8, max(1, try a.optionalInt("copies") ?? Int64(c.syncCopies)))) : (a.bool("multi_dest") ? 3 : 1)
-        let all = try await ctx.devices.devices()
         let avoid = Set((a["avoid"] ?? "").split(separator: ",").compactMap { DeviceID($0) })
-        let chosen = ctx.placement.choose(count: count, size: size, from: all.map(\.view), policy: c.policy, avoidDevices: avoid)
+        let all = try await ctx.devices.devices()
+        let byID = Dictionary(uniqueKeysWithValues: all.map { ($0.device.id, $0) })
+        // alloc_chunk with the fid of an open upload asks for more copies of it (on other hosts).
+        let existing = copiesArg ? try a.optionalInt("fid") : nil
+        let avoidHosts = existing == nil ? [] : Set(avoid.compactMap { byID[$0]?.host.id })
+        let chosen = ctx.placement.choose(count: count, size: size, from: all.map(\.view), policy: c.policy,
+                                          avoidDevices: avoid, avoidHosts: avoidHosts)
         guard !chosen.isEmpty else {
             throw ProtocolError("no_devices", "no device can take a new file of \(size) bytes: none is alive, writeable and has room. Check `cairn admin device list`.")
         }
-        let byID = Dictionary(uniqueKeysWithValues: all.map { ($0.device.id, $0) })
-        let fid = try await store.openUpload(domain: d.id, classID: c.id, key: keyText, devices: chosen.map(\.device))
+        let fid: Fid
+        if let existing {
+            guard try await store.tempfile(fid: existing) != nil else { throw ProtocolError("no_temp_file", "fid \(existing) is not an open upload") }
+            fid = existing
+        } else {
+            fid = try await store.openUpload(domain: d.id, classID: c.id, key: keyText, devices: chosen.map(\.device))
+        }
         let urls = chosen.map { ctx.gateway.writeURL(byID[$0.device]!, fid: fid, algorithm: c.checksum) }
         if a.bool("multi_dest") || copiesArg {
             var out = [("fid", String(fid)), ("dev_count", String(chosen.count))]

@@ -2,20 +2,19 @@ import CairnClient
 import CairnProtocol
 import CairnTransfer
 import Foundation
-import Testing
 
 /// A real cluster for tests: one tracker and N storage nodes, each its own `cairn` process on
 /// free loopback ports, under a fresh temporary folder (never the defaults `cairn up` uses).
-final class TestCluster: @unchecked Sendable {
-    let root: String
-    let trackerPort: Int
-    var nodePorts: [Int]
-    let secret: String?
-    private(set) var tracker: Process?
-    private(set) var nodes: [Process?]
-    let client: TrackerClient
+public final class TestCluster: @unchecked Sendable {
+    public let root: String
+    public let trackerPort: Int
+    public var nodePorts: [Int]
+    public let secret: String?
+    public private(set) var tracker: Process?
+    public private(set) var nodes: [Process?]
+    public let client: TrackerClient
 
-    static var binary: String {
+    public static var binary: String {
         // The test bundle sits beside the built executables.
         let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
@@ -25,7 +24,7 @@ final class TestCluster: @unchecked Sendable {
         return dir.appendingPathComponent("cairn").path
     }
 
-    static func freePort() -> Int {
+    public static func freePort() -> Int {
         let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(s) }
         var addr = sockaddr_in()
@@ -38,7 +37,7 @@ final class TestCluster: @unchecked Sendable {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
-    init(nodes count: Int = 3, secret: String? = nil) throws {
+    public init(nodes count: Int = 3, secret: String? = nil) throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-test-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         trackerPort = Self.freePort()
@@ -53,12 +52,12 @@ final class TestCluster: @unchecked Sendable {
         _ = try client.call("create_domain", [("domain", "test")])
     }
 
-    var trackerAddress: String { "127.0.0.1:\(trackerPort)" }
+    public var trackerAddress: String { "127.0.0.1:\(trackerPort)" }
 
-    func spawn(_ args: [String], log: String) throws -> Process {
+    public func spawn(_ args: [String], log: String, withSecret: Bool = true) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.binary)
-        p.arguments = args + (secret != nil ? ["--secret-file", root + "/secret"] : [])
+        p.arguments = args + (secret != nil && withSecret ? ["--secret-file", root + "/secret"] : [])
         FileManager.default.createFile(atPath: root + "/" + log, contents: nil)
         let h = try FileHandle(forWritingTo: URL(fileURLWithPath: root + "/" + log))
         h.seekToEndOfFile()
@@ -68,7 +67,7 @@ final class TestCluster: @unchecked Sendable {
         return p
     }
 
-    func startTracker() throws {
+    public func startTracker() throws {
         tracker = try spawn(["tracker", "--db", root + "/tracker.db", "--listen", trackerAddress, "--poll-interval", "0.5"], log: "tracker.log")
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
@@ -78,12 +77,12 @@ final class TestCluster: @unchecked Sendable {
         throw TestFailure("tracker did not start; log: \(log("tracker.log"))")
     }
 
-    func startNode(_ i: Int) throws {
+    public func startNode(_ i: Int) throws {
         nodes[i] = try spawn(["storage", "--listen", "127.0.0.1:\(nodePorts[i])", "--data", root + "/node\(i)", "--tracker", trackerAddress,
                               "--name", "node\(i)"], log: "node\(i).log")
     }
 
-    func waitForWriteableDevices(_ n: Int, timeout: TimeInterval = 20) throws {
+    public func waitForWriteableDevices(_ n: Int, timeout: TimeInterval = 20) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if let r = try? client.call("get_devices") {
@@ -96,30 +95,30 @@ final class TestCluster: @unchecked Sendable {
         throw TestFailure("only some devices became writeable; logs: \(log("tracker.log"))")
     }
 
-    func kill(_ p: Process?, signal: Int32 = SIGKILL) {
+    public func kill(_ p: Process?, signal: Int32 = SIGKILL) {
         guard let p, p.isRunning else { return }
         Foundation.kill(p.processIdentifier, signal)
         p.waitUntilExit()
     }
 
-    func killNode(_ i: Int) { kill(nodes[i]); nodes[i] = nil }
+    public func killNode(_ i: Int) { kill(nodes[i]); nodes[i] = nil }
 
-    func restartTracker(signal: Int32 = SIGKILL) throws {
+    public func restartTracker(signal: Int32 = SIGKILL) throws {
         kill(tracker, signal: signal)
         try startTracker()
     }
 
-    func log(_ name: String) -> String { (try? String(contentsOfFile: root + "/" + name, encoding: .utf8))?.suffix(3000).description ?? "" }
+    public func log(_ name: String) -> String { (try? String(contentsOfFile: root + "/" + name, encoding: .utf8))?.suffix(3000).description ?? "" }
 
     /// Every `.fid` file under the nodes' data folders.
-    func blobFiles() -> [String] {
+    public func blobFiles() -> [String] {
         let e = FileManager.default.enumerator(atPath: root)
         var out: [String] = []
         while let p = e?.nextObject() as? String { if p.hasSuffix(".fid") { out.append(p) } }
         return out
     }
 
-    func wait(_ what: String, timeout: TimeInterval = 20, until condition: () throws -> Bool) throws {
+    public func wait(_ what: String, timeout: TimeInterval = 20, until condition: () throws -> Bool) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if (try? condition()) == true { return }
@@ -130,7 +129,7 @@ final class TestCluster: @unchecked Sendable {
 
     /// Runs the `cairn` CLI against this cluster.
     @discardableResult
-    func cli(_ args: [String], stdin: Data? = nil) throws -> (status: Int32, out: Data, err: String) {
+    public func cli(_ args: [String], stdin: Data? = nil) throws -> (status: Int32, out: Data, err: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: Self.binary)
         p.arguments = args
@@ -148,7 +147,7 @@ final class TestCluster: @unchecked Sendable {
         return (p.terminationStatus, o, String(decoding: e, as: UTF8.self))
     }
 
-    func stop() {
+    public func stop() {
         for n in nodes { kill(n, signal: SIGTERM) }
         kill(tracker, signal: SIGTERM)
         try? FileManager.default.removeItem(atPath: root)
@@ -157,13 +156,13 @@ final class TestCluster: @unchecked Sendable {
     deinit { stop() }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
+public struct TestFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
 }
 
 /// Deterministic pseudo-random bytes (the seed is in the test's failure message).
-func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
+public func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
     var state = seed &+ 0x9E3779B97F4A7C15
     var out = [UInt8](repeating: 0, count: count)
     out.withUnsafeMutableBytes { raw in
@@ -177,7 +176,7 @@ func randomBytes(_ count: Int, seed: UInt64) -> [UInt8] {
     return out
 }
 
-func writeTemp(_ bytes: [UInt8], dir: String, name: String) throws -> String {
+public func writeTemp(_ bytes: [UInt8], dir: String, name: String) throws -> String {
     let path = dir + "/" + name
     try Data(bytes).write(to: URL(fileURLWithPath: path))
     return path

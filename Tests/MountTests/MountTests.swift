@@ -1,0 +1,201 @@
+import CSys
+import CairnClient
+import CairnTestSupport
+import Foundation
+import Testing
+
+let chunk = 1 << 20
+
+/// A cluster with a `small` class (1 MiB chunks, 2 replicas) mounted at `<root>/mnt`, new
+/// files in that class; files of the `test` domain appear under `mnt/test`.
+func mountedCluster(nodes: Int = 3) throws -> (TestCluster, TestMount, String) {
+    let c = try TestCluster(nodes: nodes)
+    _ = try c.client.call("create_class", [("domain", "test"), ("class", "small"), ("mindevcount", "2"), ("chunk_size", String(chunk))])
+    _ = try c.client.call("create_class", [("domain", "test"), ("class", "three"), ("mindevcount", "3"), ("chunk_size", String(chunk))])
+    let m = try TestMount(c, options: ["class=small"])
+    return (c, m, m.path + "/test")
+}
+
+func fileBytes(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }
+
+@Suite(.serialized) struct MountTests {
+    @Test func cpIsByteIdenticalAtChunkBoundaries() throws {
+        let (c, m, dir) = try mountedCluster()
+        defer { m.unmount(); c.stop() }
+        for (i, size) in [0, 1, chunk - 1, chunk, chunk + 1, 200 << 20].enumerated() {
+            let src = try writeTemp(randomBytes(size, seed: UInt64(100 + i)), dir: c.root, name: "src\(i)")
+            let r = try run("cp", [src, dir + "/f\(size)"])
+            #expect(r.status == 0, "cp of \(size) bytes: \(r.out)")
+            #expect(try run("cmp", [src, dir + "/f\(size)"]).status == 0, "\(size)-byte file differs after cp")
+        }
+        // Written through the mount, read by the CLI; and the reverse.
+        let viaCLI = try c.cli(["get", "test", "f\(chunk + 1)"])
+        #expect(viaCLI.status == 0 && Array(viaCLI.out) == randomBytes(chunk + 1, seed: 104))
+        let data = randomBytes(3 * chunk + 3, seed: 7)
+        let src = try writeTemp(data, dir: c.root, name: "cli")
+        #expect(try c.cli(["put", "test", "from-cli/file", src]).status == 0)
+        #expect(try fileBytes(dir + "/from-cli/file") == data)
+        // And MogileFS's get_paths serves what the mount wrote.
+        let paths = try c.client.call("get_paths", [("domain", "test"), ("key", "f\(chunk - 1)")])
+        #expect(try HTTPTransferGet(paths["path1"]!) == randomBytes(chunk - 1, seed: 102))
+    }
+
+    @Test func rsyncOfARealTreeThenNothingToDo() throws {
+        let (c, m, dir) = try mountedCluster()
+        defer { m.unmount(); c.stop() }
+        let src = c.root + "/tree"
+        let project = URL(fileURLWithPath: TestCluster.binary).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().path
+        #expect(try run("cp", ["-a", project + "/Sources", src + "/"]).status == 0 || FileManager.default.fileExists(atPath: src))
+        try FileManager.default.createDirectory(atPath: src + "/gen/empty dir/nested empty", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: src + "/gen/ünïcødé ☃", withIntermediateDirectories: true)
+        for i in 0..<30 {
+            let p = src + "/gen/ünïcødé ☃/file \(i).bin"
+            try Data(randomBytes(i * 997, seed: UInt64(i))).write(to: URL(fileURLWithPath: p))
+            chmod(p, [0o600, 0o644, 0o755, 0o444, 0o640][i % 5])
+        }
+        try FileManager.default.createSymbolicLink(atPath: src + "/gen/link to file", withDestinationPath: "ünïcødé ☃/file 3.bin")
+        try FileManager.default.createSymbolicLink(atPath: src + "/gen/dangling", withDestinationPath: "/nowhere/at all")
+        #expect(try run("touch", ["-h", "-d", "1999-12-31 23:59:58.123456789", src + "/gen/ünïcødé ☃/file 1.bin", src + "/gen/dangling", src + "/gen/empty dir"]).status == 0)
+        let copy = try run("rsync", ["-a", src + "/", dir + "/tree/"])
+        #expect(copy.status == 0, "rsync -a: \(copy.out)")
+        let noop = try run("rsync", ["-a", "--dry-run", "--itemize-changes", src + "/", dir + "/tree/"])
+        #expect(noop.status == 0 && noop.out.isEmpty, "a second rsync finds nothing to do, but: \(noop.out.prefix(2000))")
+        #expect(try run("diff", ["-r", "--no-dereference", src, dir + "/tree"]).status == 0)
+        // rsync's temp-file-then-rename over an existing file.
+        let changed = src + "/gen/ünïcødé ☃/file 2.bin"
+        try Data(randomBytes(50_000, seed: 77)).write(to: URL(fileURLWithPath: changed))
+        #expect(try run("rsync", ["-a", src + "/", dir + "/tree/"]).status == 0)
+        #expect(try fileBytes(dir + "/tree/gen/ünïcødé ☃/file 2.bin") == randomBytes(50_000, seed: 77))
+        var st = stat()
+        lstat(dir + "/tree/gen/ünïcødé ☃/file 1.bin", &st)
+        #expect(st.st_mtim.tv_sec == 946_684_798 && st.st_mtim.tv_nsec == 123_456_789, "mtime kept to the nanosecond")
+    }
+
+    @Test func xattrsRoundTripAndShowStorage() throws {
+        let (c, m, dir) = try mountedCluster()
+        defer { m.unmount(); c.stop() }
+        let f = dir + "/x.bin"
+        let data = randomBytes(2 * chunk + 10, seed: 3)
+        try Data(data).write(to: URL(fileURLWithPath: f))
+        #expect(try run("setfattr", ["-n", "user.text", "-v", "hello world", f]).status == 0)
+        let binary = (0..<256).map { UInt8($0) }
+        let big = randomBytes(64 << 10, seed: 9)
+        #expect(binary.withUnsafeBytes { setxattr(f, "user.bin", $0.baseAddress, $0.count, 0) } == 0)
+        #expect(big.withUnsafeBytes { setxattr(f, "user.big", $0.baseAddress, $0.count, 0) } == 0)
+        #expect(try run("getfattr", ["--only-values", "-n", "user.text", f]).out == "hello world")
+        var buf = [UInt8](repeating: 0, count: 70_000)
+        let n = buf.withUnsafeMutableBytes { getxattr(f, "user.big", $0.baseAddress, $0.count) }
+        #expect(n == big.count && Array(buf[..<max(0, n)]) == big)
+        let nb = buf.withUnsafeMutableBytes { getxattr(f, "user.bin", $0.baseAddress, $0.count) }
+        #expect(Array(buf[..<max(0, nb)]) == binary)
+        let list = try run("getfattr", ["-d", "-m", "-", f]).out
+        #expect(list.contains("user.text=") && list.contains("user.bin=") && list.contains("cairn.class=\"small\""))
+        // The same values are the file's custom metadata for the CLI.
+        #expect(try c.cli(["meta", "get", "test", "x.bin", "text"]).out == Data("hello world".utf8))
+        #expect(try run("setfattr", ["-x", "user.text", f]).status == 0)
+        #expect(try run("getfattr", ["-n", "user.text", f]).status != 0)
+        #expect(try run("setfattr", ["-n", "trusted.x", "-v", "1", f]).status != 0, "other namespaces are refused")
+        // cairn.locations: one URL per replica of each chunk, each serving that chunk's bytes.
+        let urls = try run("getfattr", ["--only-values", "-n", "cairn.locations", f]).out.split(separator: "\n").map(String.init)
+        #expect(urls.count == 6)
+        var chunks: [[UInt8]] = []
+        for u in urls { chunks.append(try HTTPTransferGet(u)) }
+        #expect(Set(chunks.map { $0.count }) == [chunk, 10])
+        #expect(chunks.contains(Array(data[0..<chunk])) && chunks.contains(Array(data[(2 * chunk)...])))
+        // Moving the file to a 3-replica class brings it to 3 copies.
+        #expect(try run("setfattr", ["-n", "cairn.class", "-v", "three", f]).status == 0)
+        try c.wait("3 replicas", timeout: 30) { try run("getfattr", ["--only-values", "-n", "cairn.replicas", f]).out == "3" }
+    }
+
+    @Test func randomWritesAppendsAndTruncatesMatchALocalFile() throws {
+        let (c, m, dir) = try mountedCluster()
+        defer { m.unmount(); c.stop() }
+        let seed = UInt64(Date().timeIntervalSince1970)
+        var rng = SplitMix(seed)
+        let local = c.root + "/local.bin", remote = dir + "/random.bin"
+        for path in [local, remote] { FileManager.default.createFile(atPath: path, contents: Data(randomBytes(chunk + 500, seed: 1))) }
+        for step in 0..<40 {
+            let op = rng.next() % 4
+            let size = (try? FileManager.default.attributesOfItem(atPath: local)[.size] as? Int) ?? 0
+            for path in [local, remote] {
+                var r2 = rng
+                let fd = open(path, op == 1 ? O_WRONLY | O_APPEND : O_RDWR)
+                #expect(fd >= 0)
+                switch op {
+                case 0: // overwrite somewhere, maybe past the end
+                    let off = Int(r2.next() % UInt64(size + chunk))
+                    let bytes = randomBytes(Int(r2.next() % UInt64(3 * chunk / 2)) + 1, seed: r2.next())
+                    _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(off)) }
+                case 1: // append
+                    let bytes = randomBytes(Int(r2.next() % 70_000) + 1, seed: r2.next())
+                    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                case 2: // truncate down or up
+                    ftruncate(fd, off_t(r2.next() % UInt64(size + chunk + 1)))
+                default: // rewrite a small piece at the start
+                    let bytes = randomBytes(100, seed: r2.next())
+                    _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+                }
+                close(fd)
+                if path == remote { rng = r2 }
+            }
+            let same = try fileBytes(local) == fileBytes(remote)
+            #expect(same, "mount and local file differ after step \(step) (op \(op)); seed \(seed)")
+            if !same { break }
+        }
+    }
+
+    @Test func remountKeepsEverythingAndNodeDeathIsSurvived() throws {
+        let (c, m, dir) = try mountedCluster(nodes: 4)
+        defer { m.unmount(); c.stop() }
+        try FileManager.default.createDirectory(atPath: dir + "/keep/empty", withIntermediateDirectories: true)
+        let data = randomBytes(40 << 20, seed: 42)
+        let src = try writeTemp(data, dir: c.root, name: "big")
+        #expect(try run("cp", [src, dir + "/keep/big"]).status == 0)
+        #expect(m.unmount() == 0, "fusermount3 -u ends the mount with status 0")
+        try m.mount()
+        #expect(FileManager.default.fileExists(atPath: dir + "/keep/empty"))
+        #expect(try run("cmp", [src, dir + "/keep/big"]).status == 0)
+        // A node dies during a large read: the read falls over to other replicas.
+        let readResult = LockedResult()
+        let t = Thread { readResult.set((try? run("cmp", [src, dir + "/keep/big"]))?.status ?? -1) }
+        t.start()
+        Thread.sleep(forTimeInterval: 0.3)
+        c.killNode(0)
+        #expect(readResult.wait() == 0, "read completed and verified after a node died")
+        // And during a large write (the next chunks go to the surviving nodes).
+        let writeResult = LockedResult()
+        let w = Thread {
+            let r = try? run("cp", [src, dir + "/keep/big2"])
+            if r?.status != 0 { print("cp during node death: \(r?.err ?? "no result")\n\(c.log("mount.log"))") }
+            writeResult.set(r?.status ?? -1)
+        }
+        w.start()
+        Thread.sleep(forTimeInterval: 0.3)
+        c.killNode(1)
+        #expect(writeResult.wait() == 0, "cp completed after a second node died")
+        #expect(try run("cmp", [src, dir + "/keep/big2"]).status == 0)
+    }
+}
+
+struct SplitMix {
+    var state: UInt64
+    init(_ seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E3779B97F4A7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
+        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
+        return z ^ (z >> 31)
+    }
+}
+
+final class LockedResult: @unchecked Sendable {
+    private let c = NSCondition()
+    private var value: Int32?
+    func set(_ v: Int32) { c.lock(); value = v; c.broadcast(); c.unlock() }
+    func wait() -> Int32 { c.lock(); while value == nil { c.wait() }; let v = value!; c.unlock(); return v }
+}
+
+import CairnTransfer
+func HTTPTransferGet(_ url: String) throws -> [UInt8] { try HTTPTransfer.shared.get(url).body }
