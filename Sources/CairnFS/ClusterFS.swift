@@ -15,6 +15,10 @@ public final class ClusterFS: @unchecked Sendable {
     private let lock = NSLock()
     private var files: [UInt64: OpenFile] = [:]
     private var directories: [UInt64: DirectoryListing] = [:]
+    /// Files unlinked while open here: renamed to a hidden name, removed at the last release
+    /// (what libfuse's high-level API does), so open handles keep reading them.
+    private var hidden: [Ino: (parent: UInt64, name: String)] = [:]
+    static let hiddenPrefix = ".cairn-hidden-"
     private var nextHandle: UInt64 = 1
 
     /// Connects to the tracker and resolves the mounted domain, if any.
@@ -121,7 +125,19 @@ public final class ClusterFS: @unchecked Sendable {
     }
 
     public func unlink(parent: UInt64, name: String) throws {
+        if let a = try? lookup(parent: parent, name: name), !a.isDirectory, a.nlink <= 1, let c = map.cairn(a.ino), !openFiles(ofInode: c).isEmpty {
+            let hiddenName = Self.hiddenPrefix + String(c)
+            try rename(parent: parent, name: name, newParent: parent, newName: hiddenName, flags: 0)
+            lock.withLock { hidden[c] = (parent, hiddenName) }
+            return
+        }
         _ = try call("fs_unlink", [("parent", String(try cairn(parent))), ("name", name)])
+    }
+
+    /// Removes a hidden (unlinked-while-open) file once nothing here has it open.
+    private func removeHiddenIfClosed(_ ino: Ino) {
+        guard openFiles(ofInode: ino).isEmpty, let h = lock.withLock({ hidden.removeValue(forKey: ino) }) else { return }
+        _ = try? call("fs_unlink", [("parent", String(map.cairn(h.parent) ?? 0)), ("name", h.name)])
     }
 
     public func rmdir(parent: UInt64, name: String) throws {
@@ -204,13 +220,16 @@ public final class ClusterFS: @unchecked Sendable {
 
     public func release(_ fh: UInt64) throws {
         guard let f = lock.withLock({ files.removeValue(forKey: fh) }) else { return }
+        defer { removeHiddenIfClosed(f.ino) }
         do { try f.commit() } catch { throw FSError.from(error) }
     }
 
-    /// At unmount: commit whatever is still open.
+    /// At unmount: commit whatever is still open, drop hidden files.
     public func flushAll() {
-        let all = lock.withLock { Array(files.values) }
-        for f in all { try? f.commit() }
+        let open = lock.withLock { Array(files.values) }
+        for f in open { try? f.commit() }
+        lock.withLock { files.removeAll() }
+        for ino in lock.withLock({ Array(hidden.keys) }) { removeHiddenIfClosed(ino) }
     }
 
     // MARK: directories
@@ -248,7 +267,7 @@ public final class ClusterFS: @unchecked Sendable {
         let entries = try (0..<n).map { i in
             DirectoryListing.Entry(name: r["e\(i + 1)_name"] ?? "", attributes: try attributes(r, prefix: "e\(i + 1)_"))
         }
-        return (entries, n == 1000)
+        return (entries.filter { !$0.name.hasPrefix(Self.hiddenPrefix) }, n == 1000)
     }
 }
 

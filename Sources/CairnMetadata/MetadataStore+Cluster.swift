@@ -1,5 +1,6 @@
 import CairnCore
 import CairnPolicy
+import Foundation
 import GRDB
 
 /// Domains, classes, hosts, devices and their usage data.
@@ -117,8 +118,14 @@ extension MetadataStore {
                 change(&existing!)
                 try Self.insertClass(db, existing!)
             } else {
+                let before = existing!
                 change(&existing!)
                 let c = existing!
+                if c.chunkSize != before.chunkSize,
+                   try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM inode WHERE dmid = ? AND classid = ? AND kind = 'f' AND size > 0)", arguments: [domain, c.id]) == true {
+                    // Chunk offsets of stored files are multiples of the chunk size they were written with.
+                    throw StoreError("class_has_files", "the chunk size of class \"\(name)\" cannot change while it has files; create a new class instead", errno: EBUSY)
+                }
                 try db.execute(sql: """
                     UPDATE class SET replicas = ?, sync_copies = ?, policy = ?, checksum = ?, chunk_size = ?
                     WHERE dmid = ? AND classid = ?

@@ -199,3 +199,46 @@ final class LockedResult: @unchecked Sendable {
 
 import CairnTransfer
 func HTTPTransferGet(_ url: String) throws -> [UInt8] { try HTTPTransfer.shared.get(url).body }
+
+extension MountTests {
+    @Test func unlinkedOpenFileStaysReadableAndRenameReplaces() throws {
+        let (c, m, dir) = try mountedCluster()
+        defer { m.unmount(); c.stop() }
+        let data = randomBytes(3 * chunk, seed: 5)
+        try Data(data).write(to: URL(fileURLWithPath: dir + "/victim"))
+        let fd = open(dir + "/victim", O_RDONLY)
+        #expect(fd >= 0)
+        #expect(unlink(dir + "/victim") == 0)
+        #expect(!FileManager.default.fileExists(atPath: dir + "/victim"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty, "no hidden names show")
+        Thread.sleep(forTimeInterval: 1.5)  // give the delete worker its chance
+        var buf = [UInt8](repeating: 0, count: data.count)
+        var got = 0
+        while got < data.count {
+            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, data.count - got, off_t(got)) }
+            if n <= 0 { break }
+            got += n
+        }
+        close(fd)
+        #expect(got == data.count && buf == data, "an open file stays readable after unlink")
+        // Atomic replace: a reader sees old or new content, never a mix.
+        try Data(randomBytes(1000, seed: 1)).write(to: URL(fileURLWithPath: dir + "/target"))
+        try Data(randomBytes(2000, seed: 2)).write(to: URL(fileURLWithPath: dir + "/source"))
+        #expect(rename(dir + "/source", dir + "/target") == 0)
+        #expect(try fileBytes(dir + "/target") == randomBytes(2000, seed: 2))
+        // Hard links and symlinks.
+        #expect(link(dir + "/target", dir + "/hard") == 0)
+        #expect(symlink("target", dir + "/soft") == 0)
+        #expect(try fileBytes(dir + "/soft") == randomBytes(2000, seed: 2))
+        var st = stat()
+        stat(dir + "/hard", &st)
+        #expect(st.st_nlink == 2)
+        // statfs shows the cluster's capacity.
+        var vfs = statvfs()
+        #expect(statvfs(dir, &vfs) == 0 && vfs.f_blocks > 0)
+        // mkdir at the top creates a domain; rmdir of an empty one removes it.
+        #expect(mkdir(m.path + "/newdomain", 0o755) == 0)
+        #expect(try c.cli(["admin", "domain", "list"]).out.split(separator: 10).contains { String(decoding: $0, as: UTF8.self) == "newdomain" })
+        #expect(rmdir(m.path + "/newdomain") == 0)
+    }
+}

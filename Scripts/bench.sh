@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Scripts/bench.sh - Cairn's first benchmark, in one run on this machine (JSON lines on stdout):
+#   disk_write_fsync / disk_read_cold: dd of 1 GiB to and from the disk the cluster stores on;
+#   tracker_get_paths_{1,4}conn and tracker_create_pair_{1,4}conn: protocol ops/s
+#     (a pair = create_open + PUT of 1 byte + create_close, with 2 synchronous copies);
+#   put_1g / get_1g: `cairn put` and `cairn get` of a 1 GiB file, replicas=2 (2 synchronous copies).
+# Raw lines go to $BENCH_OUT (default /var/tmp/cairn-bench/<date>.jsonl); a summary row is appended
+# to bench/ledger.jsonl in the repository.  Needs a release build (built if missing), root for drop_caches.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/opt/swift/usr/bin:$PATH"
+[ -x .build/release/cairn ] || swift build -c release --product cairn
+BIN=$PWD/.build/release/cairn
+WORK=${BENCH_WORK:-/var/tmp/cairn-bench/work}
+OUT=${BENCH_OUT:-/var/tmp/cairn-bench/$(date -u +%Y%m%dT%H%M%S).jsonl}
+SECS=${BENCH_SECONDS:-5}
+PORT=${BENCH_PORT:-17301}
+mkdir -p "$(dirname "$OUT")"; rm -rf "$WORK"; mkdir -p "$WORK"
+emit() { echo "{\"name\":\"$1\",\"value\":$2,\"unit\":\"$3\"}" | tee -a "$OUT"; }
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
+mibs() { python3 -c "print(round($1/1048576/$2, 1))"; }
+
+# The disk, the same way the storage nodes write (fsync at the end) and read.
+head -c $((1<<30)) /dev/urandom > /dev/shm/cairn-bench-1g
+t0=$(date +%s.%N); dd if=/dev/shm/cairn-bench-1g of="$WORK/dd" bs=1M conv=fsync status=none; t1=$(date +%s.%N)
+emit disk_write_fsync "$(mibs $((1<<30)) "$(echo "$t1 - $t0" | bc)")" MiB/s
+drop; t0=$(date +%s.%N); dd if="$WORK/dd" of=/dev/null bs=1M status=none; t1=$(date +%s.%N)
+emit disk_read_cold "$(mibs $((1<<30)) "$(echo "$t1 - $t0" | bc)")" MiB/s
+rm -f "$WORK/dd"
+
+"$BIN" up "$WORK/cluster" --port "$PORT" --storage-port $((PORT + 100)) > "$WORK/up.log" 2>&1 &
+UP=$!
+trap 'kill -INT $UP 2>/dev/null; wait $UP 2>/dev/null; rm -f /dev/shm/cairn-bench-1g' EXIT
+for _ in $(seq 300); do grep -q "Cairn is up" "$WORK/up.log" && break; sleep 0.2; done
+export CAIRN_TRACKER=127.0.0.1:$PORT
+"$BIN" admin class add default one --replicas 2 --sync-copies 2 >/dev/null
+for i in $(seq 0 99); do echo "v$i" | "$BIN" put default "bench/k$i" - ; done
+python3 Scripts/bench_tracker.py "$CAIRN_TRACKER" default "$SECS" | tee -a "$OUT"
+
+t0=$(date +%s.%N); "$BIN" put default big /dev/shm/cairn-bench-1g; t1=$(date +%s.%N)
+emit put_1g "$(mibs $((1<<30)) "$(echo "$t1 - $t0" | bc)")" MiB/s
+drop; t0=$(date +%s.%N); "$BIN" get default big /dev/null; t1=$(date +%s.%N)
+emit get_1g "$(mibs $((1<<30)) "$(echo "$t1 - $t0" | bc)")" MiB/s
+for p in $(pgrep -f "cairn (tracker|storage)" ); do
+  emit "peak_rss_$(tr '\0' ' ' < /proc/$p/cmdline | awk '{print $2 "_" $NF}' | tr -c 'a-z0-9_\n' '_')" "$(awk '/VmHWM/{print $2}' /proc/$p/status)" KiB
+done
+mkdir -p bench
+python3 - "$OUT" <<'PY' >> bench/ledger.jsonl
+import json, platform, sys, datetime
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+print(json.dumps({"date": datetime.datetime.utcnow().isoformat(timespec="seconds") + "Z", "machine": platform.node(),
+                  "cpus": __import__("os").cpu_count(), "results": {r["name"]: r["value"] for r in rows}}))
+PY
+echo "raw: $OUT; summary appended to bench/ledger.jsonl" >&2
