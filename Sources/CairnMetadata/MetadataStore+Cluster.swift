@@ -8,7 +8,7 @@ extension MetadataStore {
     // MARK: domains
 
     public func domains() async throws -> [DomainRecord] {
-        try await read { db in try Row.fetchAll(db, sql: "SELECT * FROM domain ORDER BY name").map(Self.domain) }
+        try await read { db in try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM domain ORDER BY name")).map(Self.domain) }
     }
 
     public func domain(named name: String) async throws -> DomainRecord? {
@@ -16,7 +16,7 @@ extension MetadataStore {
     }
 
     static func domain(_ db: Database, name: String) throws -> DomainRecord? {
-        try Row.fetchOne(db, sql: "SELECT * FROM domain WHERE name = ?", arguments: [name]).map(domain)
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM domain WHERE name = ?"), arguments: [name]).map(domain)
     }
 
     static func domain(_ row: Row) -> DomainRecord { DomainRecord(id: row["dmid"], name: row["name"], root: row["root"]) }
@@ -31,12 +31,12 @@ extension MetadataStore {
                 throw StoreError("domain_exists", "domain \"\(name)\" already exists", errno: 17)
             }
             let now = Clock.nowNanos()
-            try db.execute(sql: "INSERT INTO inode(dmid, kind, mode, atime, mtime, ctime, nlink) VALUES (0, 'd', ?, ?, ?, ?, 2)",
+            try db.cachedStatement(sql: "INSERT INTO inode(dmid, kind, mode, atime, mtime, ctime, nlink) VALUES (0, 'd', ?, ?, ?, ?, 2)").execute(
                            arguments: [0o40755, now, now, now])
             let root = db.lastInsertedRowID
-            try db.execute(sql: "INSERT INTO domain(name, root) VALUES (?, ?)", arguments: [name, root])
+            try db.cachedStatement(sql: "INSERT INTO domain(name, root) VALUES (?, ?)").execute(arguments: [name, root])
             let dmid = Int(db.lastInsertedRowID)
-            try db.execute(sql: "UPDATE inode SET dmid = ? WHERE ino = ?", arguments: [dmid, root])
+            try db.cachedStatement(sql: "UPDATE inode SET dmid = ? WHERE ino = ?").execute(arguments: [dmid, root])
             try Self.insertClass(db, ClassRecord(domain: dmid, id: 0, name: ClassRecord.defaultName, replicas: defaultReplicas))
             return DomainRecord(id: dmid, name: name, root: root)
         }
@@ -47,16 +47,16 @@ extension MetadataStore {
             guard let d = try Self.domain(db, name: name) else {
                 throw StoreError("domain_not_found", "domain \"\(name)\" does not exist", errno: 2)
             }
-            if try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM dirent WHERE parent = ?)", arguments: [d.root]) == true {
+            if try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM dirent WHERE parent = ?)"), arguments: [d.root]) == true {
                 throw StoreError("domain_has_files", "domain \"\(name)\" still has files or directories; delete them first", errno: 39)
             }
-            if try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM class WHERE dmid = ? AND classid != 0", arguments: [d.id])! > 0 {
+            if try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM class WHERE dmid = ? AND classid != 0"), arguments: [d.id])! > 0 {
                 throw StoreError("domain_has_classes", "domain \"\(name)\" still has classes other than default; delete them first", errno: 39)
             }
-            try db.execute(sql: "DELETE FROM class WHERE dmid = ?", arguments: [d.id])
-            try db.execute(sql: "DELETE FROM xattr WHERE ino = ?", arguments: [d.root])
-            try db.execute(sql: "DELETE FROM inode WHERE ino = ?", arguments: [d.root])
-            try db.execute(sql: "DELETE FROM domain WHERE dmid = ?", arguments: [d.id])
+            try db.cachedStatement(sql: "DELETE FROM class WHERE dmid = ?").execute(arguments: [d.id])
+            try db.cachedStatement(sql: "DELETE FROM xattr WHERE ino = ?").execute(arguments: [d.root])
+            try db.cachedStatement(sql: "DELETE FROM inode WHERE ino = ?").execute(arguments: [d.root])
+            try db.cachedStatement(sql: "DELETE FROM domain WHERE dmid = ?").execute(arguments: [d.id])
         }
     }
 
@@ -69,28 +69,28 @@ extension MetadataStore {
     }
 
     static func insertClass(_ db: Database, _ c: ClassRecord) throws {
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT INTO class(dmid, classid, name, replicas, sync_copies, policy, checksum, chunk_size)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [c.domain, c.id, c.name, c.replicas, c.syncCopies, c.policy.rawValue, c.checksum.rawValue, c.chunkSize])
+            """).execute(arguments: [c.domain, c.id, c.name, c.replicas, c.syncCopies, c.policy.rawValue, c.checksum.rawValue, c.chunkSize])
     }
 
     public func classes(domain: DomainID) async throws -> [ClassRecord] {
         try await read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM class WHERE dmid = ? ORDER BY classid", arguments: [domain]).map(Self.classRecord)
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM class WHERE dmid = ? ORDER BY classid"), arguments: [domain]).map(Self.classRecord)
         }
     }
 
     public func allClasses() async throws -> [ClassRecord] {
-        try await read { db in try Row.fetchAll(db, sql: "SELECT * FROM class ORDER BY dmid, classid").map(Self.classRecord) }
+        try await read { db in try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM class ORDER BY dmid, classid")).map(Self.classRecord) }
     }
 
     static func classRecord(_ db: Database, domain: DomainID, name: String) throws -> ClassRecord? {
-        try Row.fetchOne(db, sql: "SELECT * FROM class WHERE dmid = ? AND name = ?", arguments: [domain, name]).map(classRecord)
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM class WHERE dmid = ? AND name = ?"), arguments: [domain, name]).map(classRecord)
     }
 
     static func classRecord(_ db: Database, domain: DomainID, id: ClassID) throws -> ClassRecord? {
-        try Row.fetchOne(db, sql: "SELECT * FROM class WHERE dmid = ? AND classid = ?", arguments: [domain, id]).map(classRecord)
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM class WHERE dmid = ? AND classid = ?"), arguments: [domain, id]).map(classRecord)
     }
 
     public func classRecord(domain: DomainID, name: String) async throws -> ClassRecord? {
@@ -113,7 +113,7 @@ extension MetadataStore {
                 throw StoreError("class_not_found", "class \"\(name)\" does not exist in this domain", errno: 2)
             }
             if existing == nil {
-                let next = try Int.fetchOne(db, sql: "SELECT COALESCE(MAX(classid), 0) + 1 FROM class WHERE dmid = ?", arguments: [domain])!
+                let next = try Int.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(MAX(classid), 0) + 1 FROM class WHERE dmid = ?"), arguments: [domain])!
                 existing = ClassRecord(domain: domain, id: name == ClassRecord.defaultName ? 0 : next, name: name, replicas: 2)
                 change(&existing!)
                 try Self.insertClass(db, existing!)
@@ -122,18 +122,18 @@ extension MetadataStore {
                 change(&existing!)
                 let c = existing!
                 if c.chunkSize != before.chunkSize,
-                   try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM inode WHERE dmid = ? AND classid = ? AND kind = 'f' AND size > 0)", arguments: [domain, c.id]) == true {
+                   try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM inode WHERE dmid = ? AND classid = ? AND kind = 'f' AND size > 0)"), arguments: [domain, c.id]) == true {
                     // Chunk offsets of stored files are multiples of the chunk size they were written with.
                     throw StoreError("class_has_files", "the chunk size of class \"\(name)\" cannot change while it has files; create a new class instead", errno: EBUSY)
                 }
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     UPDATE class SET replicas = ?, sync_copies = ?, policy = ?, checksum = ?, chunk_size = ?
                     WHERE dmid = ? AND classid = ?
-                    """, arguments: [c.replicas, c.syncCopies, c.policy.rawValue, c.checksum.rawValue, c.chunkSize, c.domain, c.id])
+                    """).execute(arguments: [c.replicas, c.syncCopies, c.policy.rawValue, c.checksum.rawValue, c.chunkSize, c.domain, c.id])
                 // Files of this class may now need more copies.
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     INSERT OR IGNORE INTO replicate_queue(fid, nexttry) SELECT fid, 0 FROM blob WHERE dmid = ? AND classid = ?
-                    """, arguments: [c.domain, c.id])
+                    """).execute(arguments: [c.domain, c.id])
             }
             return existing!
         }
@@ -147,10 +147,10 @@ extension MetadataStore {
             guard let c = try Self.classRecord(db, domain: domain, name: name) else {
                 throw StoreError("class_not_found", "class \"\(name)\" does not exist in this domain", errno: 2)
             }
-            if try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM inode WHERE dmid = ? AND classid = ? AND kind = 'f')", arguments: [domain, c.id]) == true {
+            if try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM inode WHERE dmid = ? AND classid = ? AND kind = 'f')"), arguments: [domain, c.id]) == true {
                 throw StoreError("class_has_files", "class \"\(name)\" still has files; move them to another class first", errno: 39)
             }
-            try db.execute(sql: "DELETE FROM class WHERE dmid = ? AND classid = ?", arguments: [domain, c.id])
+            try db.cachedStatement(sql: "DELETE FROM class WHERE dmid = ? AND classid = ?").execute(arguments: [domain, c.id])
         }
     }
 
@@ -169,11 +169,11 @@ extension MetadataStore {
     }
 
     public func hosts() async throws -> [HostRecord] {
-        try await read { db in try Row.fetchAll(db, sql: "SELECT * FROM host ORDER BY hostid").map(Self.host) }
+        try await read { db in try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM host ORDER BY hostid")).map(Self.host) }
     }
 
     public func devices() async throws -> [DeviceRecord] {
-        try await read { db in try Row.fetchAll(db, sql: "SELECT * FROM device ORDER BY devid").map(Self.device) }
+        try await read { db in try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM device ORDER BY devid")).map(Self.device) }
     }
 
     /// Every device with its host: the input of placement and read ordering.
@@ -182,8 +182,8 @@ extension MetadataStore {
     }
 
     static func deviceInfos(_ db: Database) throws -> [DeviceInfo] {
-        let hosts = Dictionary(uniqueKeysWithValues: try Row.fetchAll(db, sql: "SELECT * FROM host").map { (Int($0["hostid"] as Int), host($0)) })
-        return try Row.fetchAll(db, sql: "SELECT * FROM device ORDER BY devid").compactMap { row in
+        let hosts = Dictionary(uniqueKeysWithValues: try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM host")).map { (Int($0["hostid"] as Int), host($0)) })
+        return try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM device ORDER BY devid")).compactMap { row in
             let d = device(row)
             return hosts[d.host].map { DeviceInfo(device: d, host: $0) }
         }
@@ -202,33 +202,33 @@ extension MetadataStore {
     /// Creates a host (new hosts are `down` unless told, as in MogileFS) or changes one.
     public func saveHost(name: String, create: Bool, change: HostChange) async throws -> HostRecord {
         try await write { db in
-            let existing = try Row.fetchOne(db, sql: "SELECT * FROM host WHERE name = ?", arguments: [name]).map(Self.host)
+            let existing = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM host WHERE name = ?"), arguments: [name]).map(Self.host)
             if create {
                 if existing != nil { throw StoreError("host_exists", "host \"\(name)\" already exists", errno: 17) }
                 guard let ip = change.ip, !ip.isEmpty else { throw StoreError("no_ip", "a new host needs an ip", errno: 22) }
                 guard let port = change.port else { throw StoreError("no_port", "a new host needs a port", errno: 22) }
-                try db.execute(sql: "INSERT INTO host(name, ip, port, get_port, status) VALUES (?, ?, ?, ?, ?)",
+                try db.cachedStatement(sql: "INSERT INTO host(name, ip, port, get_port, status) VALUES (?, ?, ?, ?, ?)").execute(
                                arguments: [name, ip, port, change.getPort, (change.status ?? .down).rawValue])
-                return try Row.fetchOne(db, sql: "SELECT * FROM host WHERE hostid = ?", arguments: [db.lastInsertedRowID]).map(Self.host)!
+                return try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM host WHERE hostid = ?"), arguments: [db.lastInsertedRowID]).map(Self.host)!
             }
             guard let h = existing else { throw StoreError("host_not_found", "host \"\(name)\" does not exist", errno: 2) }
-            try db.execute(sql: "UPDATE host SET ip = ?, port = ?, get_port = ?, status = ? WHERE hostid = ?",
+            try db.cachedStatement(sql: "UPDATE host SET ip = ?, port = ?, get_port = ?, status = ? WHERE hostid = ?").execute(
                            arguments: [change.ip ?? h.ip, change.port ?? h.port, change.getPort ?? h.getPort,
                                        (change.status ?? h.status).rawValue, h.id])
-            return try Row.fetchOne(db, sql: "SELECT * FROM host WHERE hostid = ?", arguments: [h.id]).map(Self.host)!
+            return try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM host WHERE hostid = ?"), arguments: [h.id]).map(Self.host)!
         }
     }
 
     public func deleteHost(name: String) async throws {
         try await write { db in
-            guard let id = try Int.fetchOne(db, sql: "SELECT hostid FROM host WHERE name = ?", arguments: [name]) else {
+            guard let id = try Int.fetchOne(db.cachedStatement(sql: "SELECT hostid FROM host WHERE name = ?"), arguments: [name]) else {
                 throw StoreError("unknown_host", "host \"\(name)\" does not exist", errno: 2)
             }
-            if try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM device WHERE hostid = ? AND status != 'dead')", arguments: [id]) == true {
+            if try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM device WHERE hostid = ? AND status != 'dead')"), arguments: [id]) == true {
                 throw StoreError("host_not_empty", "host \"\(name)\" still has devices that are not dead; mark them dead first", errno: 39)
             }
-            try db.execute(sql: "DELETE FROM device WHERE hostid = ?", arguments: [id])
-            try db.execute(sql: "DELETE FROM host WHERE hostid = ?", arguments: [id])
+            try db.cachedStatement(sql: "DELETE FROM device WHERE hostid = ?").execute(arguments: [id])
+            try db.cachedStatement(sql: "DELETE FROM host WHERE hostid = ?").execute(arguments: [id])
         }
     }
 
@@ -238,28 +238,28 @@ extension MetadataStore {
     }
 
     static func createDevice(_ db: Database, id: DeviceID?, host: HostID, state: DeviceState) throws -> DeviceID {
-        guard try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM host WHERE hostid = ?)", arguments: [host]) == true else {
+        guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM host WHERE hostid = ?)"), arguments: [host]) == true else {
             throw StoreError("unknown_hostid", "host id \(host) does not exist", errno: 2)
         }
         let devid: DeviceID
         if let id {
             guard id > 0 else { throw StoreError("invalid_devid", "device ids are positive integers", errno: 22) }
-            if try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM device_seq WHERE devid = ?)", arguments: [id]) == true {
+            if try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM device_seq WHERE devid = ?)"), arguments: [id]) == true {
                 throw StoreError("existing_devid", "device id \(id) is or was in use; device ids are never reused", errno: 17)
             }
-            try db.execute(sql: "INSERT INTO device_seq(devid) VALUES (?)", arguments: [id])
+            try db.cachedStatement(sql: "INSERT INTO device_seq(devid) VALUES (?)").execute(arguments: [id])
             devid = id
         } else {
-            try db.execute(sql: "INSERT INTO device_seq DEFAULT VALUES")
+            try db.cachedStatement(sql: "INSERT INTO device_seq DEFAULT VALUES").execute()
             devid = Int(db.lastInsertedRowID)
         }
-        try db.execute(sql: "INSERT INTO device(devid, hostid, status) VALUES (?, ?, ?)", arguments: [devid, host, state.rawValue])
+        try db.cachedStatement(sql: "INSERT INTO device(devid, hostid, status) VALUES (?, ?, ?)").execute(arguments: [devid, host, state.rawValue])
         return devid
     }
 
     public func setDeviceState(_ devid: DeviceID, hostName: String?, state: DeviceState) async throws {
         try await write { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT d.status, h.name FROM device d JOIN host h USING(hostid) WHERE devid = ?", arguments: [devid]) else {
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT d.status, h.name FROM device d JOIN host h USING(hostid) WHERE devid = ?"), arguments: [devid]) else {
                 throw StoreError("no_device", "device \(devid) does not exist", errno: 2)
             }
             if let hostName, hostName != row["name"] as String {
@@ -269,18 +269,18 @@ extension MetadataStore {
             guard current.canChange(to: state) else {
                 throw StoreError("state_too_high", "device \(devid) is dead; a dead device never comes back. Add a new device instead.", errno: 22)
             }
-            try db.execute(sql: "UPDATE device SET status = ? WHERE devid = ?", arguments: [state.rawValue, devid])
+            try db.cachedStatement(sql: "UPDATE device SET status = ? WHERE devid = ?").execute(arguments: [state.rawValue, devid])
             if state == .dead {
                 // Its copies no longer count: queue every blob it held for re-replication.
-                try db.execute(sql: "INSERT OR IGNORE INTO replicate_queue(fid, nexttry) SELECT fid, 0 FROM file_on WHERE devid = ?", arguments: [devid])
-                try db.execute(sql: "DELETE FROM file_on WHERE devid = ?", arguments: [devid])
+                try db.cachedStatement(sql: "INSERT OR IGNORE INTO replicate_queue(fid, nexttry) SELECT fid, 0 FROM file_on WHERE devid = ?").execute(arguments: [devid])
+                try db.cachedStatement(sql: "DELETE FROM file_on WHERE devid = ?").execute(arguments: [devid])
             }
         }
     }
 
     public func setDeviceWeight(_ devid: DeviceID, weight: Int) async throws {
         try await write { db in
-            try db.execute(sql: "UPDATE device SET weight = ? WHERE devid = ?", arguments: [weight, devid])
+            try db.cachedStatement(sql: "UPDATE device SET weight = ? WHERE devid = ?").execute(arguments: [weight, devid])
             if db.changesCount == 0 { throw StoreError("no_device", "device \(devid) does not exist", errno: 2) }
         }
     }
@@ -289,17 +289,17 @@ extension MetadataStore {
     /// the devices it already has are checked, and `newDevices` fresh ids are assigned.
     public func registerNode(name: String, ip: String, port: Int, existing: [DeviceID], newDevices: Int) async throws -> (HostRecord, [DeviceID]) {
         try await write { db in
-            var host = try Row.fetchOne(db, sql: "SELECT * FROM host WHERE name = ?", arguments: [name]).map(Self.host)
+            var host = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM host WHERE name = ?"), arguments: [name]).map(Self.host)
             if let h = host {
-                try db.execute(sql: "UPDATE host SET ip = ?, port = ?, status = CASE status WHEN 'down' THEN 'alive' ELSE status END WHERE hostid = ?",
+                try db.cachedStatement(sql: "UPDATE host SET ip = ?, port = ?, status = CASE status WHEN 'down' THEN 'alive' ELSE status END WHERE hostid = ?").execute(
                                arguments: [ip, port, h.id])
             } else {
-                try db.execute(sql: "INSERT INTO host(name, ip, port, status) VALUES (?, ?, ?, 'alive')", arguments: [name, ip, port])
+                try db.cachedStatement(sql: "INSERT INTO host(name, ip, port, status) VALUES (?, ?, ?, 'alive')").execute(arguments: [name, ip, port])
             }
-            host = try Row.fetchOne(db, sql: "SELECT * FROM host WHERE name = ?", arguments: [name]).map(Self.host)
+            host = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM host WHERE name = ?"), arguments: [name]).map(Self.host)
             let h = host!
             for devid in existing {
-                if let owner = try Int.fetchOne(db, sql: "SELECT hostid FROM device WHERE devid = ?", arguments: [devid]) {
+                if let owner = try Int.fetchOne(db.cachedStatement(sql: "SELECT hostid FROM device WHERE devid = ?"), arguments: [devid]) {
                     if owner != h.id {
                         throw StoreError("existing_devid", "device \(devid) belongs to another host; this node's data folder holds a device it does not own", errno: 17)
                     }
@@ -330,17 +330,17 @@ extension MetadataStore {
     public func recordUsage(host: HostID, reachable: Bool, usage: [DeviceUsage]) async throws {
         try await write { db in
             let now = Clock.nowSeconds()
-            try db.execute(sql: "UPDATE host SET observed = ?, last_seen = CASE WHEN ? THEN ? ELSE last_seen END WHERE hostid = ?",
+            try db.cachedStatement(sql: "UPDATE host SET observed = ?, last_seen = CASE WHEN ? THEN ? ELSE last_seen END WHERE hostid = ?").execute(
                            arguments: [reachable ? "reachable" : "unreachable", reachable, now, host])
             if !reachable {
-                try db.execute(sql: "UPDATE device SET observed = 'unreachable' WHERE hostid = ?", arguments: [host])
+                try db.cachedStatement(sql: "UPDATE device SET observed = 'unreachable' WHERE hostid = ?").execute(arguments: [host])
                 return
             }
             for u in usage {
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     UPDATE device SET total_bytes = ?, used_bytes = ?, free_bytes = ?, io_util = ?, observed = ?, usage_at = ?
                     WHERE devid = ? AND hostid = ?
-                    """, arguments: [u.totalBytes, u.usedBytes, u.freeBytes, u.ioUtilization, u.observed.rawValue, now, u.device, host])
+                    """).execute(arguments: [u.totalBytes, u.usedBytes, u.freeBytes, u.ioUtilization, u.observed.rawValue, now, u.device, host])
             }
         }
     }

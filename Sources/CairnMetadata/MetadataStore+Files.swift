@@ -10,7 +10,7 @@ extension MetadataStore {
     /// Allocates a fid for an upload (never reused: AUTOINCREMENT).
     public func openUpload(domain: DomainID, classID: ClassID, key: String, devices: [DeviceID]) async throws -> Fid {
         try await write { db in
-            try db.execute(sql: "INSERT INTO tempfile(created, dmid, classid, key, devids) VALUES (?, ?, ?, ?, ?)",
+            try db.cachedStatement(sql: "INSERT INTO tempfile(created, dmid, classid, key, devids) VALUES (?, ?, ?, ?, ?)").execute(
                            arguments: [Clock.nowSeconds(), domain, classID, key, devices.map(String.init).joined(separator: ",")])
             return db.lastInsertedRowID
         }
@@ -18,7 +18,7 @@ extension MetadataStore {
 
     public func tempfile(fid: Fid) async throws -> TempfileRecord? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM tempfile WHERE fid = ?", arguments: [fid]).map {
+            try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM tempfile WHERE fid = ?"), arguments: [fid]).map {
                 TempfileRecord(fid: $0["fid"], created: $0["created"], domain: $0["dmid"], classID: $0["classid"], key: $0["key"],
                                devices: ($0["devids"] as String).split(separator: ",").compactMap { Int($0) })
             }
@@ -28,9 +28,9 @@ extension MetadataStore {
     /// Drops an upload that will not be committed; its copies (if any) are queued for deletion.
     public func abandonUpload(fid: Fid, devices: [DeviceID]) async throws {
         try await write { db in
-            try db.execute(sql: "DELETE FROM tempfile WHERE fid = ?", arguments: [fid])
-            for d in devices { try db.execute(sql: "INSERT OR IGNORE INTO file_on(fid, devid) VALUES (?, ?)", arguments: [fid, d]) }
-            if !devices.isEmpty { try db.execute(sql: "INSERT OR IGNORE INTO delete_queue(fid, nexttry) VALUES (?, 0)", arguments: [fid]) }
+            try db.cachedStatement(sql: "DELETE FROM tempfile WHERE fid = ?").execute(arguments: [fid])
+            for d in devices { try db.cachedStatement(sql: "INSERT OR IGNORE INTO file_on(fid, devid) VALUES (?, ?)").execute(arguments: [fid, d]) }
+            if !devices.isEmpty { try db.cachedStatement(sql: "INSERT OR IGNORE INTO delete_queue(fid, nexttry) VALUES (?, 0)").execute(arguments: [fid]) }
         }
     }
 
@@ -59,10 +59,10 @@ extension MetadataStore {
             }
             try Self.replaceContent(db, ino: ino, domain: domain.id, classID: classID, size: size, chunks: chunks, replicas: replicas)
             if let c = attributes {
-                try db.execute(sql: """
+                try db.cachedStatement(sql: """
                     UPDATE inode SET mode = COALESCE(?, mode), uid = COALESCE(?, uid), gid = COALESCE(?, gid), mtime = COALESCE(?, mtime)
                     WHERE ino = ?
-                    """, arguments: [c.mode.map { Int64(0o100000 | ($0 & 0o7777)) }, c.uid.map { Int64($0) }, c.gid.map { Int64($0) }, c.mtime, ino])
+                    """).execute(arguments: [c.mode.map { Int64(0o100000 | ($0 & 0o7777)) }, c.uid.map { Int64($0) }, c.gid.map { Int64($0) }, c.mtime, ino])
             }
             return try Self.requireAttributes(db, ino: ino)
         }
@@ -76,7 +76,7 @@ extension MetadataStore {
             let a = try Self.requireAttributes(db, ino: ino)
             guard a.kind == .file else { throw StoreError("is_a_directory", "inode \(ino) is not a file", errno: EISDIR) }
             try Self.replaceContent(db, ino: ino, domain: a.domain, classID: a.classID, size: size, indexed: indexed, replicas: replicas)
-            if let mtime { try db.execute(sql: "UPDATE inode SET mtime = ? WHERE ino = ?", arguments: [mtime, ino]) }
+            if let mtime { try db.cachedStatement(sql: "UPDATE inode SET mtime = ? WHERE ino = ?").execute(arguments: [mtime, ino]) }
             return try Self.requireAttributes(db, ino: ino)
         }
     }
@@ -91,45 +91,45 @@ extension MetadataStore {
                                indexed: [(Int, CommittedChunk)], replicas: Int) throws {
         let keep = Set(indexed.map(\.1.fid))
         try queueChunksForDeletion(db, ino: ino, keeping: keep)
-        try db.execute(sql: "DELETE FROM chunk WHERE ino = ?", arguments: [ino])
+        try db.cachedStatement(sql: "DELETE FROM chunk WHERE ino = ?").execute(arguments: [ino])
         for (index, c) in indexed {
-            let known = try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM blob WHERE fid = ?)", arguments: [c.fid]) ?? false
+            let known = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM blob WHERE fid = ?)"), arguments: [c.fid]) ?? false
             if !known {
-                guard try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM tempfile WHERE fid = ?)", arguments: [c.fid]) == true else {
+                guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM tempfile WHERE fid = ?)"), arguments: [c.fid]) == true else {
                     throw StoreError("no_temp_file", "fid \(c.fid) is not an open upload (already committed, abandoned or never opened)", errno: EIO)
                 }
-                try db.execute(sql: "INSERT INTO blob(fid, dmid, classid, length, checksum) VALUES (?, ?, ?, ?, ?)",
+                try db.cachedStatement(sql: "INSERT INTO blob(fid, dmid, classid, length, checksum) VALUES (?, ?, ?, ?, ?)").execute(
                                arguments: [c.fid, domain, classID, c.length, c.checksum])
-                try db.execute(sql: "DELETE FROM tempfile WHERE fid = ?", arguments: [c.fid])
-                for d in c.devices { try db.execute(sql: "INSERT OR IGNORE INTO file_on(fid, devid) VALUES (?, ?)", arguments: [c.fid, d]) }
+                try db.cachedStatement(sql: "DELETE FROM tempfile WHERE fid = ?").execute(arguments: [c.fid])
+                for d in c.devices { try db.cachedStatement(sql: "INSERT OR IGNORE INTO file_on(fid, devid) VALUES (?, ?)").execute(arguments: [c.fid, d]) }
                 if Set(c.devices).count < replicas {
-                    try db.execute(sql: "INSERT OR IGNORE INTO replicate_queue(fid, nexttry) VALUES (?, 0)", arguments: [c.fid])
+                    try db.cachedStatement(sql: "INSERT OR IGNORE INTO replicate_queue(fid, nexttry) VALUES (?, 0)").execute(arguments: [c.fid])
                 }
             }
-            try db.execute(sql: "INSERT INTO chunk(ino, idx, fid, length) VALUES (?, ?, ?, ?)", arguments: [ino, index, c.fid, c.length])
+            try db.cachedStatement(sql: "INSERT INTO chunk(ino, idx, fid, length) VALUES (?, ?, ?, ?)").execute(arguments: [ino, index, c.fid, c.length])
         }
         let now = Clock.nowNanos()
         let checksum = indexed.count == 1 ? indexed[0].1.checksum : nil
-        try db.execute(sql: "UPDATE inode SET size = ?, classid = ?, mtime = ?, ctime = ?, checksum = ? WHERE ino = ?",
+        try db.cachedStatement(sql: "UPDATE inode SET size = ?, classid = ?, mtime = ?, ctime = ?, checksum = ? WHERE ino = ?").execute(
                        arguments: [size, classID, now, now, checksum, ino])
     }
 
     /// Queues the blobs of `ino` that are not in `keeping` (and no other inode uses) for deletion.
     static func queueChunksForDeletion(_ db: Database, ino: Ino, keeping: Set<Fid>) throws {
-        let fids = try Fid.fetchAll(db, sql: "SELECT fid FROM chunk WHERE ino = ?", arguments: [ino])
+        let fids = try Fid.fetchAll(db.cachedStatement(sql: "SELECT fid FROM chunk WHERE ino = ?"), arguments: [ino])
         for fid in fids where !keeping.contains(fid) {
-            let shared = try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM chunk WHERE fid = ? AND ino != ?)", arguments: [fid, ino]) ?? false
+            let shared = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM chunk WHERE fid = ? AND ino != ?)"), arguments: [fid, ino]) ?? false
             if shared { continue }
-            try db.execute(sql: "DELETE FROM blob WHERE fid = ?", arguments: [fid])
-            try db.execute(sql: "DELETE FROM replicate_queue WHERE fid = ?", arguments: [fid])
-            try db.execute(sql: "INSERT OR IGNORE INTO delete_queue(fid, nexttry) VALUES (?, 0)", arguments: [fid])
+            try db.cachedStatement(sql: "DELETE FROM blob WHERE fid = ?").execute(arguments: [fid])
+            try db.cachedStatement(sql: "DELETE FROM replicate_queue WHERE fid = ?").execute(arguments: [fid])
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO delete_queue(fid, nexttry) VALUES (?, 0)").execute(arguments: [fid])
         }
     }
 
     // MARK: reading
 
     static func chunks(_ db: Database, ino: Ino) throws -> [ChunkRef] {
-        try Row.fetchAll(db, sql: "SELECT idx, fid, length FROM chunk WHERE ino = ? ORDER BY idx", arguments: [ino])
+        try Row.fetchAll(db.cachedStatement(sql: "SELECT idx, fid, length FROM chunk WHERE ino = ? ORDER BY idx"), arguments: [ino])
             .map { ChunkRef(index: $0["idx"], fid: $0["fid"], length: $0["length"]) }
     }
 
@@ -151,7 +151,7 @@ extension MetadataStore {
         try await read { db in
             var out: [Fid: [DeviceID]] = [:]
             for fid in fids {
-                out[fid] = try DeviceID.fetchAll(db, sql: "SELECT devid FROM file_on WHERE fid = ?", arguments: [fid])
+                out[fid] = try DeviceID.fetchAll(db.cachedStatement(sql: "SELECT devid FROM file_on WHERE fid = ?"), arguments: [fid])
             }
             return out
         }
@@ -162,9 +162,9 @@ extension MetadataStore {
     }
 
     static func blob(_ db: Database, fid: Fid) throws -> BlobRecord? {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM blob WHERE fid = ?", arguments: [fid]) else { return nil }
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM blob WHERE fid = ?"), arguments: [fid]) else { return nil }
         return BlobRecord(fid: fid, domain: row["dmid"], classID: row["classid"], length: row["length"], checksum: row["checksum"],
-                          devices: try DeviceID.fetchAll(db, sql: "SELECT devid FROM file_on WHERE fid = ?", arguments: [fid]))
+                          devices: try DeviceID.fetchAll(db.cachedStatement(sql: "SELECT devid FROM file_on WHERE fid = ?"), arguments: [fid]))
     }
 
     // MARK: key-based operations (MogileFS commands)
@@ -174,7 +174,7 @@ extension MetadataStore {
             guard let ino = try Self.resolve(db, domain: domain, key: key), ino != domain.root else {
                 throw StoreError("unknown_key", "no key \"\(key)\" in domain \(domain.name)", errno: ENOENT)
             }
-            let parent = try Ino.fetchOne(db, sql: "SELECT parent FROM dirent WHERE dmid = ? AND path = ?", arguments: [domain.id, key.description])!
+            let parent = try Ino.fetchOne(db.cachedStatement(sql: "SELECT parent FROM dirent WHERE dmid = ? AND path = ?"), arguments: [domain.id, key.description])!
             try Self.removeEntry(db, parent: parent, name: key.name, expectDirectory: nil)
         }
     }
@@ -188,7 +188,7 @@ extension MetadataStore {
             if try Self.resolve(db, domain: domain, key: to) != nil {
                 throw StoreError("key_exists", "key \"\(to)\" already exists in domain \(domain.name)", errno: EEXIST)
             }
-            let parent = try Ino.fetchOne(db, sql: "SELECT parent FROM dirent WHERE dmid = ? AND path = ?", arguments: [domain.id, from.description])!
+            let parent = try Ino.fetchOne(db.cachedStatement(sql: "SELECT parent FROM dirent WHERE dmid = ? AND path = ?"), arguments: [domain.id, from.description])!
             let newParent = try Self.ensureDirectories(db, domain: domain, path: to.parent)
             try Self.moveEntry(db, domain: domain.id, from: parent, name: from.name, to: newParent, newName: to.name)
         }
@@ -197,20 +197,20 @@ extension MetadataStore {
     /// Moves a file to another class; its blobs are re-checked by the replicate worker.
     public func setClass(ino: Ino, classID: ClassID) async throws {
         try await write { db in
-            try db.execute(sql: "UPDATE inode SET classid = ?, ctime = ? WHERE ino = ?", arguments: [classID, Clock.nowNanos(), ino])
-            try db.execute(sql: "UPDATE blob SET classid = ? WHERE fid IN (SELECT fid FROM chunk WHERE ino = ?)", arguments: [classID, ino])
-            try db.execute(sql: "INSERT OR IGNORE INTO replicate_queue(fid, nexttry) SELECT fid, 0 FROM chunk WHERE ino = ?", arguments: [ino])
+            try db.cachedStatement(sql: "UPDATE inode SET classid = ?, ctime = ? WHERE ino = ?").execute(arguments: [classID, Clock.nowNanos(), ino])
+            try db.cachedStatement(sql: "UPDATE blob SET classid = ? WHERE fid IN (SELECT fid FROM chunk WHERE ino = ?)").execute(arguments: [classID, ino])
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO replicate_queue(fid, nexttry) SELECT fid, 0 FROM chunk WHERE ino = ?").execute(arguments: [ino])
         }
     }
 
     /// Keys (files and symlinks, not directories) starting with `prefix`, after `after`, in byte order.
     public func listKeys(domain: DomainID, prefix: String, after: String?, limit: Int) async throws -> [String] {
         try await read { db in
-            try String.fetchAll(db, sql: """
+            try String.fetchAll(db.cachedStatement(sql: """
                 SELECT d.path FROM dirent d JOIN inode i ON i.ino = d.ino
                 WHERE d.dmid = ? AND d.path >= ? AND d.path < ? AND d.path > ? AND i.kind != 'd'
                 ORDER BY d.path LIMIT ?
-                """, arguments: [domain, prefix, prefix + "\u{10FFFF}", after ?? "", limit])
+                """), arguments: [domain, prefix, prefix + "\u{10FFFF}", after ?? "", limit])
         }
     }
 
@@ -226,7 +226,7 @@ extension MetadataStore {
     /// MogileFS's list_fids: blobs after `from`, `count` of them.
     public func listFids(from: Fid, count: Int) async throws -> [FidListing] {
         try await read { db in
-            try Row.fetchAll(db, sql: """
+            try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT b.fid, dm.name AS domain, COALESCE(cl.name, 'default') AS class, COALESCE(d.path, '') AS key, b.length,
                        (SELECT COUNT(*) FROM file_on f WHERE f.fid = b.fid) AS devcount
                 FROM blob b JOIN domain dm ON dm.dmid = b.dmid
@@ -234,9 +234,25 @@ extension MetadataStore {
                 LEFT JOIN chunk c ON c.fid = b.fid
                 LEFT JOIN dirent d ON d.ino = c.ino
                 WHERE b.fid > ? GROUP BY b.fid ORDER BY b.fid LIMIT ?
-                """, arguments: [from, count]).map {
+                """), arguments: [from, count]).map {
                 FidListing(fid: $0["fid"], domain: $0["domain"], className: $0["class"], key: $0["key"], length: $0["length"], devcount: $0["devcount"])
             }
+        }
+    }
+}
+
+extension MetadataStore {
+    /// What get_paths needs, in one read transaction: the domain, the file and its copies.
+    public func fileForReading(domain name: String, key: KeyPath) async throws -> (DomainRecord?, FileRecord?, [Fid: [DeviceID]]) {
+        try await read { db in
+            guard let d = try Self.domain(db, name: name) else { return (nil, nil, [:]) }
+            guard let ino = try Self.resolve(db, domain: d, key: key), let a = try Self.attributes(db, ino: ino) else { return (d, nil, [:]) }
+            let chunks = try Self.chunks(db, ino: ino)
+            var copies: [Fid: [DeviceID]] = [:]
+            for c in chunks {
+                copies[c.fid] = try DeviceID.fetchAll(db.cachedStatement(sql: "SELECT devid FROM file_on WHERE fid = ?"), arguments: [c.fid])
+            }
+            return (d, FileRecord(key: key.description, attributes: a, chunks: chunks), copies)
         }
     }
 }

@@ -15,7 +15,7 @@ extension MetadataStore {
     }
 
     static func attributes(_ db: Database, ino: Ino) throws -> InodeAttributes? {
-        try Row.fetchOne(db, sql: "SELECT \(inodeColumns) FROM inode WHERE ino = ?", arguments: [ino]).map(attributes)
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT \(inodeColumns) FROM inode WHERE ino = ?"), arguments: [ino]).map(attributes)
     }
 
     static func requireAttributes(_ db: Database, ino: Ino) throws -> InodeAttributes {
@@ -25,7 +25,7 @@ extension MetadataStore {
 
     /// The full key of a directory (`""` for a domain root).
     static func directoryPath(_ db: Database, ino: Ino) throws -> String {
-        try String.fetchOne(db, sql: "SELECT path FROM dirent WHERE ino = ? LIMIT 1", arguments: [ino]) ?? ""
+        try String.fetchOne(db.cachedStatement(sql: "SELECT path FROM dirent WHERE ino = ? LIMIT 1"), arguments: [ino]) ?? ""
     }
 
     static func childPath(parentPath: String, name: String) -> String { parentPath.isEmpty ? name : parentPath + "/" + name }
@@ -33,35 +33,35 @@ extension MetadataStore {
     /// The inode at `key` in a domain, if any.
     static func resolve(_ db: Database, domain: DomainRecord, key: KeyPath) throws -> Ino? {
         if key.isRoot { return domain.root }
-        return try Ino.fetchOne(db, sql: "SELECT ino FROM dirent WHERE dmid = ? AND path = ?", arguments: [domain.id, key.description])
+        return try Ino.fetchOne(db.cachedStatement(sql: "SELECT ino FROM dirent WHERE dmid = ? AND path = ?"), arguments: [domain.id, key.description])
     }
 
     static func entryIno(_ db: Database, parent: Ino, name: String) throws -> Ino? {
-        try Ino.fetchOne(db, sql: "SELECT ino FROM dirent WHERE parent = ? AND name = ?", arguments: [parent, name])
+        try Ino.fetchOne(db.cachedStatement(sql: "SELECT ino FROM dirent WHERE parent = ? AND name = ?"), arguments: [parent, name])
     }
 
     static func newInode(_ db: Database, domain: DomainID, kind: InodeKind, mode: UInt32, uid: UInt32, gid: UInt32,
                          classID: ClassID = 0, target: [UInt8]? = nil, size: Int64 = 0) throws -> Ino {
         let now = Clock.nowNanos()
         let typeBits: UInt32 = switch kind { case .file: 0o100000; case .directory: 0o040000; case .symlink: 0o120000 }
-        try db.execute(sql: """
+        try db.cachedStatement(sql: """
             INSERT INTO inode(dmid, kind, mode, uid, gid, size, atime, mtime, ctime, nlink, classid, target)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [domain, kind.rawValue, Int64(typeBits | (mode & 0o7777)), Int64(uid), Int64(gid), size,
+            """).execute(arguments: [domain, kind.rawValue, Int64(typeBits | (mode & 0o7777)), Int64(uid), Int64(gid), size,
                              now, now, now, kind == .directory ? 2 : 1, classID, target.map { Data($0) }])
         return db.lastInsertedRowID
     }
 
     static func insertEntry(_ db: Database, domain: DomainID, parent: Ino, name: String, ino: Ino) throws {
         let path = childPath(parentPath: try directoryPath(db, ino: parent), name: name)
-        try db.execute(sql: "INSERT INTO dirent(parent, name, ino, dmid, path) VALUES (?, ?, ?, ?, ?)",
+        try db.cachedStatement(sql: "INSERT INTO dirent(parent, name, ino, dmid, path) VALUES (?, ?, ?, ?, ?)").execute(
                        arguments: [parent, name, ino, domain, path])
         try touchDirectory(db, ino: parent)
     }
 
     static func touchDirectory(_ db: Database, ino: Ino) throws {
         let now = Clock.nowNanos()
-        try db.execute(sql: "UPDATE inode SET mtime = ?, ctime = ? WHERE ino = ?", arguments: [now, now, ino])
+        try db.cachedStatement(sql: "UPDATE inode SET mtime = ?, ctime = ? WHERE ino = ?").execute(arguments: [now, now, ino])
     }
 
     /// Creates the directories of `path` that do not exist yet; returns the innermost one.
@@ -79,7 +79,7 @@ extension MetadataStore {
             } else {
                 let ino = try newInode(db, domain: domain.id, kind: .directory, mode: 0o755, uid: uid, gid: gid)
                 try insertEntry(db, domain: domain.id, parent: current, name: name, ino: ino)
-                try db.execute(sql: "UPDATE inode SET nlink = nlink + 1 WHERE ino = ?", arguments: [current])
+                try db.cachedStatement(sql: "UPDATE inode SET nlink = nlink + 1 WHERE ino = ?").execute(arguments: [current])
                 current = ino
             }
         }
@@ -95,16 +95,16 @@ extension MetadataStore {
         if expectDirectory == true, a.kind != .directory { throw StoreError("not_a_directory", "\"\(name)\" is not a directory", errno: ENOTDIR) }
         if expectDirectory == false, a.kind == .directory { throw StoreError("is_a_directory", "\"\(name)\" is a directory", errno: EISDIR) }
         if a.kind == .directory {
-            if try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM dirent WHERE parent = ?)", arguments: [ino]) == true {
+            if try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM dirent WHERE parent = ?)"), arguments: [ino]) == true {
                 throw StoreError("not_empty", "directory \"\(name)\" is not empty", errno: ENOTEMPTY)
             }
-            try db.execute(sql: "UPDATE inode SET nlink = nlink - 1 WHERE ino = ?", arguments: [parent])
+            try db.cachedStatement(sql: "UPDATE inode SET nlink = nlink - 1 WHERE ino = ?").execute(arguments: [parent])
         }
-        try db.execute(sql: "DELETE FROM dirent WHERE parent = ? AND name = ?", arguments: [parent, name])
+        try db.cachedStatement(sql: "DELETE FROM dirent WHERE parent = ? AND name = ?").execute(arguments: [parent, name])
         try touchDirectory(db, ino: parent)
         let remaining = a.kind == .directory ? 0 : a.nlink - 1
         if remaining > 0 {
-            try db.execute(sql: "UPDATE inode SET nlink = ?, ctime = ? WHERE ino = ?", arguments: [remaining, Clock.nowNanos(), ino])
+            try db.cachedStatement(sql: "UPDATE inode SET nlink = ?, ctime = ? WHERE ino = ?").execute(arguments: [remaining, Clock.nowNanos(), ino])
         } else {
             try freeInode(db, ino: ino)
         }
@@ -112,9 +112,9 @@ extension MetadataStore {
 
     static func freeInode(_ db: Database, ino: Ino) throws {
         try queueChunksForDeletion(db, ino: ino, keeping: [])
-        try db.execute(sql: "DELETE FROM chunk WHERE ino = ?", arguments: [ino])
-        try db.execute(sql: "DELETE FROM xattr WHERE ino = ?", arguments: [ino])
-        try db.execute(sql: "DELETE FROM inode WHERE ino = ?", arguments: [ino])
+        try db.cachedStatement(sql: "DELETE FROM chunk WHERE ino = ?").execute(arguments: [ino])
+        try db.cachedStatement(sql: "DELETE FROM xattr WHERE ino = ?").execute(arguments: [ino])
+        try db.cachedStatement(sql: "DELETE FROM inode WHERE ino = ?").execute(arguments: [ino])
     }
 
     /// Moves an entry (and, for a directory, rewrites its subtree's keys).
@@ -122,26 +122,26 @@ extension MetadataStore {
         guard let ino = try entryIno(db, parent: parent, name: name) else {
             throw StoreError("unknown_key", "\"\(name)\" does not exist", errno: ENOENT)
         }
-        let oldPath = try String.fetchOne(db, sql: "SELECT path FROM dirent WHERE parent = ? AND name = ?", arguments: [parent, name])!
+        let oldPath = try String.fetchOne(db.cachedStatement(sql: "SELECT path FROM dirent WHERE parent = ? AND name = ?"), arguments: [parent, name])!
         let newPath = childPath(parentPath: try directoryPath(db, ino: newParent), name: newName)
         let a = try requireAttributes(db, ino: ino)
         if a.kind == .directory, newPath.hasPrefix(oldPath + "/") {
             throw StoreError("invalid_rename", "cannot move directory \"\(oldPath)\" inside itself", errno: EINVAL)
         }
-        try db.execute(sql: "DELETE FROM dirent WHERE parent = ? AND name = ?", arguments: [parent, name])
-        try db.execute(sql: "INSERT INTO dirent(parent, name, ino, dmid, path) VALUES (?, ?, ?, ?, ?)",
+        try db.cachedStatement(sql: "DELETE FROM dirent WHERE parent = ? AND name = ?").execute(arguments: [parent, name])
+        try db.cachedStatement(sql: "INSERT INTO dirent(parent, name, ino, dmid, path) VALUES (?, ?, ?, ?, ?)").execute(
                        arguments: [newParent, newName, ino, domain, newPath])
         if a.kind == .directory {
             // '0' is the byte after '/': the range holds exactly the keys under oldPath/.
-            try db.execute(sql: """
+            try db.cachedStatement(sql: """
                 UPDATE dirent SET path = ? || substr(path, ?) WHERE dmid = ? AND path > ? AND path < ?
-                """, arguments: [newPath, oldPath.utf8.count + 1, domain, oldPath + "/", oldPath + "0"])
+                """).execute(arguments: [newPath, oldPath.utf8.count + 1, domain, oldPath + "/", oldPath + "0"])
             if parent != newParent {
-                try db.execute(sql: "UPDATE inode SET nlink = nlink - 1 WHERE ino = ?", arguments: [parent])
-                try db.execute(sql: "UPDATE inode SET nlink = nlink + 1 WHERE ino = ?", arguments: [newParent])
+                try db.cachedStatement(sql: "UPDATE inode SET nlink = nlink - 1 WHERE ino = ?").execute(arguments: [parent])
+                try db.cachedStatement(sql: "UPDATE inode SET nlink = nlink + 1 WHERE ino = ?").execute(arguments: [newParent])
             }
         }
-        try db.execute(sql: "UPDATE inode SET ctime = ? WHERE ino = ?", arguments: [Clock.nowNanos(), ino])
+        try db.cachedStatement(sql: "UPDATE inode SET ctime = ? WHERE ino = ?").execute(arguments: [Clock.nowNanos(), ino])
         try touchDirectory(db, ino: parent)
         if newParent != parent { try touchDirectory(db, ino: newParent) }
     }
@@ -191,7 +191,7 @@ extension MetadataStore {
                 if c.mtime == nil { a.mtime = now }
             }
             a.ctime = now
-            try db.execute(sql: "UPDATE inode SET mode = ?, uid = ?, gid = ?, size = ?, atime = ?, mtime = ?, ctime = ? WHERE ino = ?",
+            try db.cachedStatement(sql: "UPDATE inode SET mode = ?, uid = ?, gid = ?, size = ?, atime = ?, mtime = ?, ctime = ? WHERE ino = ?").execute(
                            arguments: [Int64(a.mode), Int64(a.uid), Int64(a.gid), a.size, a.atime, a.mtime, a.ctime, ino])
             return a
         }
@@ -207,17 +207,17 @@ extension MetadataStore {
             keep.append(c)
         }
         try queueChunksForDeletion(db, ino: ino, keeping: Set(keep.map(\.fid)))
-        try db.execute(sql: "DELETE FROM chunk WHERE ino = ?", arguments: [ino])
+        try db.cachedStatement(sql: "DELETE FROM chunk WHERE ino = ?").execute(arguments: [ino])
         for c in keep {
-            try db.execute(sql: "INSERT INTO chunk(ino, idx, fid, length) VALUES (?, ?, ?, ?)", arguments: [ino, c.index, c.fid, c.length])
+            try db.cachedStatement(sql: "INSERT INTO chunk(ino, idx, fid, length) VALUES (?, ?, ?, ?)").execute(arguments: [ino, c.index, c.fid, c.length])
         }
     }
 
     /// Chunk i starts at i × the class's chunk size.
     static func chunkStart(_ db: Database, ino: Ino, index: Int) throws -> Int64 {
-        let size = try Int64.fetchOne(db, sql: """
+        let size = try Int64.fetchOne(db.cachedStatement(sql: """
             SELECT c.chunk_size FROM inode i JOIN class c ON c.dmid = i.dmid AND c.classid = i.classid WHERE i.ino = ?
-            """, arguments: [ino]) ?? ChunkLayout.defaultChunkSize
+            """), arguments: [ino]) ?? ChunkLayout.defaultChunkSize
         return Int64(index) * size
     }
 
@@ -255,7 +255,7 @@ extension MetadataStore {
             let ino = try Self.newInode(db, domain: p.domain, kind: n.kind, mode: n.mode, uid: n.uid, gid: n.gid, classID: classID,
                                         target: n.target.map { Array($0.utf8) }, size: Int64(n.target?.utf8.count ?? 0))
             try Self.insertEntry(db, domain: p.domain, parent: parent, name: name, ino: ino)
-            if n.kind == .directory { try db.execute(sql: "UPDATE inode SET nlink = nlink + 1 WHERE ino = ?", arguments: [parent]) }
+            if n.kind == .directory { try db.cachedStatement(sql: "UPDATE inode SET nlink = nlink + 1 WHERE ino = ?").execute(arguments: [parent]) }
             return try Self.requireAttributes(db, ino: ino)
         }
     }
@@ -264,8 +264,8 @@ extension MetadataStore {
     static func inheritedClass(_ db: Database, directory: Ino) throws -> ClassID {
         var dir = directory
         for _ in 0..<4096 {
-            if let id = try ClassID.fetchOne(db, sql: "SELECT classid FROM inode WHERE ino = ?", arguments: [dir]), id != 0 { return id }
-            guard let parent = try Ino.fetchOne(db, sql: "SELECT parent FROM dirent WHERE ino = ? LIMIT 1", arguments: [dir]) else { return 0 }
+            if let id = try ClassID.fetchOne(db.cachedStatement(sql: "SELECT classid FROM inode WHERE ino = ?"), arguments: [dir]), id != 0 { return id }
+            guard let parent = try Ino.fetchOne(db.cachedStatement(sql: "SELECT parent FROM dirent WHERE ino = ? LIMIT 1"), arguments: [dir]) else { return 0 }
             dir = parent
         }
         return 0
@@ -286,14 +286,14 @@ extension MetadataStore {
                 throw StoreError("key_exists", "\"\(newName)\" already exists", errno: EEXIST)
             }
             try Self.insertEntry(db, domain: a.domain, parent: newParent, name: newName, ino: ino)
-            try db.execute(sql: "UPDATE inode SET nlink = nlink + 1, ctime = ? WHERE ino = ?", arguments: [Clock.nowNanos(), ino])
+            try db.cachedStatement(sql: "UPDATE inode SET nlink = nlink + 1, ctime = ? WHERE ino = ?").execute(arguments: [Clock.nowNanos(), ino])
             return try Self.requireAttributes(db, ino: ino)
         }
     }
 
     public func readlink(ino: Ino) async throws -> String {
         try await read { db in
-            guard let t = try Data.fetchOne(db, sql: "SELECT target FROM inode WHERE ino = ? AND kind = 'l'", arguments: [ino]) else {
+            guard let t = try Data.fetchOne(db.cachedStatement(sql: "SELECT target FROM inode WHERE ino = ? AND kind = 'l'"), arguments: [ino]) else {
                 throw StoreError("not_a_symlink", "inode \(ino) is not a symlink", errno: EINVAL)
             }
             return String(decoding: t, as: UTF8.self)
@@ -344,11 +344,11 @@ extension MetadataStore {
     /// One page of a directory, with attributes, in name order after `after`.
     public func readdir(ino: Ino, after: String?, limit: Int) async throws -> [DirectoryEntry] {
         try await read { db in
-            let rows = try Row.fetchAll(db, sql: """
+            let rows = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT d.name, \(Self.inodeColumns.split(separator: ",").map { "i." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
                 FROM dirent d JOIN inode i ON i.ino = d.ino
                 WHERE d.parent = ? AND d.name > ? ORDER BY d.name LIMIT ?
-                """, arguments: [ino, after ?? "", limit])
+                """), arguments: [ino, after ?? "", limit])
             return rows.map { DirectoryEntry(name: $0["name"], attributes: Self.attributes($0)) }
         }
     }
@@ -357,13 +357,13 @@ extension MetadataStore {
 
     public func xattrGet(ino: Ino, name: String) async throws -> [UInt8]? {
         try await read { db in
-            try Data.fetchOne(db, sql: "SELECT value FROM xattr WHERE ino = ? AND name = ?", arguments: [ino, name]).map { Array($0) }
+            try Data.fetchOne(db.cachedStatement(sql: "SELECT value FROM xattr WHERE ino = ? AND name = ?"), arguments: [ino, name]).map { Array($0) }
         }
     }
 
     public func xattrList(ino: Ino) async throws -> [(String, [UInt8])] {
         try await read { db in
-            try Row.fetchAll(db, sql: "SELECT name, value FROM xattr WHERE ino = ? ORDER BY name", arguments: [ino])
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT name, value FROM xattr WHERE ino = ? ORDER BY name"), arguments: [ino])
                 .map { (Self.string($0["name"]), Array($0["value"] as Data)) }
         }.map { ($0.0, $0.1) }
     }
@@ -375,18 +375,18 @@ extension MetadataStore {
     public func xattrSet(ino: Ino, name: String, value: [UInt8], mode: XattrMode = .any) async throws {
         try await write { db in
             _ = try Self.requireAttributes(db, ino: ino)
-            let exists = try Bool.fetchOne(db, sql: "SELECT EXISTS(SELECT 1 FROM xattr WHERE ino = ? AND name = ?)", arguments: [ino, name]) ?? false
+            let exists = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM xattr WHERE ino = ? AND name = ?)"), arguments: [ino, name]) ?? false
             if mode == .create, exists { throw StoreError("xattr_exists", "attribute \(name) already exists", errno: EEXIST) }
             if mode == .replace, !exists { throw StoreError("no_xattr", "attribute \(name) does not exist", errno: ENODATA) }
-            try db.execute(sql: "INSERT INTO xattr(ino, name, value) VALUES (?, ?, ?) ON CONFLICT(ino, name) DO UPDATE SET value = excluded.value",
+            try db.cachedStatement(sql: "INSERT INTO xattr(ino, name, value) VALUES (?, ?, ?) ON CONFLICT(ino, name) DO UPDATE SET value = excluded.value").execute(
                            arguments: [ino, name, Data(value)])
-            try db.execute(sql: "UPDATE inode SET ctime = ? WHERE ino = ?", arguments: [Clock.nowNanos(), ino])
+            try db.cachedStatement(sql: "UPDATE inode SET ctime = ? WHERE ino = ?").execute(arguments: [Clock.nowNanos(), ino])
         }
     }
 
     public func xattrRemove(ino: Ino, name: String) async throws {
         try await write { db in
-            try db.execute(sql: "DELETE FROM xattr WHERE ino = ? AND name = ?", arguments: [ino, name])
+            try db.cachedStatement(sql: "DELETE FROM xattr WHERE ino = ? AND name = ?").execute(arguments: [ino, name])
             if db.changesCount == 0 { throw StoreError("no_xattr", "attribute \(name) does not exist", errno: ENODATA) }
         }
     }

@@ -6,67 +6,67 @@ import GRDB
 extension MetadataStore {
     public func dueReplications(limit: Int) async throws -> [Fid] {
         try await read { db in
-            try Fid.fetchAll(db, sql: "SELECT fid FROM replicate_queue WHERE nexttry <= ? ORDER BY nexttry LIMIT ?",
+            try Fid.fetchAll(db.cachedStatement(sql: "SELECT fid FROM replicate_queue WHERE nexttry <= ? ORDER BY nexttry LIMIT ?"),
                              arguments: [Clock.nowSeconds(), limit])
         }
     }
 
     public func queueReplication(fid: Fid) async throws {
-        try await write { db in try db.execute(sql: "INSERT OR IGNORE INTO replicate_queue(fid, nexttry) VALUES (?, 0)", arguments: [fid]) }
+        try await write { db in try db.cachedStatement(sql: "INSERT OR IGNORE INTO replicate_queue(fid, nexttry) VALUES (?, 0)").execute(arguments: [fid]) }
     }
 
     public func replicationDone(fid: Fid) async throws {
-        try await write { db in try db.execute(sql: "DELETE FROM replicate_queue WHERE fid = ?", arguments: [fid]) }
+        try await write { db in try db.cachedStatement(sql: "DELETE FROM replicate_queue WHERE fid = ?").execute(arguments: [fid]) }
     }
 
     /// Backoff for a failed attempt: 15 s, 1 min, 5 min, 30 min, then hourly.
     public func replicationFailed(fid: Fid) async throws {
         try await write { db in
-            let fails = (try Int.fetchOne(db, sql: "SELECT failcount FROM replicate_queue WHERE fid = ?", arguments: [fid]) ?? 0) + 1
+            let fails = (try Int.fetchOne(db.cachedStatement(sql: "SELECT failcount FROM replicate_queue WHERE fid = ?"), arguments: [fid]) ?? 0) + 1
             let delays: [Int64] = [15, 60, 300, 1800, 3600]
-            try db.execute(sql: "UPDATE replicate_queue SET failcount = ?, nexttry = ? WHERE fid = ?",
+            try db.cachedStatement(sql: "UPDATE replicate_queue SET failcount = ?, nexttry = ? WHERE fid = ?").execute(
                            arguments: [fails, Clock.nowSeconds() + delays[min(fails - 1, delays.count - 1)], fid])
         }
     }
 
     public func pendingReplications() async throws -> Int {
-        try await read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM replicate_queue")! }
+        try await read { db in try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM replicate_queue"))! }
     }
 
     public func pendingDeletes() async throws -> Int {
-        try await read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM delete_queue")! }
+        try await read { db in try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM delete_queue"))! }
     }
 
     /// Records a new verified copy.
     public func addCopy(fid: Fid, device: DeviceID) async throws {
-        try await write { db in try db.execute(sql: "INSERT OR IGNORE INTO file_on(fid, devid) VALUES (?, ?)", arguments: [fid, device]) }
+        try await write { db in try db.cachedStatement(sql: "INSERT OR IGNORE INTO file_on(fid, devid) VALUES (?, ?)").execute(arguments: [fid, device]) }
     }
 
     public struct DeleteItem: Sendable { public var fid: Fid; public var devices: [DeviceID] }
 
     public func dueDeletes(limit: Int) async throws -> [DeleteItem] {
         try await read { db in
-            try Fid.fetchAll(db, sql: "SELECT fid FROM delete_queue WHERE nexttry <= ? ORDER BY nexttry LIMIT ?",
+            try Fid.fetchAll(db.cachedStatement(sql: "SELECT fid FROM delete_queue WHERE nexttry <= ? ORDER BY nexttry LIMIT ?"),
                              arguments: [Clock.nowSeconds(), limit]).map { fid in
-                DeleteItem(fid: fid, devices: try DeviceID.fetchAll(db, sql: "SELECT devid FROM file_on WHERE fid = ?", arguments: [fid]))
+                DeleteItem(fid: fid, devices: try DeviceID.fetchAll(db.cachedStatement(sql: "SELECT devid FROM file_on WHERE fid = ?"), arguments: [fid]))
             }
         }
     }
 
     /// A copy is gone from its device (deleted, or the device is dead).
     public func removeCopy(fid: Fid, device: DeviceID) async throws {
-        try await write { db in try db.execute(sql: "DELETE FROM file_on WHERE fid = ? AND devid = ?", arguments: [fid, device]) }
+        try await write { db in try db.cachedStatement(sql: "DELETE FROM file_on WHERE fid = ? AND devid = ?").execute(arguments: [fid, device]) }
     }
 
     /// Ends a delete when no copies remain, else retries later with backoff.
     public func deleteAttempted(fid: Fid) async throws {
         try await write { db in
-            let left = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM file_on WHERE fid = ?", arguments: [fid])!
+            let left = try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM file_on WHERE fid = ?"), arguments: [fid])!
             if left == 0 {
-                try db.execute(sql: "DELETE FROM delete_queue WHERE fid = ?", arguments: [fid])
+                try db.cachedStatement(sql: "DELETE FROM delete_queue WHERE fid = ?").execute(arguments: [fid])
             } else {
-                let fails = (try Int.fetchOne(db, sql: "SELECT failcount FROM delete_queue WHERE fid = ?", arguments: [fid]) ?? 0) + 1
-                try db.execute(sql: "UPDATE delete_queue SET failcount = ?, nexttry = ? WHERE fid = ?",
+                let fails = (try Int.fetchOne(db.cachedStatement(sql: "SELECT failcount FROM delete_queue WHERE fid = ?"), arguments: [fid]) ?? 0) + 1
+                try db.cachedStatement(sql: "UPDATE delete_queue SET failcount = ?, nexttry = ? WHERE fid = ?").execute(
                                arguments: [fails, Clock.nowSeconds() + Int64(min(600, 10 * fails)), fid])
             }
         }
@@ -76,14 +76,14 @@ extension MetadataStore {
     public func reapStaleUploads(maxAge: Int64) async throws -> Int {
         try await write { db in
             let cutoff = Clock.nowSeconds() - maxAge
-            let rows = try Row.fetchAll(db, sql: "SELECT fid, devids FROM tempfile WHERE created < ?", arguments: [cutoff])
+            let rows = try Row.fetchAll(db.cachedStatement(sql: "SELECT fid, devids FROM tempfile WHERE created < ?"), arguments: [cutoff])
             for row in rows {
                 let fid: Fid = row["fid"]
                 for d in (row["devids"] as String).split(separator: ",").compactMap({ Int($0) }) {
-                    try db.execute(sql: "INSERT OR IGNORE INTO file_on(fid, devid) VALUES (?, ?)", arguments: [fid, d])
+                    try db.cachedStatement(sql: "INSERT OR IGNORE INTO file_on(fid, devid) VALUES (?, ?)").execute(arguments: [fid, d])
                 }
-                try db.execute(sql: "INSERT OR IGNORE INTO delete_queue(fid, nexttry) VALUES (?, 0)", arguments: [fid])
-                try db.execute(sql: "DELETE FROM tempfile WHERE fid = ?", arguments: [fid])
+                try db.cachedStatement(sql: "INSERT OR IGNORE INTO delete_queue(fid, nexttry) VALUES (?, 0)").execute(arguments: [fid])
+                try db.cachedStatement(sql: "DELETE FROM tempfile WHERE fid = ?").execute(arguments: [fid])
             }
             return rows.count
         }
@@ -100,12 +100,12 @@ extension MetadataStore {
 
     public func stats() async throws -> Stats {
         try await read { db in
-            Stats(files: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM inode WHERE kind = 'f'")!,
-                  blobs: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM blob")!,
-                  bytes: try Int64.fetchOne(db, sql: "SELECT COALESCE(SUM(length), 0) FROM blob")!,
-                  copies: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM file_on")!,
-                  replicationQueue: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM replicate_queue")!,
-                  deleteQueue: try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM delete_queue")!)
+            Stats(files: try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM inode WHERE kind = 'f'"))!,
+                  blobs: try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM blob"))!,
+                  bytes: try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(SUM(length), 0) FROM blob"))!,
+                  copies: try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM file_on"))!,
+                  replicationQueue: try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM replicate_queue"))!,
+                  deleteQueue: try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM delete_queue"))!)
         }
     }
 }
@@ -114,7 +114,7 @@ extension MetadataStore {
     /// MogileFS's replicate_now: every deferred replication becomes due now.
     public func replicateNow() async throws -> Int {
         try await write { db in
-            try db.execute(sql: "UPDATE replicate_queue SET nexttry = 0 WHERE nexttry > 0")
+            try db.cachedStatement(sql: "UPDATE replicate_queue SET nexttry = 0 WHERE nexttry > 0").execute()
             return db.changesCount
         }
     }

@@ -15,8 +15,8 @@ public final class MetadataStore: Sendable {
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
             // FULL: an acknowledged commit survives power loss, not only a process kill.
-            try db.execute(sql: "PRAGMA synchronous = FULL")
-            try db.execute(sql: "PRAGMA foreign_keys = ON")
+            try db.cachedStatement(sql: "PRAGMA synchronous = FULL").execute()
+            try db.cachedStatement(sql: "PRAGMA foreign_keys = ON").execute()
         }
         do {
             pool = try DatabasePool(path: path, configuration: config)
@@ -26,8 +26,10 @@ public final class MetadataStore: Sendable {
         }
     }
 
+    /// Reads are short (indexed lookups) and WAL readers never wait for writers, so they run
+    /// on the caller's thread: no hop to a database queue and back on every request.
     func read<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
-        try await mapErrors { try await self.pool.read(body) }
+        try await mapErrors { try self.pool.read(body) }
     }
 
     func write<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
@@ -44,18 +46,18 @@ public final class MetadataStore: Sendable {
     // MARK: settings
 
     public func setting(_ key: String) async throws -> String? {
-        try await read { db in try String.fetchOne(db, sql: "SELECT value FROM setting WHERE key = ?", arguments: [key]) }
+        try await read { db in try String.fetchOne(db.cachedStatement(sql: "SELECT value FROM setting WHERE key = ?"), arguments: [key]) }
     }
 
     public func settings() async throws -> [(String, String)] {
         try await read { db in
-            try Row.fetchAll(db, sql: "SELECT key, value FROM setting ORDER BY key").map { ($0["key"], $0["value"]) }
+            try Row.fetchAll(db.cachedStatement(sql: "SELECT key, value FROM setting ORDER BY key")).map { ($0["key"], $0["value"]) }
         }.map { ($0.0 as String, $0.1 as String) }
     }
 
     public func setSetting(_ key: String, _ value: String) async throws {
         try await write { db in
-            try db.execute(sql: "INSERT INTO setting(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            try db.cachedStatement(sql: "INSERT INTO setting(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value").execute(
                            arguments: [key, value])
         }
     }

@@ -219,13 +219,15 @@ struct FileCommands {
     /// Otherwise: concatenating URLs on storage nodes (`/_cat/…`), so MogileFS clients still
     /// get the whole file from one URL.
     func getPaths(_ a: Args) async throws -> [(String, String)] {
-        let d = try await cluster.domain(a)
+        guard let name = a.nonEmpty("domain") else { throw ProtocolError("no_domain", "no domain given") }
         let key = try key(a)
-        guard let f = try await store.file(domain: d, key: key), f.attributes.kind == .file else {
+        let (domain, file, copies) = try await store.fileForReading(domain: name, key: key)
+        guard let d = domain else { throw ProtocolError("unreg_domain", "domain \"\(name)\" is not registered") }
+        guard let f = file, f.attributes.kind == .file else {
             throw ProtocolError("unknown_key", "no file \"\(key)\" in domain \(d.name)")
         }
         let want = max(2, Int(try a.optionalInt("pathcount") ?? 2))
-        let urls = try await ReadPaths(ctx: ctx).urls(for: f.chunks, size: f.attributes.size, limit: want)
+        let urls = try await ReadPaths(ctx: ctx).urls(for: f.chunks, size: f.attributes.size, copies: copies, limit: want)
         var out = [("paths", String(urls.count))]
         for (i, u) in urls.enumerated() { out.append(("path\(i + 1)", u)) }
         return out

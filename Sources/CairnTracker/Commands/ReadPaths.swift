@@ -7,8 +7,7 @@ import CairnProtocol
 struct ReadPaths {
     let ctx: TrackerContext
 
-    func urls(for chunks: [ChunkRef], size: Int64, limit: Int) async throws -> [String] {
-        let copies = try await ctx.store.copies(of: chunks.map(\.fid))
+    func urls(for chunks: [ChunkRef], size: Int64, copies: [Fid: [DeviceID]], limit: Int) async throws -> [String] {
         let devs = try await ctx.devices.byID()
         let ordered: [[DeviceInfo]] = chunks.map { ch in
             Placement.readOrder((copies[ch.fid] ?? []).compactMap { devs[$0]?.view }).compactMap { devs[$0.device] }

@@ -31,7 +31,10 @@ struct ProtocolServer {
         try await withThrowingDiscardingTaskGroup { group in
             try await server.executeThenClose { inbound in
                 for try await connection in inbound {
-                    group.addTask { await serve(connection) }
+                    // Run the connection's loop on its own event loop: a request that needs no
+                    // other thread (noop, cached reads) is answered without a single thread hop.
+                    let executor = EventLoopTaskExecutor(connection.channel.eventLoop)
+                    group.addTask(executorPreference: executor) { await serve(connection) }
                 }
             }
         }
@@ -55,5 +58,16 @@ struct ProtocolServer {
         } catch {
             logger.debug("connection ended: \(error)")
         }
+    }
+}
+
+/// Lets Swift tasks run on a NIO event loop thread.
+final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
+    let loop: any EventLoop
+    init(_ loop: any EventLoop) { self.loop = loop }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        loop.execute { unowned.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }
