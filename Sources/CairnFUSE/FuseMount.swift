@@ -32,9 +32,8 @@ public final class FuseMount: Sendable {
             defer { fuse_opt_free_args(&args) }
             guard let se = fuse_session_new(&args, &ops, MemoryLayout<fuse_lowlevel_ops>.size, ud) else { return -1 }
             defer { fuse_session_destroy(se) }
-            guard fuse_set_signal_handlers(se) == 0 else { return -2 }
-            defer { fuse_remove_signal_handlers(se) }
             guard fuse_session_mount(se, mountpoint) == 0 else { return -3 }
+            let stopper = SignalStopper(mountpoint: mountpoint, session: se)
             Self.raiseReadAhead(mountpoint)
             onMounted()
             let cfg = fuse_loop_cfg_create()
@@ -44,12 +43,11 @@ public final class FuseMount: Sendable {
             fuse_loop_cfg_set_clone_fd(cfg, 0)
             let loop = fuse_session_loop_mt(se, cfg)
             fs.flushAll()
-            fuse_session_unmount(se)
-            return loop
+            if stopper.signalled { SignalStopper.unmount(mountpoint) } else { fuse_session_unmount(se) }
+            return stopper.signalled ? 0 : loop
         }
         switch rc {
         case -1: throw FSError(EINVAL, "libfuse rejected the mount options: \(options)")
-        case -2: throw FSError(EIO, "cannot install signal handlers")
         case -3: throw FSError(EIO, "cannot mount at \(mountpoint): is /dev/fuse available and the folder empty and not already mounted?")
         default: return rc == 0 || rc == SIGTERM || rc == SIGINT || rc == SIGHUP ? 0 : rc
         }
@@ -65,6 +63,47 @@ public final class FuseMount: Sendable {
             if f.count > 4, f[4] == mountpoint {
                 try? "1024".write(toFile: "/sys/class/bdi/\(f[2])/read_ahead_kb", atomically: false, encoding: .utf8)
             }
+        }
+    }
+}
+
+/// SIGTERM, SIGINT and SIGHUP end the mount. libfuse's own handlers only wake the thread the
+/// signal lands on, which in a Swift process is often not a FUSE worker, so the loop would
+/// wait for the next request; instead the session is told to exit and one request is sent
+/// (a lookup of a name that does not exist) so a worker wakes, sees it, and ends the loop.
+final class SignalStopper: @unchecked Sendable {
+    private struct Session: @unchecked Sendable { let raw: OpaquePointer }
+    private var sources: [any DispatchSourceSignal] = []
+    private let lock = NSLock()
+    private var fired = false
+    var signalled: Bool { lock.withLock { fired } }
+
+    init(mountpoint: String, session: OpaquePointer) {
+        let se = Session(raw: session)
+        for sig in [SIGTERM, SIGINT, SIGHUP] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { [weak self] in
+                self?.lock.withLock { self?.fired = true }
+                fuse_session_exit(se.raw)
+                _ = access(mountpoint + "/.cairn-stop-\(UInt64.random(in: 0...UInt64.max))", F_OK)
+            }
+            s.resume()
+            sources.append(s)
+        }
+    }
+
+    /// Unmounts after a signal: normally, or lazily when applications still hold files open
+    /// (closing the session then ends their access).
+    static func unmount(_ mountpoint: String) {
+        for args in [["-u", mountpoint], ["-u", "-z", mountpoint]] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/fusermount3")
+            p.arguments = ["-q"] + args
+            p.standardError = FileHandle.nullDevice
+            try? p.run()
+            p.waitUntilExit()
+            if p.terminationStatus == 0 { return }
         }
     }
 }

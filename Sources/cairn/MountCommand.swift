@@ -71,7 +71,7 @@ struct MountCommand: ParsableCommand {
     /// A mount left by a killed process answers ENOTCONN: unmount it (lazily) and say so.
     func clearStaleMount(_ path: String) throws {
         var st = stat()
-        if stat(path, &st) != 0, errno == ENOTCONN {
+        if stat(path, &st) != 0, errno == ENOTCONN || errno == ECONNABORTED {
             FileHandle.standardError.write(Data("cairn: \(path) is a stale mount left by a stopped cairn mount; clearing it\n".utf8))
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/bin/fusermount3")

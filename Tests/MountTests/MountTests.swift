@@ -242,3 +242,39 @@ extension MountTests {
         #expect(rmdir(m.path + "/newdomain") == 0)
     }
 }
+
+extension MountTests {
+    @Test func trackerOutageFailsFastAndRecovers() throws {
+        let (c, m, dir) = try mountedCluster()
+        defer { m.unmount(); c.stop() }
+        try Data("before".utf8).write(to: URL(fileURLWithPath: dir + "/a"))
+        c.kill(c.tracker)
+        let started = Date()
+        var st = stat()
+        let rc = stat(dir + "/not-cached-\(UUID().uuidString)", &st)
+        let failedWith = errno
+        #expect(rc != 0 && failedWith == EIO, "a lookup with the tracker gone fails with EIO (errno \(failedWith))")
+        #expect(Date().timeIntervalSince(started) < 20, "and does not hang")
+        try c.restartTracker()
+        try c.waitForWriteableDevices(3)
+        try Data("after".utf8).write(to: URL(fileURLWithPath: dir + "/b"))
+        #expect(try fileBytes(dir + "/b") == Array("after".utf8), "the mount recovers by itself")
+        #expect(try fileBytes(dir + "/a") == Array("before".utf8))
+    }
+
+    @Test func sigtermCommitsOpenFilesAndExitsZero() throws {
+        let (c, m, dir) = try mountedCluster()
+        defer { m.unmount(); c.stop() }
+        let fd = open(dir + "/open-at-stop", O_WRONLY | O_CREAT, 0o644)
+        let data = randomBytes(chunk + 10, seed: 8)
+        #expect(data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == data.count)
+        let p = try #require(m.process)
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        close(fd)
+        #expect(p.terminationStatus == 0, "SIGTERM ends the mount with status 0")
+        #expect(!TestMount.isMounted(m.path))
+        let back = try c.cli(["get", "test", "open-at-stop"])
+        #expect(back.status == 0 && Array(back.out) == data, "what was open was committed before exit")
+    }
+}
