@@ -11,10 +11,13 @@ public struct UploadedChunk: Sendable, Equatable {
     public var length: Int64
     public var checksum: String?
     public var devices: [DeviceID]
+    /// The nodes' signed receipts, aligned with `devices` ("-" where none).
+    public var receipts: [String] = []
 
-    /// Its entry in commit_file's `chunks=` list: `fid length checksum|- devid.devid index`.
+    /// Its entry in commit_file's `chunks=` list: `fid length checksum|- devid.devid index receipt.receipt`.
     public var commitSpec: String {
-        "\(fid) \(length) \(checksum ?? "-") \(devices.map(String.init).joined(separator: ".")) \(index)"
+        let r = receipts.count == devices.count && !receipts.isEmpty ? " " + receipts.joined(separator: ".") : ""
+        return "\(fid) \(length) \(checksum ?? "-") \(devices.map(String.init).joined(separator: ".")) \(index)" + r
     }
 }
 
@@ -41,11 +44,11 @@ public struct ChunkTransfer: Sendable {
         var avoid: [DeviceID] = []
         var failures: [String] = []
         var fid: Fid?
-        var stored: [(DeviceID, String?)] = []
+        var stored: [(device: DeviceID, checksum: String?, receipt: String?)] = []
         for _ in 0..<Self.attempts {
             let need = max(1, cls.syncCopies - stored.count)
             var args = [("domain", domain), ("class", cls.name), ("size", String(bytes.count)), ("copies", String(need)),
-                        ("avoid", (avoid + stored.map(\.0)).map(String.init).joined(separator: ","))]
+                        ("avoid", (avoid + stored.map(\.device)).map(String.init).joined(separator: ","))]
             if let fid { args.append(("fid", String(fid))) }
             let r: Args
             do { r = try tracker.call("alloc_chunk", args) } catch let e as ProtocolError where e.code == "no_devices" && !stored.isEmpty { break }
@@ -59,18 +62,20 @@ public struct ChunkTransfer: Sendable {
             let (ok, errors) = put(bytes, to: targets)
             stored += ok
             failures += errors
-            avoid += targets.map(\.0).filter { d in !ok.contains { $0.0 == d } }
+            avoid += targets.map(\.0).filter { d in !ok.contains { $0.device == d } }
             if stored.count >= cls.syncCopies { break }
         }
         guard let fid, let first = stored.first else {
             throw UploadError(message: "chunk \(index) could not be stored after \(Self.attempts) attempts: " + failures.joined(separator: "; "))
         }
-        return UploadedChunk(index: index, fid: fid, length: Int64(bytes.count), checksum: first.1, devices: stored.map(\.0))
+        return UploadedChunk(index: index, fid: fid, length: Int64(bytes.count), checksum: first.checksum, devices: stored.map(\.device),
+                             receipts: stored.map { $0.receipt ?? "-" })
     }
 
     /// PUTs the same bytes to every target at once.
-    private func put(_ bytes: UnsafeRawBufferPointer, to targets: [(DeviceID, String)]) -> (ok: [(DeviceID, String?)], errors: [String]) {
-        let results = Mutex2<[(DeviceID, String?)?]>(Array(repeating: nil, count: targets.count))
+    private func put(_ bytes: UnsafeRawBufferPointer, to targets: [(DeviceID, String)])
+        -> (ok: [(device: DeviceID, checksum: String?, receipt: String?)], errors: [String]) {
+        let results = Mutex2<[(device: DeviceID, checksum: String?, receipt: String?)?]>(Array(repeating: nil, count: targets.count))
         let errors = Mutex2<[String]>([])
         let body = RawBytes(buffer: bytes)
         DispatchQueue.concurrentPerform(iterations: targets.count) { i in
@@ -78,7 +83,7 @@ public struct ChunkTransfer: Sendable {
             do {
                 let resp = try http.perform(method: "PUT", url: url, body: .bytes(body.buffer))
                 if resp.status == 200, resp.headers["x-cairn-size"] == String(body.buffer.count) {
-                    results.withLock { $0[i] = (dev, resp.headers["x-cairn-checksum"]) }
+                    results.withLock { $0[i] = (dev, resp.headers["x-cairn-checksum"], resp.headers["x-cairn-receipt"]) }
                 } else {
                     errors.withLock { $0.append("device \(dev): HTTP \(resp.status) \(resp.text.trimmingCharacters(in: .whitespacesAndNewlines))") }
                 }

@@ -172,8 +172,9 @@ public final class ClusterFS: @unchecked Sendable {
         if let cls = options.className { args.append(("class", cls)) }
         let r = try call("fs_create", args)
         let attrs = try attributes(r)
-        let fh = try open(attrs.ino, writable: true).handle
-        return (attrs, fh)
+        let layout: FileLayout
+        do { layout = try FileLayout(r) } catch { throw FSError.from(error) }
+        return (attrs, open(layout, writable: true).handle)
     }
 
     /// Opens a file: its layout is fetched now (close-to-open: the newest committed content).
@@ -182,10 +183,14 @@ public final class ClusterFS: @unchecked Sendable {
         let layout: FileLayout
         do { layout = try FileLayout.fetch(ino: c, tracker: tracker) } catch { throw FSError.from(error) }
         guard layout.attributes.kind == "f" else { throw FSError(EISDIR) }
-        let keep = context.contentUnchanged(ino: c, layout.attributes)
-        context.rememberContent(ino: c, layout.attributes)
-        let file = OpenFile(ino: c, layout: layout, context: context, writable: writable)
-        return (register(file), keep)
+        return open(layout, writable: writable)
+    }
+
+    private func open(_ layout: FileLayout, writable: Bool) -> (handle: UInt64, keepCache: Bool) {
+        let ino = layout.attributes.ino
+        let keep = context.contentUnchanged(ino: ino, layout.attributes)
+        context.rememberContent(ino: ino, layout.attributes)
+        return (register(OpenFile(ino: ino, layout: layout, context: context, writable: writable)), keep)
     }
 
     private func register(_ f: OpenFile) -> UInt64 {

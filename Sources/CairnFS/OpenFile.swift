@@ -159,10 +159,10 @@ final class OpenFile: @unchecked Sendable {
                 specs.append("\(c.fid) \(min(c.length, maxLen)) - \(c.devices.map(String.init).joined(separator: ".")) \(index)")
             }
         }
-        let client = context.tracker
-        _ = try client.call("commit_file", [("domain", context.domainName(of: layout)), ("ino", String(ino)), ("size", String(size)),
-                                            ("chunks", specs.joined(separator: ",")), ("mtime", String(Clock.nowNanos()))])
-        layout = try FileLayout.fetch(ino: ino, tracker: client)
+        let reply = try context.tracker.call("commit_file", [("domain", context.domainName(of: layout)), ("ino", String(ino)),
+                                                             ("size", String(size)), ("chunks", specs.joined(separator: ",")),
+                                                             ("mtime", String(Clock.nowNanos()))])
+        layout = try FileLayout(reply)
         uploaded.removeAll()
         changed = false
         context.rememberContent(ino: ino, layout.attributes)

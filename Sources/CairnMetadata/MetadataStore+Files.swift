@@ -256,3 +256,30 @@ extension MetadataStore {
         }
     }
 }
+
+/// A file's content layout as readers and writers need it, read in one transaction.
+public struct StoredLayout: Sendable {
+    public var attributes: InodeAttributes
+    public var domainName: String
+    public var classRecord: ClassRecord?
+    public var chunks: [ChunkRef]
+    public var copies: [Fid: [DeviceID]]
+    public var checksums: [Fid: String]
+}
+
+extension MetadataStore {
+    public func layout(ino: Ino) async throws -> StoredLayout {
+        try await read { db in
+            let a = try Self.requireAttributes(db, ino: ino)
+            let chunks = try Self.chunks(db, ino: ino)
+            var copies: [Fid: [DeviceID]] = [:], sums: [Fid: String] = [:]
+            for c in chunks {
+                copies[c.fid] = try DeviceID.fetchAll(db.cachedStatement(sql: "SELECT devid FROM file_on WHERE fid = ?"), arguments: [c.fid])
+                if let s = try String.fetchOne(db.cachedStatement(sql: "SELECT checksum FROM blob WHERE fid = ?"), arguments: [c.fid]) { sums[c.fid] = s }
+            }
+            let name = try String.fetchOne(db.cachedStatement(sql: "SELECT name FROM domain WHERE dmid = ?"), arguments: [a.domain]) ?? ""
+            return StoredLayout(attributes: a, domainName: name, classRecord: try Self.classRecord(db, domain: a.domain, id: a.classID),
+                                chunks: chunks, copies: copies, checksums: sums)
+        }
+    }
+}

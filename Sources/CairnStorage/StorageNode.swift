@@ -135,7 +135,7 @@ public final class StorageNode: Sendable {
         case .put, .delete:
             if let denied = authorize(token: token, path: path) { return denied }
             if request.method == .delete { return delete(file: file) }
-            return await store(file: file, device: device, request: request, algorithm: token?.algorithm ?? .none)
+            return await store(file: file, device: device, fid: fid, request: request, algorithm: token?.algorithm ?? .none)
         default:
             return text(.methodNotAllowed, "\(request.method) is not supported; use GET, HEAD, PUT or DELETE")
         }
@@ -159,7 +159,7 @@ public final class StorageNode: Sendable {
 
     // MARK: PUT
 
-    func store(file: String, device: DeviceID, request: Request, algorithm: ChecksumAlgorithm) async -> Response {
+    func store(file: String, device: DeviceID, fid: Fid, request: Request, algorithm: ChecksumAlgorithm) async -> Response {
         let copySource = request.headers[HTTPField.Name("Cairn-Copy-From")!]
         // A copy request has an empty body; the size is the source's.
         let expected = copySource == nil ? request.headers[.contentLength].flatMap { Int64($0) } : nil
@@ -184,6 +184,10 @@ public final class StorageNode: Sendable {
             var headers = HTTPFields()
             headers[HTTPField.Name("X-Cairn-Size")!] = String(blob.written)
             if let sum { headers[HTTPField.Name("X-Cairn-Checksum")!] = sum.description }
+            if let secret = config.secret {
+                headers[HTTPField.Name("X-Cairn-Receipt")!] = StoreReceipt.make(
+                    devicePath: FidLayout.devicePath(device: device, fid: fid), size: blob.written, checksum: sum?.description, secret: secret)
+            }
             headers[.contentLength] = "0"
             return Response(status: .ok, headers: headers)
         } catch {

@@ -24,7 +24,8 @@ struct Replicator: Sendable {
     ///   - expectedSize: the size the uploader reported, if any; copies must match it.
     ///   - expectedChecksum: the checksum the uploader reported, if any.
     func ensure(fid: Fid, claimed: [DeviceID], expectedSize: Int64?, expectedChecksum: String?,
-                target: Int, policy: PlacementPolicy, algorithm: ChecksumAlgorithm) async throws -> Outcome {
+                target: Int, policy: PlacementPolicy, algorithm: ChecksumAlgorithm,
+                receipts: [DeviceID: String] = [:]) async throws -> Outcome {
         let all = try await devices.byID()
         var good: [DeviceInfo] = []
         var size = expectedSize
@@ -32,6 +33,11 @@ struct Replicator: Sendable {
         var problems: [String] = []
         for id in Set(claimed).sorted() {
             guard let d = all[id] else { problems.append("device \(id) is unknown"); continue }
+            if let secret = gateway.secret, let size, let receipt = receipts[id],
+               StoreReceipt.isValid(receipt, devicePath: FidLayout.devicePath(device: id, fid: fid), size: size, checksum: checksum, secret: secret) {
+                good.append(d)  // the node signed that it stored exactly these bytes
+                continue
+            }
             guard let facts = await gateway.inspect(d, fid: fid) else {
                 problems.append("no copy of fid \(fid) found on device \(id) (\(d.host.name))"); continue
             }

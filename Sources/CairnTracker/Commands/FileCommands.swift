@@ -154,7 +154,7 @@ struct FileCommands {
     func commitFile(_ a: Args) async throws -> [(String, String)] {
         let d = try await cluster.domain(a)
         let chunkSpecs = (a["chunks"] ?? "").split(separator: ",", omittingEmptySubsequences: true)
-        var parsed: [(index: Int, fid: Fid, length: Int64, checksum: String?, devices: [DeviceID])] = []
+        var parsed: [(index: Int, fid: Fid, length: Int64, checksum: String?, devices: [DeviceID], receipts: [DeviceID: String])] = []
         // chunks=<fid> <length> <checksum|-> <devid>.<devid>[ <index>],... (space-separated fields)
         for (i, spec) in chunkSpecs.enumerated() {
             let f = spec.split(separator: " ", omittingEmptySubsequences: true)
@@ -168,7 +168,11 @@ struct FileCommands {
             }
             // The index is optional (the mount commits lists where unchanged chunks keep theirs).
             let index = f.count >= 5 ? (Int(f[4]) ?? i) : i
-            parsed.append((index, fid, len, checksum, f[3].split(separator: ".").compactMap { Int($0) }))
+            let devices = f[3].split(separator: ".").compactMap { Int($0) }
+            let receiptList = f.count >= 6 ? f[5].split(separator: ".").map(String.init) : []
+            var receipts: [DeviceID: String] = [:]
+            if receiptList.count == devices.count { for (d, r) in zip(devices, receiptList) where r != "-" { receipts[d] = r } }
+            parsed.append((index, fid, len, checksum, devices, receipts))
         }
         let size = try a.requireInt("size")
         let ino = try a.optionalInt("ino")
@@ -190,7 +194,7 @@ struct FileCommands {
                 }
                 group.addTask {
                     let o = try await ctx.replicator.ensure(fid: p.fid, claimed: p.devices, expectedSize: p.length, expectedChecksum: p.checksum,
-                                                           target: c.syncCopies, policy: c.policy, algorithm: c.checksum)
+                                                           target: c.syncCopies, policy: c.policy, algorithm: c.checksum, receipts: p.receipts)
                     if let shortfall = o.shortfall { throw ProtocolError("sync_copies_failed", "chunk \(p.index) (fid \(p.fid)): \(shortfall)") }
                     return (p.index, CommittedChunk(fid: p.fid, length: o.size, checksum: o.checksum, devices: o.devices))
                 }
@@ -210,7 +214,8 @@ struct FileCommands {
             attrs = try await store.commitFile(domain: d, key: try key(a), classID: c.id, size: size, chunks: committed.map(\.1),
                                                replicas: c.replicas, attributes: change)
         }
-        return AttributeCodec.pairs(attrs)
+        // The new layout, so the writer needs no second call to see where its chunks are.
+        return try await fileLayout(Args(["ino": String(attrs.ino)]))
     }
 
     // MARK: reads
@@ -288,32 +293,27 @@ struct FileCommands {
 
     /// file_layout: a file's attributes and every chunk with its replicas' URLs (read order).
     func fileLayout(_ a: Args) async throws -> [(String, String)] {
-        let attrs: InodeAttributes
-        let chunks: [ChunkRef]
-        if let ino = try a.optionalInt("ino") {
-            attrs = try await store.getattr(ino: ino)
-            chunks = try await store.chunks(ino: ino)
+        let ino: Ino
+        if let given = try a.optionalInt("ino") {
+            ino = given
         } else {
             let d = try await cluster.domain(a)
             let key = try key(a)
-            guard let f = try await store.file(domain: d, key: key) else { throw ProtocolError("unknown_key", "no key \"\(key)\" in domain \(d.name)") }
-            attrs = f.attributes
-            chunks = f.chunks
+            guard let found = try await store.resolve(domain: d, key: key) else { throw ProtocolError("unknown_key", "no key \"\(key)\" in domain \(d.name)") }
+            ino = found
         }
-        let c = try await store.classRecord(domain: attrs.domain, id: attrs.classID)
-        let copies = try await store.copies(of: chunks.map(\.fid))
+        let l = try await store.layout(ino: ino)
         let devs = try await ctx.devices.byID()
-        let domainName = try await store.domains().first { $0.id == attrs.domain }?.name ?? ""
-        var out = AttributeCodec.pairs(attrs)
-        out += [("domain", domainName), ("class_name", c?.name ?? "default"), ("replicas", String(c?.replicas ?? 0)),
+        let c = l.classRecord
+        var out = AttributeCodec.pairs(l.attributes)
+        out += [("domain", l.domainName), ("class_name", c?.name ?? "default"), ("replicas", String(c?.replicas ?? 0)),
                 ("sync_copies", String(c?.syncCopies ?? 1)), ("chunk_size", String(c?.chunkSize ?? ChunkLayout.defaultChunkSize)),
-                ("chunk_count", String(chunks.count))]
-        for (i, ch) in chunks.enumerated() {
+                ("chunk_count", String(l.chunks.count))]
+        for (i, ch) in l.chunks.enumerated() {
             let p = "chunk\(i + 1)_"
-            let holders = Placement.readOrder((copies[ch.fid] ?? []).compactMap { devs[$0]?.view }).compactMap { devs[$0.device] }
-            let checksum = try await store.blob(fid: ch.fid)?.checksum
+            let holders = Placement.readOrder((l.copies[ch.fid] ?? []).compactMap { devs[$0]?.view }).compactMap { devs[$0.device] }
             out += [(p + "index", String(ch.index)), (p + "fid", String(ch.fid)), (p + "length", String(ch.length)),
-                    (p + "checksum", checksum ?? ""),
+                    (p + "checksum", l.checksums[ch.fid] ?? ""),
                     (p + "devids", holders.map { String($0.device.id) }.joined(separator: ",")),
                     (p + "urls", holders.map { $0.url(fid: ch.fid) }.joined(separator: " "))]
         }

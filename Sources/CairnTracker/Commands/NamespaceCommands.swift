@@ -42,8 +42,11 @@ struct NamespaceCommands {
                                            uid: UInt32(truncatingIfNeeded: try a.optionalInt("uid") ?? 0),
                                            gid: UInt32(truncatingIfNeeded: try a.optionalInt("gid") ?? 0), target: a["target"],
                                            className: a.nonEmpty("class"))
-            return AttributeCodec.pairs(try await s.store.create(parent: try a.requireInt("parent"), name: try a.require("name"), n,
-                                                                 exclusive: a["exclusive"].map { $0 != "0" } ?? true))
+            let created = try await s.store.create(parent: try a.requireInt("parent"), name: try a.require("name"), n,
+                                                   exclusive: a["exclusive"].map { $0 != "0" } ?? true)
+            // A new file comes with its (empty) layout: the mount opens it without another call.
+            if kind == .file { return try await FileCommands(ctx: s.ctx).fileLayout(Args(["ino": String(created.ino)])) }
+            return AttributeCodec.pairs(created)
         }
         h["fs_unlink"] = { a in
             try await s.store.unlink(parent: try a.requireInt("parent"), name: try a.require("name"), directory: a.bool("dir"))
