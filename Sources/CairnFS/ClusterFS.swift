@@ -19,6 +19,12 @@ public final class ClusterFS: @unchecked Sendable {
     /// (what libfuse's high-level API does), so open handles keep reading them.
     private var hidden: [Ino: (parent: UInt64, name: String)] = [:]
     static let hiddenPrefix = ".cairn-hidden-"
+    /// Recent complete listings of small directories: a walk (rsync, ls -lR, find) then costs
+    /// one tracker call per directory instead of one per name. Entries live no longer than the
+    /// entry timeout (what the kernel may cache anyway) and any change made here drops them all.
+    private var listings: [UInt64: (at: Date, entries: [String: FSAttributes])] = [:]
+    /// While this mount is writing, listings would be refetched after every change: use plain lookups.
+    private var lastChange = Date.distantPast
     private var nextHandle: UInt64 = 1
 
     /// Connects to the tracker and resolves the mounted domain, if any.
@@ -36,7 +42,12 @@ public final class ClusterFS: @unchecked Sendable {
         do { return try t.call(cmd, args) } catch { throw FSError.from(error) }
     }
 
-    func call(_ cmd: String, _ args: [(String, String)]) throws -> Args { try Self.call(tracker, cmd, args) }
+    static let readOnlyCommands: Set<String> = ["fs_root", "fs_lookup", "fs_getattr", "fs_readdir", "fs_readlink", "get_domains", "statfs", "meta_get", "meta_list"]
+
+    func call(_ cmd: String, _ args: [(String, String)]) throws -> Args {
+        if !Self.readOnlyCommands.contains(cmd) { forgetListings() }
+        return try Self.call(tracker, cmd, args)
+    }
 
     func attributes(_ r: Args, prefix: String = "") throws -> FSAttributes {
         guard let w = WireAttributes(r, prefix: prefix) else { throw FSError(EIO, "reply without attributes") }
@@ -60,8 +71,30 @@ public final class ClusterFS: @unchecked Sendable {
 
     public func lookup(parent: UInt64, name: String) throws -> FSAttributes {
         if isDomainRoot(parent) { return try attributes(call("fs_root", [("domain", name)])) }
+        let writing = lock.withLock { Date().timeIntervalSince(lastChange) < 2 }
+        if options.entryTimeout > 0, !writing, let entries = try cachedListing(parent) {
+            guard let a = entries[name] else { throw FSError(ENOENT) }
+            return a
+        }
         return try attributes(call("fs_lookup", [("parent", String(try cairn(parent))), ("name", name)]))
     }
+
+    /// The directory's entries from a fresh listing (one page), or nil for a large directory.
+    private func cachedListing(_ dir: UInt64) throws -> [String: FSAttributes]? {
+        let now = Date()
+        if let l = lock.withLock({ listings[dir] }), now.timeIntervalSince(l.at) < options.entryTimeout { return l.entries }
+        let page = try fetchPage(directory: dir, after: nil)
+        guard !page.more else { return nil }
+        let entries = Dictionary(page.entries.map { ($0.name, $0.attributes) }, uniquingKeysWith: { a, _ in a })
+        lock.withLock {
+            if listings.count > 1024 { listings.removeAll() }
+            listings[dir] = (now, entries)
+        }
+        return entries
+    }
+
+    /// Any change made through this mount: cached listings may be wrong now.
+    func forgetListings() { lock.withLock { listings.removeAll(); lastChange = Date() } }
 
     public func getattr(_ ino: UInt64) throws -> FSAttributes {
         if isDomainRoot(ino) { return rootAttributes() }
@@ -220,12 +253,15 @@ public final class ClusterFS: @unchecked Sendable {
 
     /// flush and fsync: the data has its synchronous copies and is visible when this returns.
     public func flush(_ fh: UInt64) throws {
-        do { try file(fh).commit() } catch { throw FSError.from(error) }
+        let f = try file(fh)
+        if f.isDirty { forgetListings() }
+        do { try f.commit() } catch { throw FSError.from(error) }
     }
 
     public func release(_ fh: UInt64) throws {
         guard let f = lock.withLock({ files.removeValue(forKey: fh) }) else { return }
         defer { removeHiddenIfClosed(f.ino) }
+        if f.isDirty { forgetListings() }
         do { try f.commit() } catch { throw FSError.from(error) }
     }
 

@@ -29,6 +29,9 @@ final class OpenFile: @unchecked Sendable {
     /// Content or size changed since the last commit.
     private var changed = false
     private var segments: [(start: Int64, bytes: [UInt8])] = []
+    /// Where the last read ended: a read starting there is sequential and gets read-ahead;
+    /// any other read fetches only the bytes it asks for.
+    private var lastReadEnd: Int64 = 0
     let writable: Bool
 
     init(ino: Ino, layout: FileLayout, context: FSContext, writable: Bool) {
@@ -180,6 +183,11 @@ final class OpenFile: @unchecked Sendable {
         defer { lock.unlock() }
         guard offset < size, count > 0 else { return [] }
         let end = min(size, offset + Int64(count))
+        // The kernel's read-ahead sends neighbouring requests out of order: near enough counts.
+        let seg = context.options.readAheadBytes
+        let sequential = offset == 0 || abs(offset - lastReadEnd) <= 2 << 20
+            || segments.contains { $0.start <= offset && offset < $0.start + seg }
+        lastReadEnd = end
         var out = [UInt8]()
         out.reserveCapacity(Int(end - offset))
         var pos = offset
@@ -197,7 +205,8 @@ final class OpenFile: @unchecked Sendable {
                 lock.lock()
                 continue
             } else if let chunk = layout.chunks.first(where: { $0.index == index }) {
-                out += try readCommitted(chunk, chunkStart: chunkStart, within: within, count: n)
+                out += sequential ? try readCommitted(chunk, chunkStart: chunkStart, within: within, count: n)
+                                  : try readExact(chunk, within: within, count: n)
             } else {
                 out += [UInt8](repeating: 0, count: n)
             }
@@ -212,6 +221,16 @@ final class OpenFile: @unchecked Sendable {
         var s = Array(b[from..<(from + have)])
         if have < n { s += [UInt8](repeating: 0, count: n - have) }
         return s
+    }
+
+    /// A random read: exactly the bytes asked for, one ranged GET, no read-ahead.
+    private func readExact(_ chunk: FileLayout.Chunk, within: Int, count n: Int) throws -> [UInt8] {
+        let start = Int64(within)
+        guard start < chunk.length else { return [UInt8](repeating: 0, count: n) }
+        let have = min(Int64(n), chunk.length - start)
+        var bytes = try context.chunks.download(chunk, range: start...(start + have - 1))
+        if bytes.count < n { bytes += [UInt8](repeating: 0, count: n - bytes.count) }
+        return bytes
     }
 
     /// Reads from a committed chunk through the segment cache (ranged GETs of the read-ahead size).
