@@ -56,8 +56,10 @@ final class OpenFile: @unchecked Sendable {
             let index = Int(pos / chunkSize)
             let within = Int(pos - Int64(index) * chunkSize)
             let n = min(bytes.count - done, Int(chunkSize) - within)
+            // Taken out of the table while written, so the chunk's bytes are never copied (a
+            // shared array would be copied whole on every 128 KiB write).
             var buf = try buffer(for: index, covering: within, count: n)
-            if buf.count < within + n { buf += [UInt8](repeating: 0, count: within + n - buf.count) }
+            if buf.count < within + n { buf.append(contentsOf: repeatElement(0, count: within + n - buf.count)) }
             buf.withUnsafeMutableBytes { dst in
                 _ = memcpy(dst.baseAddress! + within, bytes.baseAddress! + done, n)
             }
@@ -74,7 +76,7 @@ final class OpenFile: @unchecked Sendable {
     /// The buffer for a chunk being rewritten, loaded with its current bytes when the write
     /// does not replace them all.
     private func buffer(for index: Int, covering within: Int, count n: Int) throws -> [UInt8] {
-        if let b = buffers[index] { return b }
+        if let b = buffers.removeValue(forKey: index) { return b }
         if let b = inFlight[index] { return b }
         if uploaded[index] != nil {
             // Rewriting a chunk uploaded in this session: its bytes are no longer in memory.
@@ -82,11 +84,14 @@ final class OpenFile: @unchecked Sendable {
             defer { lock.lock() }
             try commit()
         }
-        guard let chunk = layout.chunks.first(where: { $0.index == index }) else { return [] }
+        var empty = [UInt8]()
+        empty.reserveCapacity(Int(chunkSize))
+        guard let chunk = layout.chunks.first(where: { $0.index == index }) else { return empty }
         let existing = Int(min(chunk.length, max(0, size - Int64(index) * chunkSize)))
-        if within == 0, n >= existing { return [] }
+        if within == 0, n >= existing { return empty }
         var bytes = try context.chunks.download(chunk, range: existing > 0 ? 0...Int64(existing - 1) : nil)
         if bytes.count > existing { bytes.removeLast(bytes.count - existing) }
+        bytes.reserveCapacity(Int(chunkSize))
         return bytes
     }
 
