@@ -41,8 +41,11 @@ t0=$(date +%s.%N); "$BIN" put default big /dev/shm/cairn-bench-1g; t1=$(date +%s
 emit put_1g "$(mibs $((1<<30)) "$(echo "$t1 - $t0" | bc)")" MiB/s
 drop; t0=$(date +%s.%N); "$BIN" get default big /dev/null; t1=$(date +%s.%N)
 emit get_1g "$(mibs $((1<<30)) "$(echo "$t1 - $t0" | bc)")" MiB/s
-for p in $(pgrep -f "cairn (tracker|storage)" ); do
-  emit "peak_rss_$(tr '\0' ' ' < /proc/$p/cmdline | awk '{print $2 "_" $NF}' | tr -c 'a-z0-9_\n' '_')" "$(awk '/VmHWM/{print $2}' /proc/$p/status)" KiB
+n=0
+for p in $(pgrep -f "cairn (tracker|storage) "); do
+  n=$((n + 1))
+  role=$(tr '\0' ' ' < /proc/$p/cmdline | awk '{print $2}')
+  emit "peak_rss_${role}_$n" "$(awk '/VmHWM/{print $2}' /proc/$p/status)" KiB
 done
 mkdir -p bench
 python3 - "$OUT" <<'PY' >> bench/ledger.jsonl

@@ -85,12 +85,6 @@ public enum LineCodec {
         }
         return out
     }
-
-    /// Encodes a binary value (xattr bytes) the same way.
-    public static func encodeBinary(_ bytes: [UInt8]) -> String {
-        var out = [UInt8](); encode(bytes: bytes, into: &out)
-        return String(decoding: out, as: UTF8.self)
-    }
 }
 
 /// Decoded request or reply arguments. Values are raw bytes (binary-safe for xattrs);

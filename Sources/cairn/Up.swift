@@ -50,7 +50,8 @@ struct Up: ParsableCommand {
             \((1...nodes).map { "  storage node\($0)   http://127.0.0.1:\(storagePort + $0 - 1)   (data: \(root)/node\($0))" }.joined(separator: "\n"))
             \(mount.map { "  mount          \($0)" } ?? "")
               logs           \(logs)
-            Try:  cairn put default hello.txt /etc/hostname && cairn get default hello.txt
+            Try:  \(ProcessGroup.executable) put default hello.txt /etc/hostname
+                  \(ProcessGroup.executable) get default hello.txt
             Ctrl-C stops everything.
             """)
             let code = group.waitForStop()

@@ -140,7 +140,7 @@ struct ClusterCommands {
     func saveClass(_ a: Args, update: Bool) async throws -> [(String, String)] {
         let d = try await domain(a)
         let name = try a.require("class")
-        guard KeyPathSafeName.isValid(name) else { throw ProtocolError("no_class", "\"\(name.prefix(60))\" cannot be a class name") }
+        guard ClassName.isValid(name) else { throw ProtocolError("no_class", "\"\(name.prefix(60))\" cannot be a class name") }
         let replicas = a.nonEmpty("mindevcount") ?? a.nonEmpty("replicas")
         guard let replicasText = replicas else { throw ProtocolError("invalid_mindevcount", "mindevcount (replicas) is required and must be > 0") }
         guard let r = Int(replicasText), r > 0, r <= 16 else { throw ProtocolError("invalid_mindevcount", "mindevcount must be between 1 and 16, got \(replicasText)") }
@@ -258,7 +258,7 @@ struct ClusterCommands {
 }
 
 /// Names for classes: printable, no separators that would break the protocol or the CLI.
-enum KeyPathSafeName {
+enum ClassName {
     static func isValid(_ s: String) -> Bool {
         !s.isEmpty && s.utf8.count <= 64 && s.unicodeScalars.allSatisfy { $0.properties.isAlphabetic || ("0"..."9").contains($0) || "_-.".unicodeScalars.contains($0) }
     }
