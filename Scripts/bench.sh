@@ -4,6 +4,9 @@
 #   tracker_get_paths_{1,4}conn and tracker_create_pair_{1,4}conn: protocol ops/s
 #     (a pair = create_open + PUT of 1 byte + create_close, with 2 synchronous copies);
 #   put_1g / get_1g: `cairn put` and `cairn get` of a 1 GiB file, replicas=2 (2 synchronous copies).
+#   with shared/bench/fsbench.sh present (BENCH_SHARED, default ../shared): its file-system workloads
+#     on the local disk and on a Cairn mount (replicas=2, 2 synchronous copies), in the same run,
+#     as fs_<workload>_{local,cairn} lines.  BENCH_FS=0 skips them.
 # Raw lines go to $BENCH_OUT (default /var/tmp/cairn-bench/<date>.jsonl); a summary row is appended
 # to bench/ledger.jsonl in the repository.  Needs a release build (built if missing), root for drop_caches.
 set -euo pipefail
@@ -28,9 +31,10 @@ drop; t0=$(date +%s.%N); dd if="$WORK/dd" of=/dev/null bs=1M status=none; t1=$(d
 emit disk_read_cold "$(mibs $((1<<30)) "$(echo "$t1 - $t0" | bc)")" MiB/s
 rm -f "$WORK/dd"
 
-"$BIN" up "$WORK/cluster" --port "$PORT" --storage-port $((PORT + 100)) > "$WORK/up.log" 2>&1 &
+mkdir -p "$WORK/mnt"
+"$BIN" up "$WORK/cluster" --port "$PORT" --storage-port $((PORT + 100)) --mount "$WORK/mnt" > "$WORK/up.log" 2>&1 &
 UP=$!
-trap 'kill -INT $UP 2>/dev/null; wait $UP 2>/dev/null; rm -f /dev/shm/cairn-bench-1g' EXIT
+trap 'kill -INT $UP 2>/dev/null; wait $UP 2>/dev/null; rm -f /dev/shm/cairn-bench-1g; mountpoint -q "$WORK/mnt" && fusermount3 -uz "$WORK/mnt"' EXIT
 for _ in $(seq 300); do grep -q "Cairn is up" "$WORK/up.log" && break; sleep 0.2; done
 export CAIRN_TRACKER=127.0.0.1:$PORT
 "$BIN" admin class add default one --replicas 2 --sync-copies 2 >/dev/null
@@ -47,6 +51,20 @@ for p in $(pgrep -f "cairn (tracker|storage) "); do
   role=$(tr '\0' ' ' < /proc/$p/cmdline | awk '{print $2}')
   emit "peak_rss_${role}_$n" "$(awk '/VmHWM/{print $2}' /proc/$p/status)" KiB
 done
+SHARED=${BENCH_SHARED:-$PWD/../shared}
+if [ "${BENCH_FS:-1}" = 1 ] && [ -f "$SHARED/bench/fsbench.sh" ]; then
+  command -v fio >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fio >/dev/null
+  mkdir -p "$WORK/local" "$WORK/mnt/bench"   # a directory at the top of the mount is a domain
+  for target in local cairn; do
+    dir=$WORK/local; [ $target = cairn ] && dir=$WORK/mnt/bench
+    bash "$SHARED/bench/fsbench.sh" -l $target "$dir" 2>>"$WORK/fsbench.log" | awk -F'\t' '$1=="RESULT" {print $3, $4, $5}' |
+      while read -r name value unit; do
+        case "$value" in ''|*[!0-9.]*) continue ;; esac
+        emit "fs_${name}_$target" "$value" "$unit"
+      done
+  done
+fi
+
 mkdir -p bench
 python3 - "$OUT" <<'PY' >> bench/ledger.jsonl
 import json, platform, sys, datetime

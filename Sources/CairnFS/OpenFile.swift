@@ -67,6 +67,9 @@ final class OpenFile: @unchecked Sendable {
             done += n
             if buf.count == Int(chunkSize), within + n == Int(chunkSize) { startUpload(index) }
         }
+        // Memory per open file is capped too: a random writer touching many chunks sends the
+        // lowest partial ones up early (rewriting one later reloads it from the cluster).
+        while buffers.count > max(2, context.options.writeBuffers), let oldest = buffers.keys.min() { startUpload(oldest) }
         size = max(size, offset + Int64(bytes.count))
         changed = true
         segments.removeAll()
