@@ -8,10 +8,17 @@ extension MetadataStore {
     // MARK: uploads
 
     /// Allocates a fid for an upload (never reused: AUTOINCREMENT).
-    public func openUpload(domain: DomainID, classID: ClassID, key: String, devices: [DeviceID]) async throws -> Fid {
+    /// `fid`: an explicit fid (MogileFS's create_open `fid=`), which must never have been used.
+    public func openUpload(domain: DomainID, classID: ClassID, key: String, devices: [DeviceID], fid: Fid? = nil) async throws -> Fid {
         try await write { db in
-            try db.cachedStatement(sql: "INSERT INTO tempfile(created, dmid, classid, key, devids) VALUES (?, ?, ?, ?, ?)").execute(
-                           arguments: [Clock.nowSeconds(), domain, classID, key, devices.map(String.init).joined(separator: ",")])
+            if let fid {
+                let seq = try Int64.fetchOne(db.cachedStatement(sql: "SELECT seq FROM sqlite_sequence WHERE name = 'tempfile'")) ?? 0
+                let used = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM blob WHERE fid = ?) OR EXISTS(SELECT 1 FROM tempfile WHERE fid = ?)"),
+                                             arguments: [fid, fid]) ?? true
+                guard fid > seq, !used else { throw StoreError("fid_in_use", "fid \(fid) is or was in use; fids are never reused", errno: EEXIST) }
+            }
+            try db.cachedStatement(sql: "INSERT INTO tempfile(fid, created, dmid, classid, key, devids) VALUES (?, ?, ?, ?, ?, ?)").execute(
+                           arguments: [fid, Clock.nowSeconds(), domain, classID, key, devices.map(String.init).joined(separator: ",")])
             return db.lastInsertedRowID
         }
     }

@@ -216,6 +216,27 @@ import Testing
     }
 }
 
+extension ClusterTests {
+    @Test func explicitFidsAndHttpcopy() throws {
+        let c = try TestCluster()
+        defer { c.stop() }
+        let open = try c.client.call("create_open", [("domain", "test"), ("key", "exact"), ("fid", "5000")])
+        #expect(open["fid"] == "5000")
+        let body = Array("exact fid".utf8)
+        #expect(try body.withUnsafeBytes { try HTTPTransfer.shared.put(open["path"]!, bytes: $0) }.status == 200)
+        _ = try c.client.call("create_close", [("domain", "test"), ("key", "exact"), ("fid", "5000"), ("devid", open["devid"]!),
+                                               ("path", open["path"]!), ("size", String(body.count))])
+        #expect(throws: ProtocolError.self) { try c.client.call("create_open", [("domain", "test"), ("key", "again"), ("fid", "5000")]) }
+        // httpcopy puts a third copy on the remaining device.
+        let info = try c.client.call("file_info", [("domain", "test"), ("key", "exact"), ("devices", "1")])
+        let have = Set((info["devids"] ?? "").split(separator: ",").compactMap { Int($0) })
+        #expect(have.count == 2)
+        let third = try #require(Set(1...3).subtracting(have).first)
+        _ = try c.client.call("httpcopy", [("fid", "5000"), ("sdevid", String(have.first!)), ("ddevid", String(third))])
+        #expect(try c.client.call("file_info", [("domain", "test"), ("key", "exact")])["devcount"] == "3")
+    }
+}
+
 final class LockedList: @unchecked Sendable {
     private let lock = NSCondition()
     private var items: [Int] = []

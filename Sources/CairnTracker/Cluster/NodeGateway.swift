@@ -35,6 +35,12 @@ struct NodeGateway: Sendable {
         return CopyFacts(size: len, checksum: r.headers["x-cairn-checksum"])
     }
 
+    /// HEAD of a URL: true when it answers 200 with `size` bytes.
+    func verify(url: String, size: Int64) async -> Bool {
+        guard let r = try? await BlockingPool.run({ try http.head(url) }) else { return false }
+        return r.status == 200 && r.headers["content-length"] == String(size)
+    }
+
     /// Asks `destination` to fetch the blob from `source` (node to node).
     func copy(fid: Fid, from source: DeviceInfo, to destination: DeviceInfo, algorithm: ChecksumAlgorithm) async throws -> CopyFacts {
         let url = writeURL(destination, fid: fid, algorithm: algorithm)

@@ -52,6 +52,20 @@ struct FileCommands {
             return out
         }
         h["alloc_chunk"] = { a in try await s.createOpen(a, copiesArg: true) }
+        h["httpcopy"] = { a in
+            guard let fid = try a.optionalInt("fid"), let from = try a.optionalInt("sdevid"), let to = try a.optionalInt("ddevid") else {
+                throw ProtocolError("bad_params", "httpcopy needs fid, sdevid and ddevid")
+            }
+            let devs = try await s.ctx.devices.byID()
+            guard let src = devs[Int(from)], let dst = devs[Int(to)], let blob = try await s.store.blob(fid: fid) else {
+                throw ProtocolError("copy_err", "unknown fid or device")
+            }
+            let c = try await s.store.classRecord(domain: blob.domain, id: blob.classID)
+            let facts = try await s.ctx.gateway.copy(fid: fid, from: src, to: dst, algorithm: c?.checksum ?? .none)
+            guard facts.size == blob.length else { throw ProtocolError("copy_err", "copy has \(facts.size) bytes, expected \(blob.length)") }
+            try await s.store.addCopy(fid: fid, device: Int(to))
+            return []
+        }
         h["commit_file"] = { a in try await s.commitFile(a) }
         h["file_layout"] = { a in try await s.fileLayout(a) }
     }
@@ -95,7 +109,8 @@ struct FileCommands {
             guard try await store.tempfile(fid: existing) != nil else { throw ProtocolError("no_temp_file", "fid \(existing) is not an open upload") }
             fid = existing
         } else {
-            fid = try await store.openUpload(domain: d.id, classID: c.id, key: keyText, devices: chosen.map(\.device))
+            let explicit = copiesArg ? nil : try a.optionalInt("fid").flatMap { $0 > 0 ? $0 : nil }
+            fid = try await store.openUpload(domain: d.id, classID: c.id, key: keyText, devices: chosen.map(\.device), fid: explicit)
         }
         let urls = chosen.map { ctx.gateway.writeURL(byID[$0.device]!, fid: fid, algorithm: c.checksum) }
         if a.bool("multi_dest") || copiesArg {
@@ -232,7 +247,13 @@ struct FileCommands {
             throw ProtocolError("unknown_key", "no file \"\(key)\" in domain \(d.name)")
         }
         let want = max(2, Int(try a.optionalInt("pathcount") ?? 2))
-        let urls = try await ReadPaths(ctx: ctx).urls(for: f.chunks, size: f.attributes.size, copies: copies, limit: want)
+        var urls = try await ReadPaths(ctx: ctx).urls(for: f.chunks, size: f.attributes.size, copies: copies, limit: want + 1)
+        // noverify=0: the first replica is HEAD-checked and skipped when missing or of the wrong size.
+        if !a.bool("noverify"), f.chunks.count == 1, let first = f.chunks.first, let url = urls.first,
+           await !ctx.gateway.verify(url: url, size: first.length) {
+            urls.removeFirst()
+        }
+        urls = Array(urls.prefix(want))
         var out = [("paths", String(urls.count))]
         for (i, u) in urls.enumerated() { out.append(("path\(i + 1)", u)) }
         return out
