@@ -60,7 +60,8 @@ public final class ClusterFS: @unchecked Sendable {
         return c
     }
 
-    var isDomainRoot: (UInt64) -> Bool { { [map] ino in ino == InodeMap.root && map.domainRoot == nil } }
+    /// The virtual top level that lists domains (only when no --domain was given).
+    func isDomainRoot(_ ino: UInt64) -> Bool { ino == InodeMap.root && map.domainRoot == nil }
 
     // MARK: attributes and names
 
@@ -268,7 +269,12 @@ public final class ClusterFS: @unchecked Sendable {
     /// At unmount: commit whatever is still open, drop hidden files.
     public func flushAll() {
         let open = lock.withLock { Array(files.values) }
-        for f in open { try? f.commit() }
+        for f in open {
+            do { try f.commit() } catch {
+                // Nobody is left to get an errno: say which file lost its last writes.
+                FileHandle.standardError.write(Data("cairn mount: at unmount, inode \(f.ino) could not be committed: \(FSError.from(error))\n".utf8))
+            }
+        }
         lock.withLock { files.removeAll() }
         for ino in lock.withLock({ Array(hidden.keys) }) { removeHiddenIfClosed(ino) }
     }

@@ -22,8 +22,6 @@ final class FSContext: @unchecked Sendable {
         self.uploadGate = DispatchSemaphore(value: max(1, options.writeBuffers))
     }
 
-    func classInfo(for layout: FileLayout) -> ClassInfo { layout.classInfo }
-    func domainName(of layout: FileLayout) -> String { layout.domain }
 
     func rememberContent(ino: Ino, _ a: WireAttributes) { lock.withLock { contentSeen[ino] = (a.mtime, a.size) } }
 

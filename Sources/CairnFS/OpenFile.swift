@@ -106,10 +106,11 @@ final class OpenFile: @unchecked Sendable {
         context.uploadGate.wait()  // back-pressure: at most N chunks in flight per mount
         lock.lock()
         let ctx = context
-        let cls = context.classInfo(for: layout)
+        let cls = layout.classInfo
+        let domain = layout.domain
         DispatchQueue.global().async {
             defer { ctx.uploadGate.signal(); self.uploads.leave() }
-            let result = Result { try bytes.withUnsafeBytes { try ctx.chunks.upload(domain: ctx.domainName(of: self.layout), cls: cls, index: index, bytes: $0) } }
+            let result = Result { try bytes.withUnsafeBytes { try ctx.chunks.upload(domain: domain, cls: cls, index: index, bytes: $0) } }
             self.lock.withLock {
                 self.inFlight.removeValue(forKey: index)
                 switch result {
@@ -147,7 +148,8 @@ final class OpenFile: @unchecked Sendable {
         let pending = Array(buffers.keys)
         lock.unlock()
         // Remaining (partial) buffers go up in parallel.
-        for index in pending.sorted() { lock.withLock { startUploadLocked(index) } }
+        // startUpload expects the lock held (it may drop it while waiting for the upload gate).
+        for index in pending.sorted() { lock.withLock { startUpload(index) } }
         uploads.wait()
         lock.lock()
         defer { lock.unlock() }
@@ -170,18 +172,13 @@ final class OpenFile: @unchecked Sendable {
                 specs.append("\(c.fid) \(min(c.length, maxLen)) - \(c.devices.map(String.init).joined(separator: ".")) \(index)")
             }
         }
-        let reply = try context.tracker.call("commit_file", [("domain", context.domainName(of: layout)), ("ino", String(ino)),
+        let reply = try context.tracker.call("commit_file", [("domain", layout.domain), ("ino", String(ino)),
                                                              ("size", String(size)), ("chunks", specs.joined(separator: ",")),
                                                              ("mtime", String(Clock.nowNanos()))])
         layout = try FileLayout(reply)
         uploaded.removeAll()
         changed = false
         context.rememberContent(ino: ino, layout.attributes)
-    }
-
-    private func startUploadLocked(_ index: Int) {
-        // `startUpload` expects the lock held and may release it while waiting for the gate.
-        startUpload(index)
     }
 
     // MARK: reads

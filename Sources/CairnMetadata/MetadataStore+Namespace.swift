@@ -364,11 +364,9 @@ extension MetadataStore {
     public func xattrList(ino: Ino) async throws -> [(String, [UInt8])] {
         try await read { db in
             try Row.fetchAll(db.cachedStatement(sql: "SELECT name, value FROM xattr WHERE ino = ? ORDER BY name"), arguments: [ino])
-                .map { (Self.string($0["name"]), Array($0["value"] as Data)) }
-        }.map { ($0.0, $0.1) }
+                .map { (String($0["name"] as String), Array($0["value"] as Data)) }
+        }
     }
-
-    static func string(_ v: String) -> String { v }
 
     public enum XattrMode: Sendable { case any, create, replace }
 

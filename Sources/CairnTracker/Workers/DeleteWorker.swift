@@ -16,7 +16,12 @@ struct DeleteWorker {
             rounds += 1
             if rounds % 120 == 1 { _ = try? await ctx.store.reapStaleUploads(maxAge: Self.staleUploadSeconds) }
             var did = 0
-            if workers.count("delete") > 0, let due = try? await ctx.store.dueDeletes(limit: 200), !due.isEmpty {
+            var due: [MetadataStore.DeleteItem] = []
+            if workers.count("delete") > 0 {
+                do { due = try await ctx.store.dueDeletes(limit: 200) }
+                catch { ctx.logger.error("delete worker cannot read its queue: \(error)") }
+            }
+            if !due.isEmpty {
                 did = due.count
                 await withTaskGroup(of: Void.self) { group in
                     for item in due { group.addTask { await delete(item) } }

@@ -12,7 +12,12 @@ struct ReplicateWorker {
         while !Task.isCancelled {
             let parallel = workers.count("replicate")
             var did = 0
-            if parallel > 0, let due = try? await ctx.store.dueReplications(limit: 100), !due.isEmpty {
+            var due: [Fid] = []
+            if parallel > 0 {
+                do { due = try await ctx.store.dueReplications(limit: 100) }
+                catch { ctx.logger.error("replicate worker cannot read its queue: \(error)") }
+            }
+            if !due.isEmpty {
                 did = due.count
                 await withTaskGroup(of: Void.self) { group in
                     var it = due.makeIterator()
