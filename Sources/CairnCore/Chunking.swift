@@ -18,3 +18,10 @@ public struct ChunkLayout: Sendable, Equatable {
         return max(0, min(chunkSize, size - start))
     }
 }
+
+/// Space never filled on a device: at most `cap` bytes, and no more than 5% of a small
+/// device (so a 1 GiB test device is still usable). Storage nodes refuse writes into it and
+/// placement never chooses a device for a blob that would reach it.
+public enum FreeSpaceReserve {
+    public static func bytes(total: Int64, cap: Int64) -> Int64 { max(0, min(cap, total / 20)) }
+}

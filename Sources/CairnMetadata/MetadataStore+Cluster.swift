@@ -332,13 +332,16 @@ extension MetadataStore {
             let now = Clock.nowSeconds()
             try db.cachedStatement(sql: "UPDATE host SET observed = ?, last_seen = CASE WHEN ? THEN ? ELSE last_seen END WHERE hostid = ?").execute(
                            arguments: [reachable ? "reachable" : "unreachable", reachable, now, host])
-            if !reachable {
-                try db.cachedStatement(sql: "UPDATE device SET observed = 'unreachable' WHERE hostid = ?").execute(arguments: [host])
-                return
-            }
+            // A device the host no longer reports (its folder vanished, its disk unmounted) is
+            // as unreachable as one on an unreachable host.
+            try db.cachedStatement(sql: """
+                UPDATE device SET observed = 'unreachable', unreachable_since = COALESCE(unreachable_since, ?) WHERE hostid = ?
+                """).execute(arguments: [now, host])
+            guard reachable else { return }
             for u in usage {
                 try db.cachedStatement(sql: """
-                    UPDATE device SET total_bytes = ?, used_bytes = ?, free_bytes = ?, io_util = ?, observed = ?, usage_at = ?
+                    UPDATE device SET total_bytes = ?, used_bytes = ?, free_bytes = ?, io_util = ?, observed = ?, usage_at = ?,
+                           unreachable_since = NULL
                     WHERE devid = ? AND hostid = ?
                     """).execute(arguments: [u.totalBytes, u.usedBytes, u.freeBytes, u.ioUtilization, u.observed.rawValue, now, u.device, host])
             }

@@ -6,7 +6,11 @@ import GRDB
 extension MetadataStore {
     public func dueReplications(limit: Int) async throws -> [Fid] {
         try await read { db in
-            try Fid.fetchAll(db.cachedStatement(sql: "SELECT fid FROM replicate_queue WHERE nexttry <= ? ORDER BY nexttry LIMIT ?"),
+            // Fewest copies first: a blob down to its last copy is the most at risk.
+            try Fid.fetchAll(db.cachedStatement(sql: """
+                SELECT q.fid FROM replicate_queue q WHERE q.nexttry <= ?
+                ORDER BY (SELECT COUNT(*) FROM file_on f WHERE f.fid = q.fid), q.nexttry LIMIT ?
+                """),
                              arguments: [Clock.nowSeconds(), limit])
         }
     }

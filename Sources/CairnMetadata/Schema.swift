@@ -114,6 +114,38 @@ enum Schema {
               value TEXT NOT NULL);
             """)
         }
+        m.registerMigration("v2: self-healing") { db in
+            try db.execute(sql: """
+            -- When the monitor first saw the device unreachable (reaper grace period).
+            ALTER TABLE device ADD COLUMN unreachable_since INTEGER;
+            -- What fsck found, by domain and key (not only fid).
+            CREATE TABLE fsck_finding(
+              id INTEGER PRIMARY KEY AUTOINCREMENT,
+              at INTEGER NOT NULL,
+              fid INTEGER,
+              devid INTEGER,
+              dmid INTEGER,
+              key TEXT,
+              kind TEXT NOT NULL,
+              detail TEXT NOT NULL,
+              repaired INTEGER NOT NULL DEFAULT 0);
+            -- Blobs to check now (reported by a storage node's scrubber).
+            CREATE TABLE fsck_queue(
+              fid INTEGER PRIMARY KEY,
+              reason TEXT NOT NULL);
+            -- Copies to move (drain and rebalance): copy to to_dev (or a device placement
+            -- picks when NULL), verify, then drop the copy on from_dev.
+            CREATE TABLE move_queue(
+              fid INTEGER NOT NULL,
+              from_dev INTEGER NOT NULL,
+              to_dev INTEGER,
+              bytes INTEGER NOT NULL,
+              reason TEXT NOT NULL,
+              nexttry INTEGER NOT NULL DEFAULT 0,
+              failcount INTEGER NOT NULL DEFAULT 0,
+              PRIMARY KEY(fid, from_dev));
+            """)
+        }
         return m
     }
 }

@@ -7,6 +7,8 @@ public struct Placement: Sendable {
 
     public init(reserveBytes: Int64 = 64 << 20) { self.reserveBytes = reserveBytes }
 
+    func reserve(_ d: DeviceView) -> Int64 { FreeSpaceReserve.bytes(total: d.totalBytes, cap: reserveBytes) }
+
     /// Picks up to `count` devices for a blob of `size` bytes (0 when unknown), spread per
     /// `policy`, never on `avoidDevices` or (for the hosts policy) `avoidHosts`; weighted by free space.
     public func choose<G: RandomNumberGenerator>(
@@ -16,7 +18,7 @@ public struct Placement: Sendable {
         var pool = devices.filter {
             $0.acceptsNewFiles && !avoidDevices.contains($0.device)
                 && (policy == .devices || !avoidHosts.contains($0.host))
-                && $0.freeBytes - reserveBytes >= size
+                && $0.freeBytes - reserve($0) >= size
         }
         var chosen: [DeviceView] = []
         while chosen.count < count, !pool.isEmpty {
@@ -36,7 +38,7 @@ public struct Placement: Sendable {
 
     /// Weighted random by free space: emptier devices fill faster, full ones never win.
     func weightedPick<G: RandomNumberGenerator>(_ pool: [DeviceView], using rng: inout G) -> DeviceView {
-        let weights = pool.map { Double(max(1, $0.freeBytes - reserveBytes)) }
+        let weights = pool.map { Double(max(1, $0.freeBytes - reserve($0))) }
         let total = weights.reduce(0, +)
         var r = Double.random(in: 0..<total, using: &rng)
         for (i, w) in weights.enumerated() {

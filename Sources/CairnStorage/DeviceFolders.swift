@@ -48,19 +48,38 @@ public struct DeviceUsage: Codable, Sendable {
 
 /// Reads statvfs for space and /proc/diskstats-style counters (via /sys/dev/block) for I/O
 /// utilisation: the share of wall time the backing block device was busy since the last read.
+/// With a capacity, a device reports that size, the bytes of its blobs as used (re-counted
+/// at most every 2 s) and the rest as free, bounded by what its file system has free.
 final class UsageMeter: @unchecked Sendable {
     private let lock = NSLock()
     private var last: [DeviceID: (ticks: Int64, at: Double)] = [:]
+    private var counted: [DeviceID: (bytes: Int64, at: Double)] = [:]
+    let capacity: Int64?
+
+    init(capacity: Int64? = nil) { self.capacity = capacity }
 
     func measure(_ folders: DeviceFolders, id: DeviceID, reserveBytes: Int64) -> DeviceUsage? {
         var vfs = statvfs()
         guard statvfs(folders.devicePath(id), &vfs) == 0 else { return nil }
-        let total = Int64(vfs.f_blocks) * Int64(vfs.f_frsize)
-        let free = Int64(vfs.f_bavail) * Int64(vfs.f_frsize)
-        let used = total - Int64(vfs.f_bfree) * Int64(vfs.f_frsize)
+        var total = Int64(vfs.f_blocks) * Int64(vfs.f_frsize)
+        var free = Int64(vfs.f_bavail) * Int64(vfs.f_frsize)
+        var used = total - Int64(vfs.f_bfree) * Int64(vfs.f_frsize)
+        if let capacity {
+            used = blobBytes(folders, id: id)
+            total = capacity
+            free = max(0, min(free, capacity - used))
+        }
         return DeviceUsage(id: id, totalBytes: total, usedBytes: used, freeBytes: free,
                            ioUtilization: utilization(folders.devicePath(id), id: id),
-                           writeable: free > reserveBytes && access(folders.devicePath(id), W_OK) == 0)
+                           writeable: free > FreeSpaceReserve.bytes(total: total, cap: reserveBytes) && access(folders.devicePath(id), W_OK) == 0)
+    }
+
+    private func blobBytes(_ folders: DeviceFolders, id: DeviceID) -> Int64 {
+        let now = Date().timeIntervalSince1970
+        if let c = lock.withLock({ counted[id] }), now - c.at < 2 { return c.bytes }
+        let bytes = DeviceInventory.blobs(in: folders.devicePath(id)).reduce(0) { $0 + $1.size }
+        lock.withLock { counted[id] = (bytes, now) }
+        return bytes
     }
 
     private func utilization(_ path: String, id: DeviceID) -> Double {

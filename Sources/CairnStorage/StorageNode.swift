@@ -20,11 +20,19 @@ public struct StorageConfig: Sendable {
     public var newDevices: Int
     /// A device refuses writes (507) when fewer bytes than this would stay free.
     public var reserveBytes: Int64
+    /// Background scrub rate in bytes per second (0: no scrubbing).
+    public var scrubBytesPerSecond: Int64
+    /// Seconds from the start of one scrub pass to the start of the next.
+    public var scrubInterval: Double
+    /// Size each device reports instead of its file system's (devices sharing one disk).
+    public var capacityBytes: Int64?
 
     public init(host: String, port: Int, dataDir: String, name: String, trackers: [String], secret: String?,
-                newDevices: Int = 1, reserveBytes: Int64 = 64 << 20) {
+                newDevices: Int = 1, reserveBytes: Int64 = 64 << 20, scrubBytesPerSecond: Int64 = 16 << 20,
+                scrubInterval: Double = 86400, capacityBytes: Int64? = nil) {
         self.host = host; self.port = port; self.dataDir = dataDir; self.name = name; self.trackers = trackers
         self.secret = secret; self.newDevices = newDevices; self.reserveBytes = reserveBytes
+        self.scrubBytesPerSecond = scrubBytesPerSecond; self.scrubInterval = scrubInterval; self.capacityBytes = capacityBytes
     }
 }
 
@@ -34,12 +42,15 @@ public struct StorageConfig: Sendable {
 public final class StorageNode: Sendable {
     public let config: StorageConfig
     let folders: DeviceFolders
-    let meter = UsageMeter()
+    let meter: UsageMeter
+    let scrubber: Scrubber
     let logger: Logger
 
     public init(config: StorageConfig) {
         self.config = config
         self.folders = DeviceFolders(root: config.dataDir)
+        self.meter = UsageMeter(capacity: config.capacityBytes)
+        self.scrubber = Scrubber(bytesPerSecond: config.scrubBytesPerSecond, passInterval: config.scrubInterval)
         var logger = Logger(label: "cairn.storage.\(config.name)")
         logger.logLevel = .info
         self.logger = logger
@@ -55,6 +66,10 @@ public final class StorageNode: Sendable {
         if !config.trackers.isEmpty {
             Task.detached { await self.registerUntilDone() }
         }
+        let scrubber = self.scrubber, folders = self.folders
+        let stop = StopFlag()
+        Thread.detachNewThread { scrubber.run(folders: folders, isCancelled: { stop.isSet }) }
+        defer { stop.set() }
         try await app.runService()
     }
 
@@ -107,6 +122,7 @@ public final class StorageNode: Sendable {
     func respond(_ request: Request) async -> Response {
         let path = request.uri.path
         if path == "/_status" { return status() }
+        if let maintenance = await maintenance(request) { return maintenance }
         if path.hasSuffix("/usage"), let id = deviceOfUsagePath(path) { return usage(device: id) }
         if path.hasPrefix(ConcatenatedPath.prefix) {
             guard request.method == .get || request.method == .head, let cat = ConcatenatedPath(path: path) else {
@@ -134,6 +150,7 @@ public final class StorageNode: Sendable {
             return await serve(file: file, request: request)
         case .put, .delete:
             if let denied = authorize(token: token, path: path) { return denied }
+            scrubber.forget(device: device, fid: fid)
             if request.method == .delete { return delete(file: file) }
             return await store(file: file, device: device, fid: fid, request: request, algorithm: token?.algorithm ?? .none)
         default:
@@ -163,7 +180,8 @@ public final class StorageNode: Sendable {
         let copySource = request.headers[HTTPField.Name("Cairn-Copy-From")!]
         // A copy request has an empty body; the size is the source's.
         let expected = copySource == nil ? request.headers[.contentLength].flatMap { Int64($0) } : nil
-        if let expected, let u = meter.measure(folders, id: device, reserveBytes: config.reserveBytes), u.freeBytes - expected < config.reserveBytes {
+        if let expected, let u = meter.measure(folders, id: device, reserveBytes: config.reserveBytes),
+           u.freeBytes - expected < FreeSpaceReserve.bytes(total: u.totalBytes, cap: config.reserveBytes) {
             return text(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), "device \(device) on \(config.name) is nearly full (\(u.freeBytes) bytes free); the tracker will place the blob elsewhere")
         }
         let blob: BlobFile
@@ -348,11 +366,18 @@ public final class StorageNode: Sendable {
     public struct Status: Codable, Sendable {
         public var name: String
         public var devices: [DeviceUsage]
+        /// Blobs the scrubber found whose bytes no longer match their stored checksum.
+        var corrupt: [Scrubber.Finding]
+        var scrubbedBlobs: Int64
     }
 
     func status() -> Response {
         let devices = folders.deviceIDs().compactMap { meter.measure(folders, id: $0, reserveBytes: config.reserveBytes) }
-        let data = (try? JSONEncoder().encode(Status(name: config.name, devices: devices))) ?? Data()
+        return json(Status(name: config.name, devices: devices, corrupt: scrubber.findings, scrubbedBlobs: scrubber.blobsScanned))
+    }
+
+    func json<T: Encodable>(_ value: T) -> Response {
+        let data = (try? JSONEncoder().encode(value)) ?? Data()
         var headers = HTTPFields()
         headers[.contentType] = "application/json"
         return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))

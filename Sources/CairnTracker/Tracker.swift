@@ -18,11 +18,21 @@ public struct TrackerConfig: Sendable {
     public var pollInterval: Double
     /// Seconds a write path stays valid.
     public var tokenLifetime: Int64
+    /// Bytes per second background copies (replication, reaping, drain, rebalance, fsck
+    /// repair) may use between nodes; 0 is unlimited. The `background_bandwidth` setting overrides it.
+    public var backgroundBandwidth: Int64
+    /// A device unreachable this many seconds is marked dead and its copies re-replicated;
+    /// 0 (the default) never does so on its own. The `maintenance` setting suspends it.
+    public var deadAfter: Int64
+    /// Every this many polls, each device gets a test write and read.
+    public var probeEvery: Int
 
     public init(databasePath: String, host: String = "127.0.0.1", port: Int = 7001, secret: String? = nil,
-                defaultReplicas: Int = 2, pollInterval: Double = 2, tokenLifetime: Int64 = 3600) {
+                defaultReplicas: Int = 2, pollInterval: Double = 2, tokenLifetime: Int64 = 3600,
+                backgroundBandwidth: Int64 = 0, deadAfter: Int64 = 0, probeEvery: Int = 5) {
         self.databasePath = databasePath; self.host = host; self.port = port; self.secret = secret
         self.defaultReplicas = defaultReplicas; self.pollInterval = pollInterval; self.tokenLifetime = tokenLifetime
+        self.backgroundBandwidth = backgroundBandwidth; self.deadAfter = deadAfter; self.probeEvery = probeEvery
     }
 }
 
@@ -35,6 +45,10 @@ struct TrackerContext: Sendable {
     let replicator: Replicator
     let placement: Placement
     let logger: Logger
+    /// Whether this tracker runs the background queues now.
+    let jobMaster: JobMaster
+    /// Bandwidth of background copies between nodes.
+    let throttle: BandwidthMeter
 }
 
 /// A tracker: the metadata database, the protocol server and the background workers.
@@ -51,8 +65,10 @@ public final class Tracker: Sendable {
         let placement = Placement()
         context = TrackerContext(config: config, store: store, devices: devices, gateway: gateway,
                                  replicator: Replicator(gateway: gateway, devices: devices, placement: placement),
-                                 placement: placement, logger: logger)
-        workers = WorkerRegistry(defaults: ["replicate": 2, "delete": 1, "monitor": 1])
+                                 placement: placement, logger: logger,
+                                 jobMaster: JobMaster(owner: "\(ProcessInfo.processInfo.hostName):\(config.port):\(getpid())"),
+                                 throttle: BandwidthMeter(bytesPerSecond: config.backgroundBandwidth))
+        workers = WorkerRegistry(defaults: ["replicate": 2, "delete": 1, "monitor": 1, "drain": 2, "rebalance": 2, "fsck": 2])
     }
 
     /// Serves until cancelled. `onBound` gets the port actually bound (for port 0).
@@ -62,11 +78,13 @@ public final class Tracker: Sendable {
         ClusterCommands(ctx: context).register(into: &handlers)
         FileCommands(ctx: context).register(into: &handlers)
         NamespaceCommands(ctx: context).register(into: &handlers)
+        HealthCommands(ctx: context, workers: workers).register(into: &handlers)
         let dispatcher = Dispatcher(handlers: handlers, admin: AdminLines(store: context.store, counters: counters, workers: workers),
                                     stats: counters)
         let server = ProtocolServer(host: context.config.host, port: context.config.port, dispatcher: dispatcher, logger: context.logger)
         let ctx = context
         let workers = self.workers
+        if let saved = try? await ctx.store.setting("background_bandwidth"), let n = Int64(saved) { ctx.throttle.limit.store(n, ordering: .relaxed) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 try await server.run { port in
@@ -74,9 +92,12 @@ public final class Tracker: Sendable {
                     onBound(port)
                 }
             }
+            group.addTask { await ctx.jobMaster.run(store: ctx.store, logger: ctx.logger) }
             group.addTask { await UsageMonitor(ctx: ctx, workers: workers).run() }
             group.addTask { await ReplicateWorker(ctx: ctx, workers: workers).run() }
             group.addTask { await DeleteWorker(ctx: ctx, workers: workers).run() }
+            group.addTask { await MoveWorker(ctx: ctx, workers: workers).run() }
+            group.addTask { await FsckWorker(ctx: ctx, workers: workers).run() }
             try await group.next()
             group.cancelAll()
         }

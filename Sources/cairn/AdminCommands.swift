@@ -5,8 +5,9 @@ import Foundation
 
 struct Admin: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Cluster administration: hosts, devices, domains, classes, stats.",
-        subcommands: [HostAdmin.self, DeviceAdmin.self, DomainAdmin.self, ClassAdmin.self, StatsAdmin.self])
+        abstract: "Cluster administration: hosts, devices, domains, classes, stats, fsck, rebalance, workers, settings.",
+        subcommands: [HostAdmin.self, DeviceAdmin.self, DomainAdmin.self, ClassAdmin.self, StatsAdmin.self,
+                      FsckAdmin.self, RebalanceAdmin.self, WorkersAdmin.self, SettingsAdmin.self])
 }
 
 /// Prints rows `prefix<i>_<field>` of a reply as a table or JSON.
@@ -79,7 +80,7 @@ struct DeviceAdmin: ParsableCommand {
         func run() throws {
             try reportingErrors {
                 printRows(try tracker.client().call("get_devices"), count: "devices", prefix: { "dev\($0)_" },
-                          fields: ["devid", "hostid", "status", "observed_state", "mb_total", "mb_used", "mb_free", "utilization", "weight"], json: json)
+                          fields: ["devid", "hostid", "status", "observed_state", "mb_total", "mb_used", "mb_free", "utilization", "weight", "copies", "mb_stored"], json: json)
             }
         }
     }

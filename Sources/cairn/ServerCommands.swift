@@ -11,11 +11,17 @@ struct TrackerCommand: AsyncParsableCommand {
     @Option(name: .customLong("secret-file"), help: "File holding the cluster secret (or set CAIRN_SECRET).") var secretFile: String?
     @Option(name: .customLong("default-replicas"), help: "Replicas of the default class of new domains.") var defaultReplicas = 2
     @Option(name: .customLong("poll-interval"), help: "Seconds between usage polls of storage nodes.") var pollInterval = 2.0
+    @Option(name: .customLong("background-bandwidth"), help: "MiB/s that background copies (replication, reaping, drain, rebalance, fsck repair) may use between nodes; 0 is unlimited.")
+    var backgroundBandwidth = 0.0
+    @Option(name: .customLong("dead-after"), help: "Mark a device dead after this many seconds unreachable and re-replicate its copies; 0 (default) never does. `cairn admin settings set maintenance on` suspends it.")
+    var deadAfter: Int64 = 0
 
     func run() async throws {
         let (host, port) = try splitAddress(listen, defaultPort: 7001)
+        guard backgroundBandwidth >= 0, deadAfter >= 0 else { throw ValidationError("--background-bandwidth and --dead-after must not be negative") }
         let config = TrackerConfig(databasePath: db, host: host, port: port, secret: try loadSecret(file: secretFile),
-                                   defaultReplicas: defaultReplicas, pollInterval: pollInterval)
+                                   defaultReplicas: defaultReplicas, pollInterval: pollInterval,
+                                   backgroundBandwidth: Int64(backgroundBandwidth * 1_048_576), deadAfter: deadAfter)
         try await reportingErrors {
             let tracker = try Tracker(config: config)
             try await tracker.run()
@@ -32,12 +38,18 @@ struct StorageCommand: AsyncParsableCommand {
     @Option(help: "Node name (default: HOSTNAME-PORT).") var name: String?
     @Option(help: "Devices to create at first registration when DIR has none.") var devices = 1
     @Option(name: .customLong("secret-file"), help: "File holding the cluster secret (or set CAIRN_SECRET).") var secretFile: String?
+    @Option(name: .customLong("scrub-rate"), help: "MiB/s the background scrub reads to verify checksums; 0 turns scrubbing off.") var scrubRate = 16.0
+    @Option(name: .customLong("scrub-interval"), help: "Seconds from the start of one scrub pass over every blob to the next.") var scrubInterval = 86400.0
+    @Option(help: "Size each device reports, in MiB (default: its file system's). For devices sharing one disk.") var capacity: Int64?
 
     func run() async throws {
         let (host, port) = try splitAddress(listen, defaultPort: 7500)
+        guard scrubRate >= 0, scrubInterval > 0, (capacity ?? 1) > 0 else { throw ValidationError("--scrub-rate, --scrub-interval and --capacity must be positive") }
         let nodeName = name ?? "\(ProcessInfo.processInfo.hostName)-\(port)"
         let config = StorageConfig(host: host, port: port, dataDir: data, name: nodeName, trackers: tracker,
-                                   secret: try loadSecret(file: secretFile), newDevices: devices)
+                                   secret: try loadSecret(file: secretFile), newDevices: devices,
+                                   scrubBytesPerSecond: Int64(scrubRate * 1_048_576), scrubInterval: scrubInterval,
+                                   capacityBytes: capacity.map { $0 << 20 })
         try await reportingErrors { try await StorageNode(config: config).run() }
     }
 }

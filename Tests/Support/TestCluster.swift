@@ -13,6 +13,9 @@ public final class TestCluster: @unchecked Sendable {
     public private(set) var tracker: Process?
     public private(set) var nodes: [Process?]
     public let client: TrackerClient
+    /// Extra arguments for the tracker and for every storage node.
+    public let trackerArgs: [String]
+    public let nodeArgs: [String]
 
     public static var binary: String {
         // The test bundle sits beside the built executables.
@@ -37,7 +40,10 @@ public final class TestCluster: @unchecked Sendable {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
-    public init(nodes count: Int = 3, secret: String? = nil) throws {
+    public init(nodes count: Int = 3, secret: String? = nil, trackerArgs: [String] = [], nodeArgs: [String] = [],
+                waitForNodes: Int? = nil) throws {
+        self.trackerArgs = trackerArgs
+        self.nodeArgs = nodeArgs
         root = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-test-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         trackerPort = Self.freePort()
@@ -48,7 +54,7 @@ public final class TestCluster: @unchecked Sendable {
         if let secret { try secret.write(toFile: root + "/secret", atomically: true, encoding: .utf8) }
         try startTracker()
         for i in 0..<count { try startNode(i) }
-        try waitForWriteableDevices(count)
+        try waitForWriteableDevices(waitForNodes ?? count)
         _ = try client.call("create_domain", [("domain", "test")])
     }
 
@@ -68,7 +74,7 @@ public final class TestCluster: @unchecked Sendable {
     }
 
     public func startTracker() throws {
-        tracker = try spawn(["tracker", "--db", root + "/tracker.db", "--listen", trackerAddress, "--poll-interval", "0.5"], log: "tracker.log")
+        tracker = try spawn(["tracker", "--db", root + "/tracker.db", "--listen", trackerAddress, "--poll-interval", "0.5"] + trackerArgs, log: "tracker.log")
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
             if (try? client.call("noop")) != nil { return }
@@ -79,7 +85,7 @@ public final class TestCluster: @unchecked Sendable {
 
     public func startNode(_ i: Int) throws {
         nodes[i] = try spawn(["storage", "--listen", "127.0.0.1:\(nodePorts[i])", "--data", root + "/node\(i)", "--tracker", trackerAddress,
-                              "--name", "node\(i)"], log: "node\(i).log")
+                              "--name", "node\(i)"] + nodeArgs, log: "node\(i).log")
     }
 
     public func waitForWriteableDevices(_ n: Int, timeout: TimeInterval = 20) throws {
@@ -92,7 +98,11 @@ public final class TestCluster: @unchecked Sendable {
             }
             Thread.sleep(forTimeInterval: 0.1)
         }
-        throw TestFailure("only some devices became writeable; logs: \(log("tracker.log"))")
+        let states = (try? client.call("get_devices")).map { r in
+            (0..<Int(r.int("devices") ?? 0)).map { "dev\(r["dev\($0 + 1)_devid"] ?? "?"):\(r["dev\($0 + 1)_status"] ?? "?")/\(r["dev\($0 + 1)_observed_state"] ?? "?")" }.joined(separator: " ")
+        } ?? "tracker not answering"
+        let nodeLogs = (0..<nodes.count).map { "node\($0): \(log("node\($0).log").suffix(600))" }.joined(separator: "\n")
+        throw TestFailure("only some of \(n) devices became writeable (\(states)); tracker log: \(log("tracker.log"))\n\(nodeLogs)")
     }
 
     public func kill(_ p: Process?, signal: Int32 = SIGKILL) {
@@ -102,6 +112,14 @@ public final class TestCluster: @unchecked Sendable {
     }
 
     public func killNode(_ i: Int) { kill(nodes[i]); nodes[i] = nil }
+
+    /// Adds and starts one more storage node.
+    public func addNode() throws -> Int {
+        nodePorts.append(Self.freePort())
+        nodes.append(nil)
+        try startNode(nodes.count - 1)
+        return nodes.count - 1
+    }
 
     public func restartTracker(signal: Int32 = SIGKILL) throws {
         kill(tracker, signal: signal)

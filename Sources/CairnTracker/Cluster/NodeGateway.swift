@@ -61,8 +61,49 @@ struct NodeGateway: Sendable {
 
     struct NodeStatus: Decodable {
         struct Device: Decodable { var id: Int; var totalBytes: Int64; var usedBytes: Int64; var freeBytes: Int64; var ioUtilization: Double; var writeable: Bool }
+        struct Corrupt: Decodable { var device: Int; var fid: Int64; var stored: String; var computed: String }
         var name: String
         var devices: [Device]
+        var corrupt: [Corrupt]?
+    }
+
+    /// What a node found reading a copy again.
+    enum Verification: Equatable {
+        case missing
+        case intact(size: Int64, checksum: String?)
+        /// The bytes differ from the checksum stored with them at write time.
+        case corrupt(size: Int64, stored: String, computed: String)
+    }
+
+    /// Has the node read the copy again and recompute its checksum; nil when it does not answer.
+    func verify(_ d: DeviceInfo, fid: Fid, algorithm: ChecksumAlgorithm) async -> Verification? {
+        struct Reply: Decodable { var size: Int64; var stored: String?; var computed: String? }
+        let url = d.host.baseURL + "/_verify" + FidLayout.devicePath(device: d.device.id, fid: fid) + "?algorithm=\(algorithm.rawValue)"
+        guard let r = try? await BlockingPool.run({ try http.get(url) }) else { return nil }
+        if r.status == 404 { return .missing }
+        guard r.status == 200, let reply = try? JSONDecoder().decode(Reply.self, from: Data(r.body)) else { return nil }
+        if let stored = reply.stored, let computed = reply.computed, stored.lowercased() != computed.lowercased() {
+            return .corrupt(size: reply.size, stored: stored, computed: computed)
+        }
+        return .intact(size: reply.size, checksum: reply.computed ?? reply.stored)
+    }
+
+    /// The blobs on a device (fid, size, mtime), from `after` on; nil when the node does not answer.
+    func list(_ d: DeviceInfo, after: Fid, limit: Int) async -> [(fid: Fid, size: Int64, mtime: Int64)]? {
+        let url = d.host.baseURL + "/_list/dev\(d.device.id)?after=\(after)&limit=\(limit)"
+        guard let r = try? await BlockingPool.run({ try http.get(url) }), r.status == 200 else { return nil }
+        return r.text.split(separator: "\n").compactMap { line in
+            let f = line.split(separator: " ")
+            guard f.count == 3, let fid = Fid(f[0]), let size = Int64(f[1]), let mtime = Int64(f[2]) else { return nil }
+            return (fid, size, mtime)
+        }
+    }
+
+    /// The monitor's test write and read; nil when it worked, else why not.
+    func probe(_ d: DeviceInfo) async -> String? {
+        let url = d.host.baseURL + "/_probe/dev\(d.device.id)"
+        guard let r = try? await BlockingPool.run({ try http.perform(method: "POST", url: url) }) else { return "host \(d.host.name) did not answer" }
+        return r.status == 200 ? nil : r.text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     func status(of host: HostRecord) async -> NodeStatus? {

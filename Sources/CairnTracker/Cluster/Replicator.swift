@@ -23,9 +23,10 @@ struct Replicator: Sendable {
     ///   - claimed: devices said to hold a copy; each is checked (HEAD: size, checksum).
     ///   - expectedSize: the size the uploader reported, if any; copies must match it.
     ///   - expectedChecksum: the checksum the uploader reported, if any.
+    ///   - throttle: background work passes the cluster's bandwidth meter; client writes do not.
     func ensure(fid: Fid, claimed: [DeviceID], expectedSize: Int64?, expectedChecksum: String?,
                 target: Int, policy: PlacementPolicy, algorithm: ChecksumAlgorithm,
-                receipts: [DeviceID: String] = [:]) async throws -> Outcome {
+                receipts: [DeviceID: String] = [:], throttle: BandwidthMeter? = nil) async throws -> Outcome {
         let all = try await devices.byID()
         var good: [DeviceInfo] = []
         var size = expectedSize
@@ -65,6 +66,7 @@ struct Replicator: Sendable {
                 break
             }
             do {
+                await throttle?.admit(finalSize)
                 let facts = try await gateway.copy(fid: fid, from: source, to: dest, algorithm: algorithm)
                 if facts.size != finalSize {
                     problems.append("copy on device \(dest.device.id) has \(facts.size) bytes, expected \(finalSize)")

@@ -73,7 +73,12 @@ struct ClusterCommands {
             return out
         }
         h["set_server_setting"] = { a in
-            try await s.store.setSetting(try a.require("key", "bad_params"), a["value"] ?? "")
+            let key = try a.require("key", "bad_params"), value = a["value"] ?? ""
+            if key == "background_bandwidth" {
+                guard let n = Int64(value), n >= 0 else { throw ProtocolError("bad_params", "background_bandwidth is bytes per second (0: unlimited), got \(value.prefix(40))") }
+                s.ctx.throttle.limit.store(n, ordering: .relaxed)
+            }
+            try await s.store.setSetting(key, value)
             return []
         }
         h["noop"] = { _ in [] }
@@ -229,9 +234,11 @@ struct ClusterCommands {
     func getDevices(_ a: Args) async throws -> [(String, String)] {
         var devs = try await store.devices()
         if let id = a.nonEmpty("devid").flatMap({ Int($0) }) { devs = devs.filter { $0.id == id } }
+        let contents = try await store.deviceContents()
         var out = [("devices", String(devs.count))]
         for (i, d) in devs.enumerated() {
             let p = "dev\(i + 1)_"
+            out += [(p + "copies", String(contents[d.id]?.copies ?? 0)), (p + "mb_stored", String((contents[d.id]?.bytes ?? 0) >> 20))]
             out += [(p + "devid", String(d.id)), (p + "hostid", String(d.host)), (p + "status", d.status.rawValue),
                     (p + "weight", String(d.weight)), (p + "mb_total", String(d.totalBytes >> 20)), (p + "mb_used", String(d.usedBytes >> 20)),
                     (p + "mb_free", String(d.freeBytes >> 20)), (p + "mb_asof", d.usageAt.map(String.init) ?? ""),
@@ -252,7 +259,8 @@ struct ClusterCommands {
         ctx.devices.invalidate()
         ctx.logger.info("storage node \(name) registered at \(ip):\(port) (host \(host.id)); new devices \(ids)")
         // Fresh devices are usable as soon as the monitor has measured them: measure now.
-        await UsageMonitor(ctx: ctx, workers: nil).poll(host: host)
+        await UsageMonitor(ctx: ctx, workers: nil).poll(host: host, devices: [])
+        ctx.devices.invalidate()
         return [("hostid", String(host.id)), ("new_devices", ids.map(String.init).joined(separator: ","))]
     }
 }

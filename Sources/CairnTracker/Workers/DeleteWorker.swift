@@ -14,6 +14,7 @@ struct DeleteWorker {
         var rounds = 0
         while !Task.isCancelled {
             rounds += 1
+            guard ctx.jobMaster.isMaster else { try? await Task.sleep(for: .milliseconds(500)); continue }
             if rounds % 120 == 1 { _ = try? await ctx.store.reapStaleUploads(maxAge: Self.staleUploadSeconds) }
             var did = 0
             var due: [MetadataStore.DeleteItem] = []

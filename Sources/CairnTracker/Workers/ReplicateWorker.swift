@@ -3,7 +3,8 @@ import CairnMetadata
 import CairnPolicy
 
 /// Brings every queued fid up to its class's replica count, node to node, with backoff on
-/// failure (15 s, 1 min, 5 min, 30 min, then hourly).
+/// failure (15 s, 1 min, 5 min, 30 min, then hourly). Blobs with the fewest copies go first
+/// (the reaper's order after a device dies).
 struct ReplicateWorker {
     let ctx: TrackerContext
     let workers: WorkerRegistry
@@ -13,7 +14,7 @@ struct ReplicateWorker {
             let parallel = workers.count("replicate")
             var did = 0
             var due: [Fid] = []
-            if parallel > 0 {
+            if parallel > 0, ctx.jobMaster.isMaster {
                 do { due = try await ctx.store.dueReplications(limit: 100) }
                 catch { ctx.logger.error("replicate worker cannot read its queue: \(error)") }
             }
@@ -49,7 +50,7 @@ struct ReplicateWorker {
             let readable = live.filter { devs[$0]?.view.servesReads ?? false }
             let outcome = try await ctx.replicator.ensure(fid: fid, claimed: readable, expectedSize: blob.length,
                                                           expectedChecksum: blob.checksum, target: c.replicas,
-                                                          policy: c.policy, algorithm: c.checksum)
+                                                          policy: c.policy, algorithm: c.checksum, throttle: ctx.throttle)
             for d in outcome.devices where !blob.devices.contains(d) { try await ctx.store.addCopy(fid: fid, device: d) }
             if let shortfall = outcome.shortfall {
                 ctx.logger.debug("replication of fid \(fid) incomplete: \(shortfall)")

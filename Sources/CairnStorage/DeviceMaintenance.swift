@@ -1,0 +1,186 @@
+import CairnCore
+import CSys
+import Foundation
+import Synchronization
+
+/// Reads a blob again and recomputes its checksum: what fsck and the scrubber compare with
+/// the checksum stored at write time (the `user.cairn.checksum` xattr and the tracker's row).
+enum BlobVerifier {
+    struct Result: Codable, Sendable {
+        var size: Int64
+        /// Checksum stored when the blob was written, if any.
+        var stored: String?
+        /// Checksum of the bytes on disk now (nil when the algorithm is none).
+        var computed: String?
+        var intact: Bool { stored == nil || computed == nil || stored == computed }
+    }
+
+    /// `algorithm` nil: the stored checksum's algorithm (nothing computed when there is none).
+    /// `pace` is called after every block read with its size (rate limiting).
+    static func verify(path: String, algorithm: ChecksumAlgorithm?, pace: (Int) -> Void = { _ in }) throws -> Result {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { throw StorageError.io("cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let stored = BlobFile.storedChecksum(path: path)
+        let alg = algorithm ?? stored.flatMap { Checksum(parsing: $0)?.algorithm } ?? ChecksumAlgorithm.none
+        var sum = StreamingChecksum(alg)
+        var size: Int64 = 0
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StorageError.io("read of \(path) failed: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            buffer.withUnsafeBytes { sum.update(UnsafeRawBufferPointer(rebasing: $0[..<n])) }
+            size += Int64(n)
+            pace(n)
+        }
+        return Result(size: size, stored: stored, computed: sum.finalize()?.description)
+    }
+}
+
+/// The blobs present on a device, found by walking its fid folders (fsck's orphan scan and
+/// the scrubber). Only names in the exact fid form count.
+enum DeviceInventory {
+    struct Entry: Sendable {
+        var fid: Fid
+        var size: Int64
+        /// Seconds since the epoch of the last change (orphans get a grace period).
+        var mtime: Int64
+    }
+
+    static func blobs(in devicePath: String, after: Fid = 0, limit: Int = .max) -> [Entry] {
+        var out: [Entry] = []
+        let fm = FileManager.default
+        // B/MMM/TTT folders sort in fid order because every level is fixed-width.
+        for b in sortedDigits(fm, devicePath) {
+            for m in sortedDigits(fm, "\(devicePath)/\(b)") {
+                for t in sortedDigits(fm, "\(devicePath)/\(b)/\(m)") {
+                    let dir = "\(devicePath)/\(b)/\(m)/\(t)"
+                    let names = ((try? fm.contentsOfDirectory(atPath: dir)) ?? []).sorted()
+                    for name in names where name.hasSuffix(".fid") {
+                        guard let fid = Fid(name.dropLast(4)), fid > after,
+                              FidLayout.relativePath(fid: fid) == "\(b)/\(m)/\(t)/\(name)" else { continue }
+                        var st = stat()
+                        guard lstat("\(dir)/\(name)", &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                        out.append(Entry(fid: fid, size: Int64(st.st_size), mtime: Int64(st.st_mtim.tv_sec)))
+                        if out.count >= limit { return out }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    private static func sortedDigits(_ fm: FileManager, _ path: String) -> [String] {
+        ((try? fm.contentsOfDirectory(atPath: path)) ?? []).filter { !$0.isEmpty && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }.sorted()
+    }
+}
+
+/// The monitor's test write: a small file written, fsynced, read back and removed, proving
+/// the device takes writes now (a full or read-only-remounted disk fails it).
+enum DeviceProbe {
+    static func run(devicePath: String) -> String? {
+        let dir = devicePath + "/test-write"
+        do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+        catch { return "cannot create \(dir): \(error)" }
+        let path = dir + "/test-write-\(Clock.nowSeconds())-\(UInt32.random(in: 0...UInt32.max))"
+        let payload = Array("cairn test write \(path)\n".utf8)
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return "cannot create \(path): \(String(cString: strerror(errno)))" }
+        defer { unlink(path) }
+        let wrote = payload.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd)
+        close(fd)
+        guard wrote == payload.count, synced == 0 else { return "test write to \(path) failed: \(String(cString: strerror(errno)))" }
+        guard let back = FileManager.default.contents(atPath: path), Array(back) == payload else { return "test read of \(path) returned other bytes" }
+        return nil
+    }
+}
+
+/// Background scrubbing: every blob with a stored checksum is read again at a bounded rate
+/// and compared; blobs whose bytes no longer match are reported in `/_status` (the tracker's
+/// monitor picks them up and has fsck repair them from a good copy).
+final class Scrubber: @unchecked Sendable {
+    struct Finding: Codable, Sendable, Hashable {
+        var device: DeviceID
+        var fid: Fid
+        var stored: String
+        var computed: String
+    }
+
+    private let lock = NSLock()
+    private var corrupt: Set<Finding> = []
+    private var scanned: Int64 = 0
+    let bytesPerSecond: Int64
+    let passInterval: Double
+
+    init(bytesPerSecond: Int64, passInterval: Double) {
+        self.bytesPerSecond = bytesPerSecond
+        self.passInterval = passInterval
+    }
+
+    var findings: [Finding] { lock.withLock { corrupt.sorted { ($0.device, $0.fid) < ($1.device, $1.fid) } } }
+    var blobsScanned: Int64 { lock.withLock { scanned } }
+
+    /// A blob was rewritten or deleted: an old finding about it no longer holds.
+    func forget(device: DeviceID, fid: Fid) {
+        lock.withLock { corrupt = corrupt.filter { !($0.device == device && $0.fid == fid) } }
+    }
+
+    func record(_ f: Finding?, device: DeviceID, fid: Fid) {
+        lock.withLock {
+            scanned += 1
+            corrupt = corrupt.filter { !($0.device == device && $0.fid == fid) }
+            if let f { corrupt.insert(f) }
+        }
+    }
+
+    /// Runs passes over every device until cancelled (blocking I/O: call off the executor).
+    func run(folders: DeviceFolders, isCancelled: () -> Bool) {
+        guard bytesPerSecond > 0 else { return }
+        while !isCancelled() {
+            let started = Date()
+            let pacer = RatePacer(bytesPerSecond: bytesPerSecond)
+            for device in folders.deviceIDs() {
+                for entry in DeviceInventory.blobs(in: folders.devicePath(device)) {
+                    if isCancelled() { return }
+                    scrub(folders.file(device: device, fid: entry.fid), device: device, fid: entry.fid, pacer: pacer)
+                }
+            }
+            let rest = passInterval - Date().timeIntervalSince(started)
+            if rest > 0 { Thread.sleep(forTimeInterval: rest) }
+        }
+    }
+
+    func scrub(_ path: String, device: DeviceID, fid: Fid, pacer: RatePacer) {
+        guard BlobFile.storedChecksum(path: path) != nil else { return }
+        guard let r = try? BlobVerifier.verify(path: path, algorithm: nil, pace: pacer.pace) else { return }  // vanished meanwhile
+        let finding = r.intact ? nil : Finding(device: device, fid: fid, stored: r.stored ?? "", computed: r.computed ?? "")
+        record(finding, device: device, fid: fid)
+    }
+}
+
+/// Sleeps so that the bytes passed through it average at most `bytesPerSecond`.
+final class RatePacer {
+    let bytesPerSecond: Int64
+    private var bytes: Int64 = 0
+    private let began = Date()
+
+    init(bytesPerSecond: Int64) { self.bytesPerSecond = bytesPerSecond }
+
+    func pace(_ n: Int) {
+        bytes += Int64(n)
+        let due = Double(bytes) / Double(bytesPerSecond) - Date().timeIntervalSince(began)
+        if due > 0 { Thread.sleep(forTimeInterval: due) }
+    }
+}
+
+/// Tells a background thread to stop.
+final class StopFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .relaxed) }
+    func set() { flag.store(true, ordering: .relaxed) }
+}

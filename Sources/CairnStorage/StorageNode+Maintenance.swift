@@ -1,0 +1,60 @@
+import CairnCore
+import CairnTransfer
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// Endpoints the tracker's monitor and fsck use:
+/// - `GET /_verify/dev<N>/B/MMM/TTT/<fid>.fid[?algorithm=sha256|md5]`: read the blob again,
+///   answer its size, stored and recomputed checksums (JSON).
+/// - `GET /_list/dev<N>[?after=FID&limit=N]`: the blobs on a device, one `fid size mtime` line each.
+/// - `POST /_probe/dev<N>`: a test write and read on the device.
+extension StorageNode {
+    static let maintenancePrefixes = ["/_verify/", "/_list/", "/_probe/"]
+
+    func maintenance(_ request: Request) async -> Response? {
+        let path = request.uri.path
+        guard let prefix = Self.maintenancePrefixes.first(where: { path.hasPrefix($0) }) else { return nil }
+        let rest = "/" + path.dropFirst(prefix.count)
+        let query = request.uri.queryParameters
+        switch prefix {
+        case "/_verify/":
+            guard let (device, fid) = FidLayout.parse(devicePath: rest) else { return text(.badRequest, "\(path.prefix(200)) names no blob") }
+            guard folders.exists(device) else { return text(.notFound, "device \(device) is not on this node (\(config.name))") }
+            var algorithm: ChecksumAlgorithm?
+            if let name = query["algorithm"] {
+                guard let a = ChecksumAlgorithm(name: String(name)) else { return text(.badRequest, "unknown checksum algorithm \(name.prefix(40))") }
+                algorithm = a
+            }
+            let file = folders.file(device: device, fid: fid), chosen = algorithm
+            guard access(file, F_OK) == 0 else { return text(.notFound, "no such blob: \(rest)") }
+            do {
+                let result = try await BlockingPool.run { try BlobVerifier.verify(path: file, algorithm: chosen) }
+                return json(result)
+            } catch {
+                return text(.internalServerError, "verifying fid \(fid) on device \(device) (\(config.name)) failed: \(error)")
+            }
+        case "/_list/":
+            guard let device = deviceID(rest) else { return text(.notFound, "no device \(rest.prefix(40)) on this node (\(config.name))") }
+            let after = query["after"].flatMap { Fid(String($0)) } ?? 0
+            let limit = query["limit"].flatMap { Int(String($0)) }.map { max(1, min($0, 100_000)) } ?? 10_000
+            let dir = folders.devicePath(device)
+            let entries = (try? await BlockingPool.run { DeviceInventory.blobs(in: dir, after: after, limit: limit) }) ?? []
+            return text(.ok, entries.map { "\($0.fid) \($0.size) \($0.mtime)" }.joined(separator: "\n"))
+        default:
+            guard request.method == .post else { return text(.methodNotAllowed, "use POST for a probe") }
+            guard let device = deviceID(rest) else { return text(.notFound, "no device \(rest.prefix(40)) on this node (\(config.name))") }
+            let dir = folders.devicePath(device)
+            if let problem = try? await BlockingPool.run({ DeviceProbe.run(devicePath: dir) }) {
+                return text(.internalServerError, "device \(device) on \(config.name): \(problem)")
+            }
+            return text(.ok, "ok")
+        }
+    }
+
+    private func deviceID(_ rest: String) -> DeviceID? {
+        let name = rest.dropFirst()
+        guard name.hasPrefix("dev"), let id = DeviceID(name.dropFirst(3)), "dev\(id)" == name, folders.exists(id) else { return nil }
+        return id
+    }
+}
