@@ -30,6 +30,12 @@ extension MetadataStore {
             if try Self.domain(db, name: name) != nil {
                 throw StoreError("domain_exists", "domain \"\(name)\" already exists", errno: 17)
             }
+            return try Self.createDomain(db, name: name, defaultReplicas: defaultReplicas)
+        }
+    }
+
+    static func createDomain(_ db: Database, name: String, defaultReplicas: Int) throws -> DomainRecord {
+        do {
             let now = Clock.nowNanos()
             try db.cachedStatement(sql: "INSERT INTO inode(dmid, kind, mode, atime, mtime, ctime, nlink) VALUES (0, 'd', ?, ?, ?, ?, 2)").execute(
                            arguments: [0o40755, now, now, now])

@@ -100,6 +100,8 @@ extension MetadataStore {
         public var copies: Int
         public var replicationQueue: Int
         public var deleteQueue: Int
+        /// Inodes whose sidecars are being rewritten.
+        public var sidecarQueue: Int
     }
 
     public func stats() async throws -> Stats {
@@ -109,7 +111,8 @@ extension MetadataStore {
                   bytes: try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(SUM(length), 0) FROM blob"))!,
                   copies: try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM file_on"))!,
                   replicationQueue: try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM replicate_queue"))!,
-                  deleteQueue: try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM delete_queue"))!)
+                  deleteQueue: try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM delete_queue"))!,
+                  sidecarQueue: try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM sidecar_queue"))!)
         }
     }
 }

@@ -146,6 +146,30 @@ enum Schema {
               PRIMARY KEY(fid, from_dev));
             """)
         }
+        m.registerMigration("v3: storage sidecars") { db in
+            // Inodes whose sidecars (the copy of their metadata beside each blob) are stale.
+            // Triggers queue every change, so no code path can forget to.
+            // An upsert, not INSERT OR REPLACE: an outer statement's conflict clause would override that.
+            let queue = "INSERT INTO sidecar_queue(ino, queued)"
+            let upsert = "ON CONFLICT(ino) DO UPDATE SET queued = excluded.queued"
+            let now = "CAST(strftime('%s','now') AS INTEGER)"
+            try db.execute(sql: """
+            CREATE TABLE sidecar_queue(
+              ino INTEGER PRIMARY KEY,
+              queued INTEGER NOT NULL);
+            CREATE TRIGGER sidecar_chunk AFTER INSERT ON chunk BEGIN \(queue) VALUES (NEW.ino, \(now)) \(upsert); END;
+            CREATE TRIGGER sidecar_inode AFTER UPDATE ON inode WHEN NEW.kind = 'f' BEGIN \(queue) VALUES (NEW.ino, \(now)) \(upsert); END;
+            CREATE TRIGGER sidecar_dirent_insert AFTER INSERT ON dirent BEGIN \(queue) VALUES (NEW.ino, \(now)) \(upsert); END;
+            CREATE TRIGGER sidecar_dirent_update AFTER UPDATE ON dirent BEGIN \(queue) VALUES (NEW.ino, \(now)) \(upsert); END;
+            CREATE TRIGGER sidecar_dirent_delete AFTER DELETE ON dirent BEGIN \(queue) VALUES (OLD.ino, \(now)) \(upsert); END;
+            CREATE TRIGGER sidecar_xattr_insert AFTER INSERT ON xattr BEGIN \(queue) VALUES (NEW.ino, \(now)) \(upsert); END;
+            CREATE TRIGGER sidecar_xattr_update AFTER UPDATE ON xattr BEGIN \(queue) VALUES (NEW.ino, \(now)) \(upsert); END;
+            CREATE TRIGGER sidecar_xattr_delete AFTER DELETE ON xattr BEGIN \(queue) VALUES (OLD.ino, \(now)) \(upsert); END;
+            CREATE TRIGGER sidecar_copy AFTER INSERT ON file_on BEGIN
+              \(queue) SELECT ino, \(now) FROM chunk WHERE fid = NEW.fid \(upsert);
+            END;
+            """)
+        }
         return m
     }
 }

@@ -184,3 +184,21 @@ final class StopFlag: Sendable {
     var isSet: Bool { flag.load(ordering: .relaxed) }
     func set() { flag.store(true, ordering: .relaxed) }
 }
+
+/// A blob's sidecar, `<fid>.meta` beside `<fid>.fid`. Written whole through a temporary file
+/// and a rename (a reader never sees half of one); not fsynced: sidecars are rewritten by the
+/// tracker whenever the file changes and serve disaster recovery, not acknowledged writes.
+enum SidecarFile {
+    static func path(_ blobPath: String) -> String { String(blobPath.dropLast(4)) + ".meta" }
+
+    static func write(_ bytes: [UInt8], to path: String) throws {
+        let temp = path + ".tmp-\(UInt32.random(in: 0...UInt32.max))"
+        guard FileManager.default.createFile(atPath: temp, contents: Data(bytes)) else {
+            throw StorageError.io("cannot write \(temp): \(String(cString: strerror(errno)))")
+        }
+        guard rename(temp, path) == 0 else {
+            unlink(temp)
+            throw StorageError.io("cannot rename \(temp): \(String(cString: strerror(errno)))")
+        }
+    }
+}

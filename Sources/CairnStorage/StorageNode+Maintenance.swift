@@ -1,4 +1,5 @@
 import CairnCore
+import CairnProtocol
 import CairnTransfer
 import Foundation
 import HTTPTypes
@@ -9,8 +10,10 @@ import Hummingbird
 ///   answer its size, stored and recomputed checksums (JSON).
 /// - `GET /_list/dev<N>[?after=FID&limit=N]`: the blobs on a device, one `fid size mtime` line each.
 /// - `POST /_probe/dev<N>`: a test write and read on the device.
+/// - `PUT|GET /_meta/[<write token>/]dev<N>/B/MMM/TTT/<fid>.fid`: the blob's sidecar (JSON the
+///   tracker writes: which file and chunk it is, attributes, custom metadata).
 extension StorageNode {
-    static let maintenancePrefixes = ["/_verify/", "/_list/", "/_probe/"]
+    static let maintenancePrefixes = ["/_verify/", "/_list/", "/_probe/", "/_meta/"]
 
     func maintenance(_ request: Request) async -> Response? {
         let path = request.uri.path
@@ -38,9 +41,17 @@ extension StorageNode {
             guard let device = deviceID(rest) else { return text(.notFound, "no device \(rest.prefix(40)) on this node (\(config.name))") }
             let after = query["after"].flatMap { Fid(String($0)) } ?? 0
             let limit = query["limit"].flatMap { Int(String($0)) }.map { max(1, min($0, 100_000)) } ?? 10_000
-            let dir = folders.devicePath(device)
-            let entries = (try? await BlockingPool.run { DeviceInventory.blobs(in: dir, after: after, limit: limit) }) ?? []
-            return text(.ok, entries.map { "\($0.fid) \($0.size) \($0.mtime)" }.joined(separator: "\n"))
+            let dir = folders.devicePath(device), withSidecars = query["sidecars"] == "1", folders = self.folders
+            let lines = (try? await BlockingPool.run {
+                DeviceInventory.blobs(in: dir, after: after, limit: limit).map { e -> String in
+                    let base = "\(e.fid) \(e.size) \(e.mtime)"
+                    guard withSidecars, let meta = FileManager.default.contents(atPath: SidecarFile.path(folders.file(device: device, fid: e.fid))) else { return base }
+                    return base + " " + String(decoding: meta, as: UTF8.self)
+                }
+            }) ?? []
+            return text(.ok, lines.joined(separator: "\n"))
+        case "/_meta/":
+            return await sidecar(request, path: rest)
         default:
             guard request.method == .post else { return text(.methodNotAllowed, "use POST for a probe") }
             guard let device = deviceID(rest) else { return text(.notFound, "no device \(rest.prefix(40)) on this node (\(config.name))") }
@@ -49,6 +60,35 @@ extension StorageNode {
                 return text(.internalServerError, "device \(device) on \(config.name): \(problem)")
             }
             return text(.ok, "ok")
+        }
+    }
+
+    func sidecar(_ request: Request, path: String) async -> Response {
+        var devicePath = path, token: WriteToken?
+        if path.hasPrefix(WriteToken.prefix) {
+            guard let t = WriteToken.parse(path: path) else { return text(.badRequest, "malformed write token in \(path.prefix(200))") }
+            token = t
+            devicePath = t.devicePath
+        }
+        guard let (device, fid) = FidLayout.parse(devicePath: devicePath) else { return text(.badRequest, "\(path.prefix(200)) names no blob") }
+        guard folders.exists(device) else { return text(.notFound, "device \(device) is not on this node (\(config.name))") }
+        let file = SidecarFile.path(folders.file(device: device, fid: fid))
+        switch request.method {
+        case .get:
+            guard let data = FileManager.default.contents(atPath: file) else { return text(.notFound, "no sidecar for fid \(fid) on device \(device)") }
+            return Response(status: .ok, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+        case .put:
+            if let denied = authorize(token: token, path: path) { return denied }
+            guard access(folders.file(device: device, fid: fid), F_OK) == 0 else { return text(.notFound, "no blob fid \(fid) on device \(device) to describe") }
+            do {
+                let body = try await request.body.collect(upTo: 1 << 20)
+                try SidecarFile.write(Array(buffer: body), to: file)
+                return Response(status: .noContent)
+            } catch {
+                return text(.badRequest, "sidecar for fid \(fid) on device \(device) not stored: \(error)")
+            }
+        default:
+            return text(.methodNotAllowed, "use GET or PUT for a sidecar")
         }
     }
 

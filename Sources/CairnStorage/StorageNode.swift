@@ -64,7 +64,7 @@ public final class StorageNode: Sendable {
                               onServerRunning: { _ in self.logger.info("storage node \(self.config.name) listening on \(self.config.host):\(self.config.port), data in \(self.config.dataDir)") },
                               logger: logger)
         if !config.trackers.isEmpty {
-            Task.detached { await self.registerUntilDone() }
+            Task.detached { await self.keepRegistered() }
         }
         let scrubber = self.scrubber, folders = self.folders
         let stop = StopFlag()
@@ -76,12 +76,16 @@ public final class StorageNode: Sendable {
     // MARK: registration
 
     /// Announces this node to a tracker; retried until one answers, so nodes may start first.
-    func registerUntilDone() async {
+    /// Then a heartbeat every 10 s re-announces it to a tracker that lost it (a rebuilt database).
+    func keepRegistered() async {
         var warned = false
+        var registered = false
         while !Task.isCancelled {
             do {
-                try await BlockingPool.run { try self.register() }
-                return
+                try await BlockingPool.run { [registered] in try self.register(heartbeat: registered) }
+                registered = true
+                warned = false
+                try? await Task.sleep(for: .seconds(10))
             } catch {
                 if !warned { logger.warning("cannot register with tracker \(config.trackers.joined(separator: ",")): \(error); retrying every 2 s") }
                 warned = true
@@ -90,7 +94,7 @@ public final class StorageNode: Sendable {
         }
     }
 
-    func register() throws {
+    func register(heartbeat: Bool = false) throws {
         var lastError: (any Error)?
         for tracker in config.trackers {
             do {
@@ -100,7 +104,9 @@ public final class StorageNode: Sendable {
                     ("name", config.name), ("ip", config.host), ("port", String(config.port)),
                     ("devices", existing.map(String.init).joined(separator: ",")),
                     ("new_devices", existing.isEmpty ? String(config.newDevices) : "0"),
+                    ("heartbeat", heartbeat ? "1" : "0"),
                 ]).get()
+                if heartbeat && (reply["new_devices"] ?? "").isEmpty && reply["hostid"] != nil { return }
                 let fresh = (reply["new_devices"] ?? "").split(separator: ",").compactMap { DeviceID($0) }
                 for id in fresh { try folders.create(id) }
                 if !fresh.isEmpty {
@@ -340,6 +346,7 @@ public final class StorageNode: Sendable {
     // MARK: DELETE
 
     func delete(file: String) -> Response {
+        unlink(SidecarFile.path(file))
         if unlink(file) == 0 { return Response(status: .noContent) }
         return errno == ENOENT ? text(.notFound, "no such blob") : text(.internalServerError, "delete failed: \(String(cString: strerror(errno)))")
     }

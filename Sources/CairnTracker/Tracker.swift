@@ -98,6 +98,7 @@ public final class Tracker: Sendable {
             group.addTask { await DeleteWorker(ctx: ctx, workers: workers).run() }
             group.addTask { await MoveWorker(ctx: ctx, workers: workers).run() }
             group.addTask { await FsckWorker(ctx: ctx, workers: workers).run() }
+            group.addTask { await SidecarWorker(ctx: ctx).run() }
             try await group.next()
             group.cancelAll()
         }

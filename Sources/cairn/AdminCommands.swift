@@ -7,7 +7,7 @@ struct Admin: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Cluster administration: hosts, devices, domains, classes, stats, fsck, rebalance, workers, settings.",
         subcommands: [HostAdmin.self, DeviceAdmin.self, DomainAdmin.self, ClassAdmin.self, StatsAdmin.self,
-                      FsckAdmin.self, RebalanceAdmin.self, WorkersAdmin.self, SettingsAdmin.self])
+                      FsckAdmin.self, RebalanceAdmin.self, WorkersAdmin.self, SettingsAdmin.self, RecoverAdmin.self])
 }
 
 /// Prints rows `prefix<i>_<field>` of a reply as a table or JSON.
@@ -238,6 +238,7 @@ struct StatsAdmin: ParsableCommand {
                 "total_bytes": fs.int("total") ?? 0, "free_bytes": fs.int("free") ?? 0, "devices": fs.int("devices") ?? 0,
                 "files": st.int("files") ?? 0, "blobs": st.int("blobs") ?? 0, "stored_bytes": st.int("bytes") ?? 0,
                 "copies": st.int("copies") ?? 0, "replication_queue": st.int("replication_queue") ?? 0, "delete_queue": st.int("delete_queue") ?? 0,
+                "sidecar_queue": st.int("sidecar_queue") ?? 0,
             ]
             if json { printJSON(out); return }
             for k in out.keys.sorted() { print("\(k): \(out[k]!)") }

@@ -187,3 +187,25 @@ struct SettingsAdmin: ParsableCommand {
         }
     }
 }
+
+/// `cairn admin recover --from-storage`: rebuild the metadata from the storage nodes' sidecars.
+struct RecoverAdmin: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "recover",
+        abstract: "Rebuild the metadata database from the storage nodes (after losing it).",
+        discussion: """
+        Start a tracker on a new, empty database and let the storage nodes register with it (they \
+        do so by themselves within 10 s), then run this. Every file whose blobs carry sidecars comes \
+        back under its key with its content, attributes and custom metadata; existing keys are kept.
+        """)
+    @OptionGroup var tracker: TrackerOptions
+    @Flag(name: .customLong("from-storage"), help: "Read the sidecars on every registered storage node (the only source so far).") var fromStorage = false
+    func run() throws {
+        guard fromStorage else { throw ValidationError("say where to recover from: --from-storage") }
+        try reportingErrors {
+            let r = try TrackerClient(trackers: tracker.addresses, timeoutSeconds: 3600).call("recover_from_storage")
+            print("read \(r["blobs"] ?? "0") blobs on \(r["devices"] ?? "0") devices (\(r["without_sidecar"] ?? "0") without a sidecar); restored \(r["restored"] ?? "0") of \(r["files"] ?? "0") files")
+            if let u = r["unreachable_devices"], !u.isEmpty { print("warning: devices \(u) did not answer; run this again once they are up") }
+        }
+    }
+}

@@ -294,6 +294,63 @@ import Testing
     }
 }
 
+extension HealingTests {
+    @Test func recoverFromStorageAfterLosingTheDatabase() throws {
+        let c = try TestCluster(nodes: 3)
+        defer { c.stop() }
+        _ = try c.client.call("create_class", [("domain", "test"), ("class", "small"), ("mindevcount", "2"), ("chunk_size", String(Self.chunk)),
+                                                ("hashtype", "SHA-256")])
+        var contents: [String: [UInt8]] = [:]
+        for i in 0..<6 {
+            let key = "docs/\(i % 2)/file\(i)"
+            contents[key] = randomBytes(i == 0 ? 3 * Self.chunk + 11 : 777 * (i + 1), seed: UInt64(500 + i))
+            let f = try writeTemp(contents[key]!, dir: c.root, name: "rec\(i)")
+            #expect(try c.cli(["put", "test", key, f, "--class", "small", "--meta", "owner=user\(i)", "--meta", "n=\(i)"]).status == 0)
+        }
+        // Attributes, a rename and an overwrite after the first write: sidecars follow them.
+        let ino = try FileLayout.fetch(domain: "test", key: "docs/0/file2", tracker: c.client).attributes.ino
+        _ = try c.client.call("fs_setattr", [("ino", String(ino)), ("mode", String(0o100600)), ("uid", "1234"), ("mtime", "1700000000123456789")])
+        #expect(try c.cli(["mv", "test", "docs/1/file3", "moved/file3"]).status == 0)
+        contents["moved/file3"] = contents.removeValue(forKey: "docs/1/file3")
+        contents["docs/0/file4"] = randomBytes(4321, seed: 999)
+        let f = try writeTemp(contents["docs/0/file4"]!, dir: c.root, name: "rec-over")
+        let over = try c.cli(["put", "test", "docs/0/file4", f, "--class", "small", "--meta", "owner=user4", "--meta", "n=4"])
+        #expect(over.status == 0, "overwrite: \(over.err)")
+
+        func stat(_ key: String) throws -> [String: String] {
+            let r = try c.cli(["stat", "test", key, "--json"])
+            guard r.status == 0, let o = try JSONSerialization.jsonObject(with: r.out) as? [String: Any] else { throw TestFailure("stat \(key): \(r.err)") }
+            return ["size": "\(o["size"]!)", "mode": "\(o["mode"]!)", "uid": "\(o["uid"]!)", "gid": "\(o["gid"]!)", "mtime": "\(o["mtime_ns"]!)",
+                    "class": "\(o["class"]!)", "meta": "\((o["meta"] as? [String: String] ?? [:]).sorted { $0.key < $1.key })"]
+        }
+        var before: [String: [String: String]] = [:]
+        for key in contents.keys { before[key] = try stat(key) }
+        #expect(before["docs/0/file2"]?["mode"] == "100600" && before["docs/0/file2"]?["uid"] == "1234")
+        try c.wait("sidecars written and old blobs deleted", timeout: 30) {
+            let st = try c.client.call("cluster_stats")
+            return st["sidecar_queue"] == "0" && st["delete_queue"] == "0" && st["replication_queue"] == "0"
+        }
+
+        // Lose the database; a new tracker on an empty one; the nodes announce themselves again.
+        c.kill(c.tracker, signal: SIGKILL)
+        for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: c.root + "/tracker.db" + suffix) }
+        try c.startTracker()
+        try c.waitForWriteableDevices(3, timeout: 30)
+        let r = try c.cli(["admin", "recover", "--from-storage"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(String(decoding: r.out, as: UTF8.self).contains("restored 6 of 6 files"), "\(String(decoding: r.out, as: UTF8.self))")
+        for (key, data) in contents {
+            #expect(try Self.readBack(c, key) == data, "content of \(key)")
+            #expect(try stat(key) == before[key]!, "attributes and metadata of \(key)")
+        }
+        #expect(try c.cli(["get", "test", "docs/1/file3", "-"]).status != 0, "the old name of a renamed file stays gone")
+        // New writes get fids never used before.
+        let maxFid = contents.keys.compactMap { try? FileLayout.fetch(domain: "test", key: $0, tracker: c.client).chunks.map(\.fid).max() }.max()!
+        try Self.put(c, "after/recovery", [1, 2, 3])
+        #expect(try FileLayout.fetch(domain: "test", key: "after/recovery", tracker: c.client).chunks[0].fid > maxFid)
+    }
+}
+
 final class Flag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false

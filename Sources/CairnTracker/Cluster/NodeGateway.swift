@@ -99,6 +99,24 @@ struct NodeGateway: Sendable {
         }
     }
 
+    /// Stores a blob's sidecar on one device; true when stored.
+    func putSidecar(_ bytes: [UInt8], fid: Fid, on d: DeviceInfo) async -> Bool {
+        let url = d.host.baseURL + "/_meta" + writePath(device: d.device.id, fid: fid, algorithm: .none)
+        guard let r = try? await BlockingPool.run({ try bytes.withUnsafeBytes { try http.perform(method: "PUT", url: url, body: .bytes($0)) } }) else { return false }
+        return r.isSuccess
+    }
+
+    /// One page of a device's blobs with their sidecars (nil sidecar: none stored).
+    func listSidecars(_ d: DeviceInfo, after: Fid, limit: Int) async -> [(fid: Fid, size: Int64, sidecar: Sidecar?)]? {
+        let url = d.host.baseURL + "/_list/dev\(d.device.id)?after=\(after)&limit=\(limit)&sidecars=1"
+        guard let r = try? await BlockingPool.run({ try http.get(url) }), r.status == 200 else { return nil }
+        return r.body.split(separator: UInt8(ascii: "\n")).compactMap { line in
+            let f = line.split(separator: UInt8(ascii: " "), maxSplits: 3)
+            guard f.count >= 3, let fid = Fid(String(decoding: f[0], as: UTF8.self)), let size = Int64(String(decoding: f[1], as: UTF8.self)) else { return nil }
+            return (fid, size, f.count == 4 ? Sidecar.decode(f[3]) : nil)
+        }
+    }
+
     /// The monitor's test write and read; nil when it worked, else why not.
     func probe(_ d: DeviceInfo) async -> String? {
         let url = d.host.baseURL + "/_probe/dev\(d.device.id)"

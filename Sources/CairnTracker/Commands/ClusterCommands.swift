@@ -93,7 +93,8 @@ struct ClusterCommands {
         h["cluster_stats"] = { _ in
             let st = try await s.store.stats()
             return [("files", String(st.files)), ("blobs", String(st.blobs)), ("bytes", String(st.bytes)), ("copies", String(st.copies)),
-                    ("replication_queue", String(st.replicationQueue)), ("delete_queue", String(st.deleteQueue))]
+                    ("replication_queue", String(st.replicationQueue)), ("delete_queue", String(st.deleteQueue)),
+                    ("sidecar_queue", String(st.sidecarQueue))]
         }
         h["statfs"] = { _ in
             let devs = try await s.ctx.devices.devices().filter { $0.device.status.canRead }
@@ -255,6 +256,12 @@ struct ClusterCommands {
         let existing = (a["devices"] ?? "").split(separator: ",").compactMap { Int($0) }
         let fresh = Int(try a.optionalInt("new_devices") ?? 0)
         guard (0...64).contains(fresh) else { throw ProtocolError("bad_params", "new_devices must be between 0 and 64") }
+        // A node's periodic heartbeat re-registers it only when this tracker does not know it
+        // (a new or rebuilt metadata database); an admin's host state is never overridden.
+        if a["heartbeat"] == "1", let known = try await store.hosts().first(where: { $0.name == name }) {
+            let devices = Set(try await store.devices().filter { $0.host == known.id }.map(\.id))
+            if Set(existing).isSubset(of: devices) { return [("hostid", String(known.id)), ("new_devices", "")] }
+        }
         let (host, ids) = try await store.registerNode(name: name, ip: ip, port: port, existing: existing, newDevices: fresh)
         ctx.devices.invalidate()
         ctx.logger.info("storage node \(name) registered at \(ip):\(port) (host \(host.id)); new devices \(ids)")

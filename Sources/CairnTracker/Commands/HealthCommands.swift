@@ -51,6 +51,12 @@ struct HealthCommands {
             return []
         }
         h["rebalance_status"] = { _ in try await s.rebalanceStatus() }
+        h["recover_from_storage"] = { _ in
+            let r = try await StorageRecovery(ctx: s.ctx).run()
+            s.ctx.devices.invalidate()
+            return [("devices", String(r.devices)), ("blobs", String(r.blobs)), ("without_sidecar", String(r.withoutSidecar)),
+                    ("files", String(r.files)), ("restored", String(r.restored)), ("unreachable_devices", r.unreachable.map(String.init).joined(separator: ","))]
+        }
     }
 
     // MARK: fsck
