@@ -62,3 +62,42 @@ func dev(_ id: Int, host: Int, free: Int64 = 100 << 30, state: DeviceState = .al
         #expect(ReplicationCheck.verdict(copies: [dev(1, host: 1), dev(2, host: 2, state: .dead)], replicas: 2, policy: .hosts) == .needs(1))
     }
 }
+
+@Suite struct RebalancePlannerTests {
+    typealias D = RebalancePlanner.Device
+    typealias B = RebalancePlanner.Blob
+
+    @Test func movesFromFullToEmptyUntilWithinThreshold() {
+        let gib: Int64 = 1 << 30
+        let devices = [D(id: 1, host: 1, totalBytes: 100 * gib, usedBytes: 90 * gib, acceptsNewFiles: true),
+                       D(id: 2, host: 2, totalBytes: 100 * gib, usedBytes: 10 * gib, acceptsNewFiles: true)]
+        // 80 one-GiB blobs on device 1, each with its other copy on a third host.
+        let blobs = (1...80).map { B(fid: Int64($0), bytes: gib, holders: [1], policy: .hosts) }
+        let plan = RebalancePlanner(thresholdPercent: 5).plan(devices: devices, blobs: blobs)
+        #expect(plan.moves.allSatisfy { $0.from == 1 && $0.to == 2 })
+        #expect(abs(plan.after[1]! - 50) <= 5 && abs(plan.after[2]! - 50) <= 5, "after: \(plan.after)")
+        #expect(plan.before[1] == 90)
+        // The projection is what the moves add up to.
+        let moved = Double(plan.moves.reduce(0) { $0 + $1.bytes }) / Double(gib)
+        #expect(plan.after[2]! == 10 + moved)
+    }
+
+    @Test func neverPutsTwoCopiesOnOneHost() {
+        let gib: Int64 = 1 << 30
+        let devices = [D(id: 1, host: 1, totalBytes: 10 * gib, usedBytes: 9 * gib, acceptsNewFiles: true),
+                       D(id: 2, host: 2, totalBytes: 10 * gib, usedBytes: 1 * gib, acceptsNewFiles: true),
+                       D(id: 3, host: 2, totalBytes: 10 * gib, usedBytes: 1 * gib, acceptsNewFiles: true)]
+        // Every blob already has a copy on host 2: no move from device 1 is allowed.
+        let blobs = (1...8).map { B(fid: Int64($0), bytes: gib, holders: [1, 2], policy: .hosts) }
+        #expect(RebalancePlanner(thresholdPercent: 10).plan(devices: devices, blobs: blobs).moves.isEmpty)
+        // With the devices policy the copy may go to device 3 (same host, other device).
+        let moves = RebalancePlanner(thresholdPercent: 10).plan(devices: devices, blobs: blobs.map { B(fid: $0.fid, bytes: $0.bytes, holders: $0.holders, policy: .devices) }).moves
+        #expect(!moves.isEmpty && moves.allSatisfy { $0.to == 3 })
+    }
+
+    @Test func balancedClusterNeedsNoMoves() {
+        let devices = (1...3).map { D(id: $0, host: $0, totalBytes: 100, usedBytes: 50 + Int64($0), acceptsNewFiles: true) }
+        let blobs = (1...10).map { B(fid: Int64($0), bytes: 1, holders: [1], policy: .hosts) }
+        #expect(RebalancePlanner(thresholdPercent: 10).plan(devices: devices, blobs: blobs).moves.isEmpty)
+    }
+}

@@ -351,6 +351,70 @@ extension HealingTests {
     }
 }
 
+extension HealingTests {
+    @Test func storageNodeKilledDuringWritesReadsAndReplication() throws {
+        let c = try TestCluster(nodes: 3)
+        defer { c.stop() }
+        // One synchronous copy, two replicas: replication is always in flight.
+        _ = try c.client.call("create_class", [("domain", "test"), ("class", "lazy"), ("mindevcount", "2"), ("sync_copies", "1"), ("chunk_size", String(Self.chunk))])
+        for i in 0..<6 { try Self.put(c, "pre/\(i)", randomBytes(Self.chunk + i, seed: UInt64(600 + i)), cls: "lazy") }
+        // The files read during the kill have both copies, so a read must fail over, never fail.
+        try c.wait("2 copies of the files that are read", timeout: 30) {
+            try (0..<6).allSatisfy { try FileLayout.fetch(domain: "test", key: "pre/\($0)", tracker: c.client).chunks.allSatisfy { $0.devices.count == 2 } }
+        }
+        let acknowledged = LockedList(), stop = Flag(), readFailures = LockedList()
+        let writer = Thread {
+            var n = 0
+            while !stop.isSet {
+                let f = try? writeTemp(randomBytes(200_000 + n, seed: UInt64(700 + n)), dir: c.root, name: "kw\(n)")
+                if let f, (try? c.cli(["put", "test", "live/\(n)", f, "--class", "lazy"]))?.status == 0 { acknowledged.append(n) }
+                n += 1
+            }
+        }
+        let reader = Thread {
+            var n = 0
+            while !stop.isSet {
+                if (try? Self.readBack(c, "pre/\(n % 6)")) != randomBytes(Self.chunk + n % 6, seed: UInt64(600 + n % 6)) { readFailures.append(n) }
+                n += 1
+            }
+        }
+        writer.start(); reader.start()
+        try c.wait("some writes") { acknowledged.count >= 3 }
+        c.killNode(1)
+        try c.wait("writes while a node is dead", timeout: 30) { acknowledged.count >= 8 }
+        try c.startNode(1)
+        try c.wait("writes after it is back", timeout: 30) { acknowledged.count >= 12 }
+        stop.set()
+        while !writer.isFinished || !reader.isFinished { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(readFailures.all.isEmpty, "reads failed: \(readFailures.count)")
+        _ = try c.client.call("replicate_now")
+        try c.wait("full replication of every acknowledged file", timeout: 90) {
+            _ = try? c.client.call("replicate_now")
+            return try acknowledged.all.allSatisfy { n in
+                try FileLayout.fetch(domain: "test", key: "live/\(n)", tracker: c.client).chunks.allSatisfy { Set($0.devices).count == 2 }
+            }
+        }
+        for n in acknowledged.all { #expect(try Self.readBack(c, "live/\(n)") == randomBytes(200_000 + n, seed: UInt64(700 + n)), "live/\(n)") }
+    }
+
+    @Test func deadAfterReapsAnUnreachableDeviceUnlessInMaintenance() throws {
+        let c = try TestCluster(nodes: 3, trackerArgs: ["--dead-after", "3"])
+        defer { c.stop() }
+        for i in 0..<5 { try Self.put(c, "m/\(i)", randomBytes(3000 + i, seed: UInt64(800 + i))) }
+        let victim = try Self.nodeOfDevice(c).first { $0.value == 2 }!.key
+        #expect(try c.cli(["admin", "settings", "set", "maintenance", "on"]).status == 0)
+        c.killNode(2)
+        Thread.sleep(forTimeInterval: 5)
+        #expect(try Self.deviceField(c, victim, "status") == "alive", "maintenance suspends the reaper")
+        #expect(try Self.deviceField(c, victim, "observed_state") == "unreachable")
+        #expect(try c.cli(["admin", "settings", "set", "maintenance", "off"]).status == 0)
+        try c.wait("the unreachable device marked dead", timeout: 15) { try Self.deviceField(c, victim, "status") == "dead" }
+        try c.wait("every file back at 2 copies", timeout: 30) {
+            try (0..<5).allSatisfy { try Set(FileLayout.fetch(domain: "test", key: "m/\($0)", tracker: c.client).chunks[0].devices.filter { $0 != victim }).count == 2 }
+        }
+    }
+}
+
 final class Flag: @unchecked Sendable {
     private let lock = NSLock()
     private var value = false
