@@ -7,6 +7,9 @@
 #   with shared/bench/fsbench.sh present (BENCH_SHARED, default ../shared): its file-system workloads
 #     on the local disk and on a Cairn mount (replicas=2, 2 synchronous copies), in the same run,
 #     as fs_<workload>_{local,cairn} lines.  BENCH_FS=0 skips them.
+#   reaper_restore_*: 1 GiB in 1,000 files, a device marked dead, seconds until all are back at 2
+#     copies; fsck_{files,mib}_rate: a report-only fsck over everything (beside disk_read_cold).
+#     BENCH_HEAL=0 skips them.
 # Raw lines go to $BENCH_OUT (default /var/tmp/cairn-bench/<date>.jsonl); a summary row is appended
 # to bench/ledger.jsonl in the repository.  Needs a release build (built if missing), root for drop_caches.
 set -euo pipefail
@@ -63,6 +66,26 @@ if [ "${BENCH_FS:-1}" = 1 ] && [ -f "$SHARED/bench/fsbench.sh" ]; then
         emit "fs_${name}_$target" "$value" "$unit"
       done
   done
+fi
+
+# Self-healing: 1 GiB in 1,000 files (2 copies each), then a device dies; time until the
+# reaper has every file back at 2 copies. Then fsck (report only) over everything.
+if [ "${BENCH_HEAL:-1}" = 1 ]; then
+  mkdir -p /dev/shm/cairn-heal && for i in $(seq 1000); do head -c $((1<<20)) /dev/urandom > /dev/shm/cairn-heal/f$i; done
+  mkdir -p "$WORK/mnt/heal" && cp -r /dev/shm/cairn-heal/. "$WORK/mnt/heal/" && rm -rf /dev/shm/cairn-heal
+  queues() { "$BIN" admin stats --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["replication_queue"])'; }
+  until [ "$(queues)" = 0 ]; do sleep 0.5; done
+  victim=$("$BIN" admin device list --json | python3 -c 'import json,sys; print(max(json.load(sys.stdin), key=lambda d: int(d["copies"]))["devid"])')
+  lost=$("$BIN" admin device list --json | python3 -c "import json,sys; print([d for d in json.load(sys.stdin) if d['devid']=='$victim'][0]['mb_stored'])")
+  t0=$(date +%s.%N); "$BIN" admin device state "$victim" dead >/dev/null
+  until [ "$(queues)" = 0 ]; do sleep 0.2; done; t1=$(date +%s.%N)
+  emit reaper_restore_1g_1000_files_s "$(echo "$t1 - $t0" | bc)" s
+  emit reaper_restore_rate "$(python3 -c "print(round($lost / ($t1 - $t0), 1))")" MiB/s
+  drop; "$BIN" admin fsck start >/dev/null
+  until "$BIN" admin fsck status --json | python3 -c 'import json,sys; sys.exit(0 if not json.load(sys.stdin)["running"] else 1)'; do sleep 0.5; done
+  "$BIN" admin fsck status --json | python3 -c '
+import json,sys; s=json.load(sys.stdin)
+for k,u in (("files_per_second","files/s"),("mib_per_second","MiB/s")): print(json.dumps({"name":"fsck_"+k.split("_per")[0]+"_rate","value":s[k],"unit":u}))' | tee -a "$OUT"
 fi
 
 mkdir -p bench
