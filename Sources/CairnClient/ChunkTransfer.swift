@@ -78,7 +78,7 @@ public struct ChunkTransfer: Sendable {
         let results = Mutex2<[(device: DeviceID, checksum: String?, receipt: String?)?]>(Array(repeating: nil, count: targets.count))
         let errors = Mutex2<[String]>([])
         let body = RawBytes(buffer: bytes)
-        DispatchQueue.concurrentPerform(iterations: targets.count) { i in
+        Parallel.run(targets.count) { i in
             let (dev, url) = targets[i]
             do {
                 let resp = try http.perform(method: "PUT", url: url, body: .bytes(body.buffer))
@@ -117,7 +117,7 @@ public struct ChunkTransfer: Sendable {
 /// Bytes the caller keeps alive for the duration of a parallel upload.
 struct RawBytes: @unchecked Sendable { let buffer: UnsafeRawBufferPointer }
 
-/// A tiny lock box for results gathered from concurrentPerform.
+/// A tiny lock box for results gathered from parallel transfers.
 final class Mutex2<T>: @unchecked Sendable {
     private let lock = NSLock()
     private var value: T

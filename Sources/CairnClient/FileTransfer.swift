@@ -49,7 +49,7 @@ public struct FileTransfer: Sendable {
             }
             let results = Mutex2<[Result<UploadedChunk, any Error>?]>(Array(repeating: nil, count: window.count))
             let batch = window
-            DispatchQueue.concurrentPerform(iterations: batch.count) { i in
+            Parallel.run(batch.count) { i in
                 let (idx, bytes) = batch[i]
                 let r = Result { try bytes.withUnsafeBytes { try chunks.upload(domain: domain, cls: cls, index: idx, bytes: $0) } }
                 results.withLock { $0[i] = r }
@@ -82,7 +82,7 @@ public struct FileTransfer: Sendable {
         while next < count {
             let window = Array(next..<min(count, next + parallel))
             let results = Mutex2<[Result<[UInt8], any Error>?]>(Array(repeating: nil, count: window.count))
-            DispatchQueue.concurrentPerform(iterations: window.count) { i in
+            Parallel.run(window.count) { i in
                 let idx = window[i]
                 let expected = min(layout.chunkSize, size - Int64(idx) * layout.chunkSize)
                 let r = Result { () -> [UInt8] in

@@ -11,10 +11,13 @@ public final class TrackerClient: Sendable {
     private let idle = Mutex<[Pooled]>([])
     private let preferred = Atomic<Int>(0)
     public let timeoutSeconds: Int
+    /// Arguments added to every call (the mount's `durable=0`).
+    public let commonArgs: [(String, String)]
 
-    public init(trackers: [String], timeoutSeconds: Int = 30) {
+    public init(trackers: [String], timeoutSeconds: Int = 30, commonArgs: [(String, String)] = []) {
         self.trackers = trackers.isEmpty ? ["127.0.0.1:7001"] : trackers
         self.timeoutSeconds = timeoutSeconds
+        self.commonArgs = commonArgs
     }
 
     /// Sends a command; a tracker `ERR` throws `ProtocolError`, no reachable tracker throws `TransferError`.
@@ -25,7 +28,7 @@ public final class TrackerClient: Sendable {
             let conn: TrackerConnection
             do { conn = try connection(fresh: attempt > 0) } catch { lastError = error; rotate(); continue }
             do {
-                let result = try conn.call(command, args)
+                let result = try conn.call(command, commonArgs.isEmpty ? args : args + commonArgs)
                 idle.withLock { if $0.count < 16 { $0.append(Pooled(conn: conn)) } }
                 return try result.get()
             } catch let e as ProtocolError {

@@ -252,11 +252,22 @@ public final class ClusterFS: @unchecked Sendable {
         do { return try file(fh).write(offset: offset, bytes: bytes) } catch { throw FSError.from(error) }
     }
 
-    /// flush and fsync: the data has its synchronous copies and is visible when this returns.
+    /// flush (close): the data has its synchronous copies and is visible when this returns.
     public func flush(_ fh: UInt64) throws {
         let f = try file(fh)
         if f.isDirty { forgetListings() }
         do { try f.commit() } catch { throw FSError.from(error) }
+    }
+
+    /// fsync: as flush, and every metadata change this mount made so far is durable (the
+    /// tracker syncs its log). Blobs are always fsynced by the storage nodes before they answer.
+    public func fsync(_ fh: UInt64?) throws {
+        if let fh { try flush(fh) }
+        try sync()
+    }
+
+    public func sync() throws {
+        do { _ = try context.tracker.call("fs_sync") } catch { throw FSError.from(error) }
     }
 
     public func release(_ fh: UInt64) throws {
@@ -277,6 +288,9 @@ public final class ClusterFS: @unchecked Sendable {
         }
         lock.withLock { files.removeAll() }
         for ino in lock.withLock({ Array(hidden.keys) }) { removeHiddenIfClosed(ino) }
+        do { try sync() } catch {
+            FileHandle.standardError.write(Data("cairn mount: at unmount, the tracker could not make the last changes durable: \(error)\n".utf8))
+        }
     }
 
     // MARK: directories

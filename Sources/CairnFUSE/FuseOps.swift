@@ -145,7 +145,8 @@ enum FuseOps {
             } catch { FuseOps.fail(req, error) }
         }
         ops.flush = { req, _, fi in FuseOps.replyDone(req) { try FuseOps.fs(req).flush(fi!.pointee.fh) } }
-        ops.fsync = { req, _, _, fi in FuseOps.replyDone(req) { try FuseOps.fs(req).flush(fi!.pointee.fh) } }
+        ops.fsync = { req, _, _, fi in FuseOps.replyDone(req) { try FuseOps.fs(req).fsync(fi!.pointee.fh) } }
+        ops.fsyncdir = { req, _, _, _ in FuseOps.replyDone(req) { try FuseOps.fs(req).fsync(nil) } }
         ops.release = { req, _, fi in FuseOps.replyDone(req) { try FuseOps.fs(req).release(fi!.pointee.fh) } }
         ops.opendir = { req, ino, fi in
             do {

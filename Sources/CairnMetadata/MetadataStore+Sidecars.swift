@@ -16,7 +16,8 @@ extension MetadataStore {
 
     /// Done with `ino` unless it changed again in or after second `at`.
     public func sidecarsWritten(ino: Ino, queuedBefore at: Int64) async throws {
-        try await write { db in try db.cachedStatement(sql: "DELETE FROM sidecar_queue WHERE ino = ? AND queued < ?").execute(arguments: [ino, at]) }
+        // Bookkeeping only (lost, a sidecar is rewritten once more): never worth an fsync.
+        try await writeDeferred { db in try db.cachedStatement(sql: "DELETE FROM sidecar_queue WHERE ino = ? AND queued < ?").execute(arguments: [ino, at]) }
     }
 
     /// The sidecar of every chunk of a file with the devices holding each; nil when the inode is

@@ -14,12 +14,14 @@ public final class MetadataStore: Sendable {
         var config = Configuration()
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
-            // FULL: an acknowledged commit survives power loss, not only a process kill.
-            try db.cachedStatement(sql: "PRAGMA synchronous = FULL").execute()
             try db.cachedStatement(sql: "PRAGMA foreign_keys = ON").execute()
         }
         do {
             pool = try DatabasePool(path: path, configuration: config)
+            // FULL: an acknowledged commit survives power loss, not only a process kill. Set on
+            // the writer after the pool opens: GRDB sets NORMAL while enabling WAL, after
+            // `prepareDatabase` has run.
+            try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try Schema.migrator().migrate(pool)
         } catch {
             throw StoreError("db", "cannot open the metadata database at \(path): \(error). Check the path and its permissions.")
@@ -32,8 +34,46 @@ public final class MetadataStore: Sendable {
         try await mapErrors { try self.pool.read(body) }
     }
 
+    /// Set by the tracker for requests whose writes may be durable later (see `writeDeferred`).
+    @TaskLocal public static var deferDurability = false
+
     func write<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
-        try await mapErrors { try await self.pool.write(body) }
+        if Self.deferDurability { return try await writeDeferred(body) }
+        return try await mapErrors { try await self.pool.write(body) }
+    }
+
+    /// A write made visible at once but durable only with the next durable commit (or
+    /// `sync()`): the mount's close. WAL is sequential, so a later FULL commit's fsync covers
+    /// every commit before it; a process kill loses nothing, a power loss at most these.
+    func writeDeferred<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
+        try await mapErrors {
+            try await self.pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = NORMAL")
+                defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
+                var result: T?
+                try db.inTransaction {
+                    result = try body(db)
+                    return .commit
+                }
+                return result!
+            }
+        }
+    }
+
+    /// Makes every deferred commit durable (fsync of the WAL).
+    public func sync() async throws {
+        try await mapErrors {
+            try await self.pool.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+                // An empty committed transaction syncs the WAL in FULL mode only when it wrote;
+                // a checkpoint-free way to force it is to fsync through a tiny write.
+                try db.inTransaction {
+                    try db.execute(sql: "INSERT INTO setting(key, value) VALUES ('last_sync', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                                   arguments: [String(Clock.nowSeconds())])
+                    return .commit
+                }
+            }
+        }
     }
 
     private func mapErrors<T>(_ body: () async throws -> T) async throws -> T {

@@ -32,7 +32,9 @@ struct MountCommand: ParsableCommand {
             }
             let (options, fuseOptions) = try parseOptions()
             if !f { try daemonize(path); return }
-            let client = TrackerClient(trackers: tracker.addresses, timeoutSeconds: 15)
+            // durable=0: metadata changes are visible at once and durable at fsync/unmount, as on
+            // a local file system (blobs are fsynced by the nodes before any commit names them).
+            let client = TrackerClient(trackers: tracker.addresses, timeoutSeconds: 15, commonArgs: [("durable", "0")])
             let fs = try ClusterFS(tracker: client, options: options)
             let mount = FuseMount(fs: fs, mountpoint: path, fuseOptions: fuseOptions)
             let code = try mount.run {

@@ -19,6 +19,8 @@ struct NamespaceCommands {
             return AttributeCodec.pairs(try await s.store.getattr(ino: d.root))
         }
         h["fs_lookup"] = { a in AttributeCodec.pairs(try await s.store.lookup(parent: try a.requireInt("parent"), name: try a.require("name"))) }
+        // Makes every change so far durable (the mount's fsync, fsyncdir and unmount).
+        h["fs_sync"] = { _ in try await s.store.sync(); return [] }
         h["fs_getattr"] = { a in AttributeCodec.pairs(try await s.store.getattr(ino: try a.requireInt("ino"))) }
         h["fs_setattr"] = { a in
             let change = MetadataStore.AttributeChange(

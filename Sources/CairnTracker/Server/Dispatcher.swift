@@ -29,6 +29,11 @@ struct Dispatcher: Sendable {
                 return Reply.err(ProtocolError("unknown_command", "unknown command \"\(name)\"")).encode(callid: callid)
             }
             do {
+                // `durable=0` (the mount): changes become visible now and durable at the next
+                // sync (fsync, syncfs, unmount), as a local file system's do.
+                if args["durable"] == "0" {
+                    return Reply.ok(try await MetadataStore.$deferDurability.withValue(true) { try await handler(args) }).encode(callid: callid)
+                }
                 return Reply.ok(try await handler(args)).encode(callid: callid)
             } catch {
                 return Reply.err(Self.protocolError(error)).encode(callid: callid)
