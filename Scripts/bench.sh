@@ -5,8 +5,10 @@
 #     (a pair = create_open + PUT of 1 byte + create_close, with 2 synchronous copies);
 #   put_1g / get_1g: `cairn put` and `cairn get` of a 1 GiB file, replicas=2 (2 synchronous copies).
 #   with shared/bench/fsbench.sh present (BENCH_SHARED, default ../shared): its file-system workloads
-#     on the local disk and on a Cairn mount (replicas=2, 2 synchronous copies), in the same run,
-#     as fs_<workload>_{local,cairn} lines.  BENCH_FS=0 skips them.
+#     on the local disk, on the peers (BENCH_PEERS, default "moosefs juicefs", started and stopped
+#     by shared/bench/peers/, each alone), and on a Cairn mount with 2 copies (both synchronous)
+#     and with 1, as fs_<workload>_<system> lines, then a table with Cairn's ratio to the best peer
+#     per workload (stderr; raw lines in $BENCH_OUT with .tsv).  BENCH_FS=0 skips them.
 #   reaper_restore_*: 1 GiB in 1,000 files, a device marked dead, seconds until all are back at 2
 #     copies; fsck_{files,mib}_rate: a report-only fsck over everything (beside disk_read_cold).
 #     BENCH_HEAL=0 skips them.
@@ -34,6 +36,32 @@ drop; t0=$(date +%s.%N); dd if="$WORK/dd" of=/dev/null bs=1M status=none; t1=$(d
 emit disk_read_cold "$(mibs $((1<<30)) "$(echo "$t1 - $t0" | bc)")" MiB/s
 rm -f "$WORK/dd"
 
+# shared/bench/fsbench.sh on one directory: raw lines to $RAW, fs_<workload>_<label> JSON lines.
+SHARED=${BENCH_SHARED:-$PWD/../shared}
+RAW=${OUT%.jsonl}.tsv
+FS=0; [ "${BENCH_FS:-1}" = 1 ] && [ -f "$SHARED/bench/fsbench.sh" ] && FS=1
+fsbench() { # label dir
+  bash "$SHARED/bench/fsbench.sh" -l "$1" -o "$RAW" "$2" 2>>"$WORK/fsbench.log" | awk -F'\t' '$1=="RESULT" {print $3, $4, $5}' |
+    while read -r name value unit; do
+      case "$value" in ''|*[!0-9.]*) continue ;; esac
+      emit "fs_${name}_$1" "$value" "$unit"
+    done
+}
+# The local disk and the peers first, each alone on the machine (Cairn is not up yet).
+if [ "$FS" = 1 ]; then
+  command -v fio >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fio >/dev/null
+  mkdir -p "$WORK/local"; fsbench local "$WORK/local"; rm -rf "$WORK/local"
+  for peer in ${BENCH_PEERS:-moosefs juicefs}; do
+    if "$SHARED/bench/peers/$peer.sh" start >>"$WORK/peers.log" 2>&1; then
+      fsbench "$peer" "$("$SHARED/bench/peers/$peer.sh" mnt)"
+      "$SHARED/bench/peers/$peer.sh" stop >>"$WORK/peers.log" 2>&1
+      "$SHARED/bench/peers/$peer.sh" wipe >>"$WORK/peers.log" 2>&1 || true
+    else
+      echo "bench: $peer did not start (see $WORK/peers.log); its column stays empty" >&2
+    fi
+  done
+fi
+
 mkdir -p "$WORK/mnt"
 "$BIN" up "$WORK/cluster" --port "$PORT" --storage-port $((PORT + 100)) --mount "$WORK/mnt" > "$WORK/up.log" 2>&1 &
 UP=$!
@@ -54,18 +82,14 @@ for p in $(pgrep -f "cairn (tracker|storage) "); do
   role=$(tr '\0' ' ' < /proc/$p/cmdline | awk '{print $2}')
   emit "peak_rss_${role}_$n" "$(awk '/VmHWM/{print $2}' /proc/$p/status)" KiB
 done
-SHARED=${BENCH_SHARED:-$PWD/../shared}
-if [ "${BENCH_FS:-1}" = 1 ] && [ -f "$SHARED/bench/fsbench.sh" ]; then
-  command -v fio >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fio >/dev/null
-  mkdir -p "$WORK/local" "$WORK/mnt/bench"   # a directory at the top of the mount is a domain
-  for target in local cairn; do
-    dir=$WORK/local; [ $target = cairn ] && dir=$WORK/mnt/bench
-    bash "$SHARED/bench/fsbench.sh" -l $target "$dir" 2>>"$WORK/fsbench.log" | awk -F'\t' '$1=="RESULT" {print $3, $4, $5}' |
-      while read -r name value unit; do
-        case "$value" in ''|*[!0-9.]*) continue ;; esac
-        emit "fs_${name}_$target" "$value" "$unit"
-      done
-  done
+# Cairn with 2 copies (both synchronous) and with 1: a domain per setting.
+if [ "$FS" = 1 ]; then
+  mkdir -p "$WORK/mnt/bench" "$WORK/mnt/bench1"   # a directory at the top of the mount is a domain
+  "$BIN" admin class modify bench default --replicas 2 --sync-copies 2 >/dev/null
+  "$BIN" admin class modify bench1 default --replicas 1 --sync-copies 1 >/dev/null
+  fsbench cairn "$WORK/mnt/bench"
+  fsbench cairn_r1 "$WORK/mnt/bench1"
+  python3 Scripts/bench_table.py "$RAW" >&2
 fi
 
 # Self-healing: 1 GiB in 1,000 files (2 copies each), then a device dies; time until the
