@@ -40,25 +40,49 @@ public struct ChunkTransfer: Sendable {
     /// to them in parallel; a failed PUT is replaced by one to another device. Returns once the
     /// copies exist, or with fewer only when no other device could take one (the tracker then
     /// makes the rest before it acknowledges the commit).
-    public func upload(domain: String, cls: ClassInfo, index: Int, bytes: UnsafeRawBufferPointer) throws -> UploadedChunk {
+    /// A fid and where to PUT its copies, as `alloc_chunk` (or `fs_create … alloc=1`, with a
+    /// prefix) answers.
+    public struct Allocation: Sendable {
+        public var fid: Fid
+        public var targets: [(device: DeviceID, path: String)]
+
+        public init?(_ r: Args, prefix: String = "") {
+            guard let fid = r.int(prefix + "fid") else { return nil }
+            let n = Int(r.int(prefix + "dev_count") ?? 0)
+            self.fid = fid
+            targets = (0..<n).compactMap { i in
+                guard let d = r.int(prefix + "devid_\(i + 1)"), let p = r[prefix + "path_\(i + 1)"] else { return nil }
+                return (DeviceID(d), p)
+            }
+            if targets.isEmpty { return nil }
+        }
+    }
+
+    /// `allocation`: a place already given for this chunk (tried first, before asking again).
+    public func upload(domain: String, cls: ClassInfo, index: Int, bytes: UnsafeRawBufferPointer,
+                       allocation: Allocation? = nil) throws -> UploadedChunk {
         var avoid: [DeviceID] = []
         var failures: [String] = []
         var fid: Fid?
         var stored: [(device: DeviceID, checksum: String?, receipt: String?)] = []
+        var given = allocation
         for _ in 0..<Self.attempts {
             let need = max(1, cls.syncCopies - stored.count)
-            var args = [("domain", domain), ("class", cls.name), ("size", String(bytes.count)), ("copies", String(need)),
-                        ("avoid", (avoid + stored.map(\.device)).map(String.init).joined(separator: ","))]
-            if let fid { args.append(("fid", String(fid))) }
-            let r: Args
-            do { r = try tracker.call("alloc_chunk", args) } catch let e as ProtocolError where e.code == "no_devices" && !stored.isEmpty { break }
-            guard let allocated = r.int("fid") else { throw UploadError(message: "alloc_chunk reply without fid") }
-            fid = allocated
-            let n = Int(r.int("dev_count") ?? 0)
-            let targets: [(DeviceID, String)] = (1...max(1, n)).compactMap { i in
-                guard let d = r.int("devid_\(i)"), let p = r["path_\(i)"] else { return nil }
-                return (DeviceID(d), p)
+            let place: Allocation
+            if let g = given {
+                place = g
+                given = nil
+            } else {
+                var args = [("domain", domain), ("class", cls.name), ("size", String(bytes.count)), ("copies", String(need)),
+                            ("avoid", (avoid + stored.map(\.device)).map(String.init).joined(separator: ","))]
+                if let fid { args.append(("fid", String(fid))) }
+                let r: Args
+                do { r = try tracker.call("alloc_chunk", args) } catch let e as ProtocolError where e.code == "no_devices" && !stored.isEmpty { break }
+                guard let allocated = Allocation(r) else { throw UploadError(message: "alloc_chunk reply without fid or devices") }
+                place = allocated
             }
+            fid = place.fid
+            let targets = place.targets.map { ($0.device, $0.path) }
             let (ok, errors) = put(bytes, to: targets)
             stored += ok
             failures += errors

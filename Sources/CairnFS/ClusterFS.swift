@@ -25,6 +25,9 @@ public final class ClusterFS: @unchecked Sendable {
     private var listings: [UInt64: (at: Date, entries: [String: FSAttributes])] = [:]
     /// While this mount is writing, listings would be refetched after every change: use plain lookups.
     private var lastChange = Date.distantPast
+    /// Directory attributes a create just returned (keyed by tracker inode), kept no longer
+    /// than the attribute timeout; any other change drops them.
+    private var directoryAttributes: [UInt64: (at: Date, attributes: FSAttributes)] = [:]
     private var nextHandle: UInt64 = 1
 
     /// Connects to the tracker and resolves the mounted domain, if any.
@@ -44,9 +47,20 @@ public final class ClusterFS: @unchecked Sendable {
 
     static let readOnlyCommands: Set<String> = ["fs_root", "fs_lookup", "fs_getattr", "fs_readdir", "fs_readlink", "get_domains", "statfs", "meta_get", "meta_list"]
 
+    /// Commands that may change a directory's own attributes (its times, mode, link count).
+    static let directoryChangingCommands: Set<String> = ["fs_create", "fs_unlink", "fs_rename", "fs_link", "fs_setattr", "set_dir_class",
+                                                         "create_domain", "delete_domain"]
+
     func call(_ cmd: String, _ args: [(String, String)]) throws -> Args {
         if !Self.readOnlyCommands.contains(cmd) { forgetListings() }
-        return try Self.call(tracker, cmd, args)
+        if Self.directoryChangingCommands.contains(cmd) { lock.withLock { directoryAttributes.removeAll() } }
+        let r = try Self.call(tracker, cmd, args)
+        // A create answers with its parent's new attributes: the kernel asks for them next
+        // (it dropped its copy when the directory changed), and gets them without a call.
+        if let parent = r.int("parent_ino"), let a = try? attributes(r, prefix: "parent_") {
+            lock.withLock { directoryAttributes[UInt64(parent)] = (Date(), a) }
+        }
+        return r
     }
 
     func attributes(_ r: Args, prefix: String = "") throws -> FSAttributes {
@@ -100,6 +114,9 @@ public final class ClusterFS: @unchecked Sendable {
     public func getattr(_ ino: UInt64) throws -> FSAttributes {
         if isDomainRoot(ino) { return rootAttributes() }
         let c = try cairn(ino)
+        if let known = lock.withLock({ directoryAttributes[UInt64(c)] }), Date().timeIntervalSince(known.at) < options.attrTimeout {
+            return known.attributes
+        }
         var a = try attributes(call("fs_getattr", [("ino", String(c))]))
         // An open file with unwritten changes knows its size better than the tracker.
         if let f = openFile(ofInode: c), f.isDirty { a.size = f.lock.withLock { f.size } }
@@ -204,11 +221,12 @@ public final class ClusterFS: @unchecked Sendable {
         var args = [("parent", String(try cairn(parent))), ("name", name), ("kind", "f"),
                     ("mode", String(mode)), ("uid", String(uid)), ("gid", String(gid))]
         if let cls = options.className { args.append(("class", cls)) }
+        args.append(("alloc", "1"))
         let r = try call("fs_create", args)
         let attrs = try attributes(r)
         let layout: FileLayout
         do { layout = try FileLayout(r) } catch { throw FSError.from(error) }
-        return (attrs, open(layout, writable: true).handle)
+        return (attrs, open(layout, writable: true, preallocated: ChunkTransfer.Allocation(r, prefix: "upload_")).handle)
     }
 
     /// Opens a file: its layout is fetched now (close-to-open: the newest committed content).
@@ -220,11 +238,11 @@ public final class ClusterFS: @unchecked Sendable {
         return open(layout, writable: writable)
     }
 
-    private func open(_ layout: FileLayout, writable: Bool) -> (handle: UInt64, keepCache: Bool) {
+    private func open(_ layout: FileLayout, writable: Bool, preallocated: ChunkTransfer.Allocation? = nil) -> (handle: UInt64, keepCache: Bool) {
         let ino = layout.attributes.ino
         let keep = context.contentUnchanged(ino: ino, layout.attributes)
         context.rememberContent(ino: ino, layout.attributes)
-        return (register(OpenFile(ino: ino, layout: layout, context: context, writable: writable)), keep)
+        return (register(OpenFile(ino: ino, layout: layout, context: context, writable: writable, preallocated: preallocated)), keep)
     }
 
     private func register(_ f: OpenFile) -> UInt64 {

@@ -33,8 +33,11 @@ final class OpenFile: @unchecked Sendable {
     /// any other read fetches only the bytes it asks for.
     private var lastReadEnd: Int64 = 0
     let writable: Bool
+    /// Where chunk 0 of a new file may go without asking the tracker (from its create).
+    private var preallocated: ChunkTransfer.Allocation?
 
-    init(ino: Ino, layout: FileLayout, context: FSContext, writable: Bool) {
+    init(ino: Ino, layout: FileLayout, context: FSContext, writable: Bool, preallocated: ChunkTransfer.Allocation? = nil) {
+        self.preallocated = preallocated
         self.ino = ino
         self.layout = layout
         self.size = layout.attributes.size
@@ -108,9 +111,11 @@ final class OpenFile: @unchecked Sendable {
         let ctx = context
         let cls = layout.classInfo
         let domain = layout.domain
+        let place = index == 0 ? preallocated : nil
+        if index == 0 { preallocated = nil }
         DispatchQueue.global().async {
             defer { ctx.uploadGate.signal(); self.uploads.leave() }
-            let result = Result { try bytes.withUnsafeBytes { try ctx.chunks.upload(domain: domain, cls: cls, index: index, bytes: $0) } }
+            let result = Result { try bytes.withUnsafeBytes { try ctx.chunks.upload(domain: domain, cls: cls, index: index, bytes: $0, allocation: place) } }
             self.lock.withLock {
                 self.inFlight.removeValue(forKey: index)
                 switch result {

@@ -44,11 +44,24 @@ struct NamespaceCommands {
                                            uid: UInt32(truncatingIfNeeded: try a.optionalInt("uid") ?? 0),
                                            gid: UInt32(truncatingIfNeeded: try a.optionalInt("gid") ?? 0), target: a["target"],
                                            className: a.nonEmpty("class"))
-            let created = try await s.store.create(parent: try a.requireInt("parent"), name: try a.require("name"), n,
+            let parent = try a.requireInt("parent")
+            let created = try await s.store.create(parent: parent, name: try a.require("name"), n,
                                                    exclusive: a["exclusive"].map { $0 != "0" } ?? true)
-            // A new file comes with its (empty) layout: the mount opens it without another call.
-            if kind == .file { return try await FileCommands(ctx: s.ctx).fileLayout(Args(["ino": String(created.ino)])) }
-            return AttributeCodec.pairs(created)
+            // The parent's new times come along, so the mount need not ask for them.
+            let parentAttributes = AttributeCodec.pairs(try await s.store.getattr(ino: parent), prefix: "parent_")
+            guard kind == .file else { return AttributeCodec.pairs(created) + parentAttributes }
+            // A new file comes with its (empty) layout, and with alloc=1 a place for its first
+            // chunk: the mount opens, writes and stores a small file without other calls.
+            let files = FileCommands(ctx: s.ctx)
+            let layout = try await files.fileLayout(Args(["ino": String(created.ino)]))
+            var upload: [(String, String)] = []
+            if a["alloc"] == "1" {
+                let fields = Dictionary(layout, uniquingKeysWith: { first, _ in first })
+                let allocation = try await files.createOpen(Args(["domain": fields["domain"] ?? "", "class": fields["class_name"] ?? "default",
+                                                                  "size": "0", "copies": fields["sync_copies"] ?? "2"]), copiesArg: true)
+                upload = allocation.map { ("upload_" + $0.0, $0.1) }
+            }
+            return layout + parentAttributes + upload
         }
         h["fs_unlink"] = { a in
             try await s.store.unlink(parent: try a.requireInt("parent"), name: try a.require("name"), directory: a.bool("dir"))
