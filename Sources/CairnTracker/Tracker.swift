@@ -68,7 +68,7 @@ public final class Tracker: Sendable {
                                  placement: placement, logger: logger,
                                  jobMaster: JobMaster(owner: "\(ProcessInfo.processInfo.hostName):\(config.port):\(getpid())"),
                                  throttle: BandwidthMeter(bytesPerSecond: config.backgroundBandwidth))
-        workers = WorkerRegistry(defaults: ["replicate": 2, "delete": 1, "monitor": 1, "drain": 2, "rebalance": 2, "fsck": 2])
+        workers = WorkerRegistry(defaults: ["replicate": 4, "delete": 1, "monitor": 1, "drain": 2, "rebalance": 2, "fsck": 2])
     }
 
     /// Serves until cancelled. `onBound` gets the port actually bound (for port 0).
