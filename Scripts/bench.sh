@@ -76,12 +76,6 @@ t0=$(date +%s.%N); "$BIN" put default big /dev/shm/cairn-bench-1g; t1=$(date +%s
 emit put_1g "$(mibs $((1<<30)) "$(echo "$t1 - $t0" | bc)")" MiB/s
 drop; t0=$(date +%s.%N); "$BIN" get default big /dev/null; t1=$(date +%s.%N)
 emit get_1g "$(mibs $((1<<30)) "$(echo "$t1 - $t0" | bc)")" MiB/s
-n=0
-for p in $(pgrep -f "cairn (tracker|storage) "); do
-  n=$((n + 1))
-  role=$(tr '\0' ' ' < /proc/$p/cmdline | awk '{print $2}')
-  emit "peak_rss_${role}_$n" "$(awk '/VmHWM/{print $2}' /proc/$p/status)" KiB
-done
 # Cairn with 2 copies (both synchronous) and with 1: a domain per setting.
 if [ "$FS" = 1 ]; then
   mkdir -p "$WORK/mnt/bench" "$WORK/mnt/bench1"   # a directory at the top of the mount is a domain
@@ -111,6 +105,14 @@ if [ "${BENCH_HEAL:-1}" = 1 ]; then
 import json,sys; s=json.load(sys.stdin)
 for k,u in (("files_per_second","files/s"),("mib_per_second","MiB/s")): print(json.dumps({"name":"fsck_"+k.split("_per")[0]+"_rate","value":s[k],"unit":u}))' | tee -a "$OUT"
 fi
+
+# Peak memory of every Cairn process over the whole run (mount included).
+n=0
+for p in $(pgrep -f "cairn (tracker|storage|mount) "); do
+  n=$((n + 1))
+  role=$(tr '\0' ' ' < /proc/$p/cmdline | awk '{print $2}')
+  emit "peak_rss_${role}_$n" "$(awk '/VmHWM/{print $2}' /proc/$p/status)" KiB
+done
 
 mkdir -p bench
 python3 - "$OUT" <<'PY' >> bench/ledger.jsonl

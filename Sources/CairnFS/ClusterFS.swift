@@ -55,10 +55,12 @@ public final class ClusterFS: @unchecked Sendable {
         if !Self.readOnlyCommands.contains(cmd) { forgetListings() }
         if Self.directoryChangingCommands.contains(cmd) { lock.withLock { directoryAttributes.removeAll() } }
         let r = try Self.call(tracker, cmd, args)
-        // A create answers with its parent's new attributes: the kernel asks for them next
-        // (it dropped its copy when the directory changed), and gets them without a call.
-        if let parent = r.int("parent_ino"), let a = try? attributes(r, prefix: "parent_") {
-            lock.withLock { directoryAttributes[UInt64(parent)] = (Date(), a) }
+        // Creates, unlinks and renames answer with their directories' new attributes: the
+        // kernel asks for them next (it dropped its copy when the directory changed), and gets
+        // them without a call. A setattr answers with the inode's: kept when it is a directory.
+        for prefix in ["parent_", "newparent_", cmd == "fs_setattr" ? "" : nil].compactMap({ $0 }) {
+            guard let ino = r.int(prefix + "ino"), let a = try? attributes(r, prefix: prefix), a.isDirectory || !prefix.isEmpty else { continue }
+            lock.withLock { directoryAttributes[UInt64(ino)] = (Date(), a) }
         }
         return r
     }

@@ -45,9 +45,11 @@ public final class MetadataStore: Sendable {
     /// A write made visible at once but durable only with the next durable commit (or
     /// `sync()`): the mount's close. WAL is sequential, so a later FULL commit's fsync covers
     /// every commit before it; a process kill loses nothing, a power loss at most these.
+    /// Runs on the caller's thread (no fsync to wait for, so it is as short as a read): no
+    /// hop to the writer's queue and back on every change the mount makes.
     func writeDeferred<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
         try await mapErrors {
-            try await self.pool.writeWithoutTransaction { db in
+            try self.pool.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = NORMAL")
                 defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
                 var result: T?

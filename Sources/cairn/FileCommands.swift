@@ -92,9 +92,14 @@ struct Get: ParsableCommand {
             let client = tracker.client()
             let layout = try FileLayout.fetch(domain: domain, key: key, tracker: client)
             guard layout.attributes.kind == "f" else { throw ValidationError("\(domain)/\(key) is not a file") }
+            // A regular file is written beside its destination and renamed over it at the end
+            // (never half a file); a device, pipe or socket (/dev/null, a FIFO) is written as it is.
+            var st = stat()
+            let special = file != "-" && stat(file, &st) == 0 && (st.st_mode & S_IFMT) != S_IFREG
             let toStdout = file == "-"
-            let tmp = toStdout ? "" : file + ".cairn-part"
-            let fd = toStdout ? 1 : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            let direct = toStdout || special
+            let tmp = direct ? file : file + ".cairn-part"
+            let fd = toStdout ? 1 : special ? open(file, O_WRONLY | O_CLOEXEC) : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             guard fd >= 0 else { throw ValidationError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
             do {
                 try FileTransfer(tracker: client).get(layout: layout) { _, bytes in
@@ -106,10 +111,12 @@ struct Get: ParsableCommand {
                     }
                 }
             } catch {
-                if !toStdout { close(fd); unlink(tmp) }
+                if !toStdout { close(fd) }
+                if !direct { unlink(tmp) }
                 throw error
             }
-            if !toStdout {
+            if special { close(fd) }
+            if !direct {
                 fsync(fd)
                 close(fd)
                 guard rename(tmp, file) == 0 else { throw ValidationError("cannot rename \(tmp) to \(file)") }

@@ -39,6 +39,23 @@ import Testing
         let piped = randomBytes(3 * chunk + 5, seed: 7)
         #expect(try c.cli(["put", "test", "piped", "-", "--class", "small"], stdin: Data(piped)).status == 0)
         #expect(Array(try c.cli(["get", "test", "piped"]).out) == piped)
+        // A destination that is not a regular file (a FIFO here, /dev/null in scripts) is
+        // written to, never replaced by a file.
+        let fifo = c.root + "/fifo"
+        #expect(mkfifo(fifo, 0o600) == 0)
+        let drained = LockedList()
+        let reader = Thread {
+            let h = FileHandle(forReadingAtPath: fifo)
+            drained.append(h?.readDataToEndOfFile().count ?? -1)
+            drained.finish()
+        }
+        reader.start()
+        #expect(try c.cli(["get", "test", "piped", fifo]).status == 0)
+        let deadline = Date().addingTimeInterval(10)
+        while drained.count == 0 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }  // bounded: a replaced FIFO never gets a writer
+        #expect(drained.all == [piped.count])
+        var st = stat()
+        #expect(stat(fifo, &st) == 0 && (st.st_mode & S_IFMT) == S_IFIFO, "the FIFO is still a FIFO")
     }
 
     @Test func everyFidReachesItsReplicasOnDistinctHosts() throws {

@@ -64,8 +64,9 @@ struct NamespaceCommands {
             return layout + parentAttributes + upload
         }
         h["fs_unlink"] = { a in
-            try await s.store.unlink(parent: try a.requireInt("parent"), name: try a.require("name"), directory: a.bool("dir"))
-            return []
+            let parent = try a.requireInt("parent")
+            try await s.store.unlink(parent: parent, name: try a.require("name"), directory: a.bool("dir"))
+            return AttributeCodec.pairs(try await s.store.getattr(ino: parent), prefix: "parent_")
         }
         h["fs_rename"] = { a in
             let mode: MetadataStore.RenameMode
@@ -75,9 +76,11 @@ struct NamespaceCommands {
             case "exchange": mode = .exchange
             default: throw ProtocolError("bad_params", "mode must be replace, noreplace or exchange")
             }
-            try await s.store.rename(parent: try a.requireInt("parent"), name: try a.require("name"),
-                                     newParent: try a.requireInt("newparent"), newName: try a.require("newname"), mode: mode)
-            return []
+            let parent = try a.requireInt("parent"), newParent = try a.requireInt("newparent")
+            try await s.store.rename(parent: parent, name: try a.require("name"), newParent: newParent, newName: try a.require("newname"), mode: mode)
+            // Both directories' new times, as creates return theirs.
+            return AttributeCodec.pairs(try await s.store.getattr(ino: parent), prefix: "parent_")
+                + (newParent == parent ? [] : AttributeCodec.pairs(try await s.store.getattr(ino: newParent), prefix: "newparent_"))
         }
         h["fs_link"] = { a in
             AttributeCodec.pairs(try await s.store.link(ino: try a.requireInt("ino"), newParent: try a.requireInt("newparent"), newName: try a.require("newname")))
