@@ -13,11 +13,11 @@
 #     copies; fsck_{files,mib}_rate: a report-only fsck over everything (beside disk_read_cold).
 #     BENCH_HEAL=0 skips them.
 # Raw lines go to $BENCH_OUT (default /var/tmp/cairn-bench/<date>.jsonl); a summary row is appended
-# to bench/ledger.jsonl in the repository.  Needs a release build (built if missing), root for drop_caches.
+# to bench/ledger.jsonl in the repository.  Builds the release binary first; needs root for drop_caches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
-[ -x .build/release/cairn ] || swift build -c release --product cairn
+swift build -c release --product cairn >&2   # incremental: never measure a stale binary
 BIN=$PWD/.build/release/cairn
 WORK=${BENCH_WORK:-/var/tmp/cairn-bench/work}
 OUT=${BENCH_OUT:-/var/tmp/cairn-bench/$(date -u +%Y%m%dT%H%M%S).jsonl}
