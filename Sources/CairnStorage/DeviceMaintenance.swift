@@ -12,6 +12,8 @@ enum BlobVerifier {
         var stored: String?
         /// Checksum of the bytes on disk now (nil when the algorithm is none).
         var computed: String?
+        /// Seconds since the epoch of the blob's last change.
+        var mtime: Int64 = 0
         var intact: Bool { stored == nil || computed == nil || stored == computed }
     }
 
@@ -37,7 +39,9 @@ enum BlobVerifier {
             size += Int64(n)
             pace(n)
         }
-        return Result(size: size, stored: stored, computed: sum.finalize()?.description)
+        var st = stat()
+        fstat(fd, &st)
+        return Result(size: size, stored: stored, computed: sum.finalize()?.description, mtime: Int64(st.st_mtim.tv_sec))
     }
 }
 

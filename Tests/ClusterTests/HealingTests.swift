@@ -152,6 +152,15 @@ import Testing
             #expect(ch.devices.count == 2)
             for url in ch.urls { #expect(try HTTPTransfer.shared.get(url).body == data, "\(key) at \(url)") }
         }
+        // One copy too many: reported, and with repair deleted (grace 0) down to the class's 2.
+        let extra = try FileLayout.fetch(domain: "test", key: "f/5", tracker: c.client).chunks[0]
+        let spare = nodeOf.keys.first { !extra.devices.contains($0) }!
+        _ = try c.client.call("httpcopy", [("fid", String(extra.fid)), ("sdevid", String(extra.devices[0])), ("ddevid", String(spare))])
+        try Self.runFsck(c, repair: false)
+        let surplus = try Self.findings(c)
+        #expect(surplus.contains { $0["evcode"] == "over_replicated" && $0["fid"] == String(extra.fid) }, "\(surplus)")
+        try Self.runFsck(c, repair: true, grace: 0)
+        #expect(try FileLayout.fetch(domain: "test", key: "f/5", tracker: c.client).chunks[0].devices.count == 2)
         let status = try c.cli(["admin", "fsck", "status", "--json"])
         #expect(status.status == 0 && String(decoding: status.out, as: UTF8.self).contains("\"checked_files\" : 8"), "\(String(decoding: status.out, as: UTF8.self))")
     }

@@ -70,14 +70,14 @@ struct NodeGateway: Sendable {
     /// What a node found reading a copy again.
     enum Verification: Equatable {
         case missing
-        case intact(size: Int64, checksum: String?)
+        case intact(size: Int64, checksum: String?, mtime: Int64)
         /// The bytes differ from the checksum stored with them at write time.
         case corrupt(size: Int64, stored: String, computed: String)
     }
 
     /// Has the node read the copy again and recompute its checksum; nil when it does not answer.
     func verify(_ d: DeviceInfo, fid: Fid, algorithm: ChecksumAlgorithm) async -> Verification? {
-        struct Reply: Decodable { var size: Int64; var stored: String?; var computed: String? }
+        struct Reply: Decodable { var size: Int64; var stored: String?; var computed: String?; var mtime: Int64? }
         let url = d.host.baseURL + "/_verify" + FidLayout.devicePath(device: d.device.id, fid: fid) + "?algorithm=\(algorithm.rawValue)"
         guard let r = try? await BlockingPool.run({ try http.get(url) }) else { return nil }
         if r.status == 404 { return .missing }
@@ -85,7 +85,7 @@ struct NodeGateway: Sendable {
         if let stored = reply.stored, let computed = reply.computed, stored.lowercased() != computed.lowercased() {
             return .corrupt(size: reply.size, stored: stored, computed: computed)
         }
-        return .intact(size: reply.size, checksum: reply.computed ?? reply.stored)
+        return .intact(size: reply.size, checksum: reply.computed ?? reply.stored, mtime: reply.mtime ?? 0)
     }
 
     /// The blobs on a device (fid, size, mtime), from `after` on; nil when the node does not answer.

@@ -73,11 +73,11 @@ struct FsckWorker {
             guard let batch = try? await ctx.store.blobsForCheck(after: state.cursor, limit: 64, domain: state.domain) else { return 0 }
             if batch.isEmpty { state.phase = .dangling; break }
             let wanted = batch.filter { use in state.pathPrefix.map { (use.key ?? "").hasPrefix($0) } ?? true }
-            let parallel = max(1, workers.count("fsck")), repair = state.repair
+            let parallel = max(1, workers.count("fsck")), repair = state.repair, grace = state.graceSeconds
             await withTaskGroup(of: Void.self) { group in
                 var it = wanted.makeIterator()
-                for _ in 0..<parallel { if let u = it.next() { group.addTask { _ = await checker.check(u, repair: repair) } } }
-                while await group.next() != nil { if let u = it.next() { group.addTask { _ = await checker.check(u, repair: repair) } } }
+                for _ in 0..<parallel { if let u = it.next() { group.addTask { _ = await checker.check(u, repair: repair, grace: grace) } } }
+                while await group.next() != nil { if let u = it.next() { group.addTask { _ = await checker.check(u, repair: repair, grace: grace) } } }
             }
             state.checked += wanted.count
             state.bytesVerified += wanted.reduce(0) { $0 + $1.blob.length * Int64($1.blob.devices.count) }
@@ -120,13 +120,15 @@ struct BlobChecker {
                                           kind: kind, detail: detail, repaired: repaired))
     }
 
-    /// Returns how many findings it recorded.
-    func check(_ use: MetadataStore.BlobUse, repair: Bool) async -> Int {
+    /// Returns how many findings it recorded. Surplus copies are deleted (with repair) only
+    /// once the newest is `grace` seconds old: a copy being moved is briefly one too many.
+    func check(_ use: MetadataStore.BlobUse, repair: Bool, grace: Int64 = FsckState().graceSeconds) async -> Int {
         let blob = use.blob
         guard let c = try? await ctx.store.classRecord(domain: blob.domain, id: blob.classID),
               let devs = try? await ctx.devices.byID() else { return 0 }
         let algorithm = blob.checksum.flatMap { Checksum(parsing: $0)?.algorithm } ?? .none
         var good: [DeviceInfo] = []
+        var newest: Int64 = 0
         var unverifiable = 0
         var findings = 0
         for id in blob.devices {
@@ -143,7 +145,8 @@ struct BlobChecker {
                 problem = ("missing_copy", "device \(id) (\(d.host.name)) has no copy")
             case .corrupt(_, let stored, let computed):
                 problem = ("checksum_mismatch", "copy on device \(id) (\(d.host.name)) reads back as \(computed), stored as \(stored)")
-            case .intact(let size, let sum):
+            case .intact(let size, let sum, let mtime):
+                newest = max(newest, mtime)
                 if size != blob.length {
                     problem = ("wrong_size", "copy on device \(id) (\(d.host.name)) has \(size) bytes, expected \(blob.length)")
                 } else if let want = blob.checksum, let got = sum, want.lowercased() != got.lowercased() {
@@ -181,13 +184,15 @@ struct BlobChecker {
             findings += 1
             let keep = keepSet(good, replicas: c.replicas, policy: c.policy)
             var fixed = false
-            if repair {
+            let settled = Clock.nowSeconds() - newest >= grace
+            if repair && settled {
                 fixed = true
                 for d in good where !keep.contains(d.device.id) {
                     if await ctx.gateway.delete(fid: blob.fid, on: d) { try? await ctx.store.removeCopy(fid: blob.fid, device: d.device.id) } else { fixed = false }
                 }
             }
-            await note(use, "over_replicated", "\(good.count) copies, class \(c.name) wants \(c.replicas)", repaired: fixed)
+            await note(use, "over_replicated", "\(good.count) copies, class \(c.name) wants \(c.replicas)"
+                           + (repair && !settled ? "; surplus kept until the newest copy is \(grace) s old" : ""), repaired: fixed)
         }
         return findings
     }
