@@ -2,14 +2,9 @@ import CairnCore
 import CairnProtocol
 
 /// A class as the client needs it: chunk size and how many copies to upload at once.
-public struct ClassInfo: Sendable, Equatable {
-    public var name: String
-    public var replicas: Int
-    public var syncCopies: Int
-    public var policy: String
-    public var checksum: String
-    public var chunkSize: Int64
+public typealias ClassInfo = ClassSettings
 
+extension ClassSettings {
     public static func all(domain: String, tracker: TrackerClient) throws -> [ClassInfo] {
         let r = try tracker.call("get_classes", [("domain", domain)])
         let n = Int(r.int("class_count") ?? 0)

@@ -25,3 +25,18 @@ public struct ChunkLayout: Sendable, Equatable {
 public enum FreeSpaceReserve {
     public static func bytes(total: Int64, cap: Int64) -> Int64 { max(0, min(cap, total / 20)) }
 }
+
+/// A class's settings as clients and storage sidecars carry them (names, not database ids).
+public struct ClassSettings: Codable, Sendable, Equatable {
+    public var name: String
+    public var replicas: Int
+    public var syncCopies: Int
+    public var policy: String
+    public var checksum: String
+    public var chunkSize: Int64
+
+    public init(name: String, replicas: Int, syncCopies: Int, policy: String, checksum: String, chunkSize: Int64) {
+        self.name = name; self.replicas = replicas; self.syncCopies = syncCopies
+        self.policy = policy; self.checksum = checksum; self.chunkSize = chunkSize
+    }
+}

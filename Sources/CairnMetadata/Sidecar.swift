@@ -5,14 +5,7 @@ import Foundation
 /// from the storage nodes alone: which file and chunk the blob is, its class, checksum, and
 /// the file's attributes and (on chunk 0) custom metadata.
 public struct Sidecar: Codable, Sendable, Equatable {
-    public struct ClassInfo: Codable, Sendable, Equatable {
-        public var name: String
-        public var replicas: Int
-        public var syncCopies: Int
-        public var policy: String
-        public var checksum: String
-        public var chunkSize: Int64
-    }
+    public typealias ClassInfo = ClassSettings
     public struct Attributes: Codable, Sendable, Equatable {
         public var mode: UInt32
         public var uid: UInt32

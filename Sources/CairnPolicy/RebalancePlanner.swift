@@ -69,7 +69,11 @@ public struct RebalancePlanner: Sendable {
         var moves: [Move] = []
 
         while moves.count < maxMoves {
-            guard let source = devs.map(\.id).filter({ !exhausted.contains($0) && pct($0) - average > thresholdPercent })
+            // Done when every device is within the threshold of the average, above and below.
+            let lowest = devs.filter(\.acceptsNewFiles).map { pct($0.id) }.min() ?? average
+            let highest = devs.map(\.id).filter { !exhausted.contains($0) }.map(pct).max() ?? average
+            guard highest - average > thresholdPercent || (average - lowest > thresholdPercent && highest > lowest) else { break }
+            guard let source = devs.map(\.id).filter({ !exhausted.contains($0) && pct($0) > average })
                 .max(by: { (pct($0), -$0) < (pct($1), -$1) }) else { break }
             var planned = false
             var queue = onDevice[source] ?? []
@@ -84,6 +88,7 @@ public struct RebalancePlanner: Sendable {
                         && (blob.policy == .devices || !otherHosts.contains(d.host))
                         && (used[d.id]! + Double(blob.bytes)) / Double(d.totalBytes) * 100 < sourcePct
                         && (used[d.id]! + Double(blob.bytes)) / Double(d.totalBytes) * 100 <= average + thresholdPercent
+                        && (used[source]! - Double(blob.bytes)) / Double(byID[source]!.totalBytes) * 100 >= average - thresholdPercent
                 }.min { (pct($0.id), $0.id) < (pct($1.id), $1.id) }
                 guard let d = dest else { continue }
                 used[source]! -= Double(blob.bytes)

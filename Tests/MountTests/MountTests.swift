@@ -111,7 +111,8 @@ func fileBytes(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: UR
     @Test func randomWritesAppendsAndTruncatesMatchALocalFile() throws {
         let (c, m, dir) = try mountedCluster()
         defer { m.unmount(); c.stop() }
-        let seed = UInt64(Date().timeIntervalSince1970)
+        // CAIRN_TEST_SEED replays a failure's sequence.
+        let seed = ProcessInfo.processInfo.environment["CAIRN_TEST_SEED"].flatMap(UInt64.init) ?? UInt64(Date().timeIntervalSince1970)
         var rng = SplitMix(seed)
         let local = c.root + "/local.bin", remote = dir + "/random.bin"
         for path in [local, remote] { FileManager.default.createFile(atPath: path, contents: Data(randomBytes(chunk + 500, seed: 1))) }
