@@ -58,8 +58,10 @@ public final class ClusterFS: @unchecked Sendable {
         // Creates, unlinks and renames answer with their directories' new attributes: the
         // kernel asks for them next (it dropped its copy when the directory changed), and gets
         // them without a call. A setattr answers with the inode's: kept when it is a directory.
-        for prefix in ["parent_", "newparent_", cmd == "fs_setattr" ? "" : nil].compactMap({ $0 }) {
-            guard let ino = r.int(prefix + "ino"), let a = try? attributes(r, prefix: prefix), a.isDirectory || !prefix.isEmpty else { continue }
+        var prefixes = ["parent_", "newparent_"]
+        if cmd == "fs_setattr" { prefixes.append("") }
+        for prefix in prefixes {
+            guard let ino = r.int(prefix + "ino"), let a = try? attributes(r, prefix: prefix), a.isDirectory else { continue }
             lock.withLock { directoryAttributes[UInt64(ino)] = (Date(), a) }
         }
         return r

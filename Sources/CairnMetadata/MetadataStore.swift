@@ -67,8 +67,8 @@ public final class MetadataStore: Sendable {
         try await mapErrors {
             try await self.pool.writeWithoutTransaction { db in
                 try db.execute(sql: "PRAGMA synchronous = FULL")
-                // An empty committed transaction syncs the WAL in FULL mode only when it wrote;
-                // a checkpoint-free way to force it is to fsync through a tiny write.
+                // A FULL commit fsyncs the WAL, which also covers every deferred commit before
+                // it; a commit that wrote nothing would not, hence the tiny write.
                 try db.inTransaction {
                     try db.execute(sql: "INSERT INTO setting(key, value) VALUES ('last_sync', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                                    arguments: [String(Clock.nowSeconds())])

@@ -86,7 +86,7 @@ struct HealthCommands {
         var out: [(String, String)] = [
             ("running", st.running ? "1" : "0"), ("phase", st.phase.rawValue), ("repair", st.repair ? "1" : "0"),
             ("start_time", String(Int(st.started))), ("end_time", st.running ? "" : String(Int(st.finished))),
-            ("max_fid_checked", String(st.phase == .blobs ? st.cursor : st.checked > 0 ? st.cursor : 0)),
+            ("max_fid_checked", String(st.maxFidChecked ?? 0)),
             ("checked", String(st.checked)), ("bytes_verified", String(st.bytesVerified)),
             ("seconds", String(format: "%.1f", max(0, end - st.started))), ("policy_only", "0"),
             ("host", ctx.jobMaster.owner), ("findings", String(counts.values.reduce(0, +))),

@@ -27,7 +27,11 @@ struct DeleteWorker {
                 // The name changes that queued these may not be durable yet (the mount's
                 // deferred commits): make them so before any blob goes, or a power loss could
                 // bring back a name whose blobs are gone.
-                do { try await ctx.store.sync() } catch { try? await Task.sleep(for: .seconds(1)); continue }
+                do { try await ctx.store.sync() } catch {
+                    ctx.logger.error("delete worker: cannot make the metadata log durable (\(error)); no blob is freed until it can")
+                    try? await Task.sleep(for: .seconds(1))
+                    continue
+                }
                 await withTaskGroup(of: Void.self) { group in
                     for item in due { group.addTask { await delete(item) } }
                 }

@@ -17,6 +17,8 @@ struct FsckState: Codable, Sendable {
     var cursor: Fid = 0
     var orphanDevices: [DeviceID] = []
     var checked = 0
+    /// The last fid the blob phase checked (the cursor is reused by the orphan scan).
+    var maxFidChecked: Fid?
     var bytesVerified: Int64 = 0
     var started: Double = 0
     var finished: Double = 0
@@ -82,6 +84,7 @@ struct FsckWorker {
             state.checked += wanted.count
             state.bytesVerified += wanted.reduce(0) { $0 + $1.blob.length * Int64($1.blob.devices.count) }
             state.cursor = batch.last!.blob.fid
+            state.maxFidChecked = state.cursor
         case .dangling:
             for d in (try? await ctx.store.danglingChunks(domain: state.domain, limit: 10_000)) ?? []
                 where state.pathPrefix.map({ (d.key ?? "").hasPrefix($0) }) ?? true {
