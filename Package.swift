@@ -81,6 +81,7 @@ let package = Package(
         .testTarget(name: "CairnProtocolTests", dependencies: ["CairnProtocol"]),
         .testTarget(name: "CairnPolicyTests", dependencies: ["CairnPolicy"]),
         .testTarget(name: "CairnMetadataTests", dependencies: ["CairnMetadata"]),
+        .testTarget(name: "CairnTransferTests", dependencies: ["CairnTransfer"]),
         // Real clusters and mounts for tests: processes on free loopback ports, temporary folders.
         .target(name: "CairnTestSupport", dependencies: ["CairnClient", "CairnProtocol", "CairnTransfer"], path: "Tests/Support"),
         .testTarget(name: "ClusterTests", dependencies: ["CairnTestSupport", "CairnClient", "CairnProtocol", "cairn"]),

@@ -32,9 +32,13 @@ public struct UploadError: Error, CustomStringConvertible {
 public struct ChunkTransfer: Sendable {
     public let tracker: TrackerClient
     public let http: HTTPTransfer
+    /// Set (the mount): PUTs ask for deferred durability, made durable by `deferred.sync()`.
+    public let deferred: DeferredWrites?
     public static let attempts = 3
 
-    public init(tracker: TrackerClient, http: HTTPTransfer = .shared) { self.tracker = tracker; self.http = http }
+    public init(tracker: TrackerClient, http: HTTPTransfer = .shared, deferred: DeferredWrites? = nil) {
+        self.tracker = tracker; self.http = http; self.deferred = deferred
+    }
 
     /// Stores a chunk on the class's synchronous-copy count of devices (distinct hosts), PUTting
     /// to them in parallel; a failed PUT is replaced by one to another device. Returns once the
@@ -105,8 +109,10 @@ public struct ChunkTransfer: Sendable {
         Parallel.run(targets.count) { i in
             let (dev, url) = targets[i]
             do {
-                let resp = try http.perform(method: "PUT", url: url, body: .bytes(body.buffer))
+                let headers = deferred == nil ? [:] : [DeferredWrites.header.0: DeferredWrites.header.1]
+                let resp = try http.perform(method: "PUT", url: url, headers: headers, body: .bytes(body.buffer))
                 if resp.status == 200, resp.headers["x-cairn-size"] == String(body.buffer.count) {
+                    deferred?.wrote(url: url)
                     results.withLock { $0[i] = (dev, resp.headers["x-cairn-checksum"], resp.headers["x-cairn-receipt"]) }
                 } else {
                     errors.withLock { $0.append("device \(dev): HTTP \(resp.status) \(resp.text.trimmingCharacters(in: .whitespacesAndNewlines))") }

@@ -281,15 +281,19 @@ public final class ClusterFS: @unchecked Sendable {
         do { try f.commit() } catch { throw FSError.from(error) }
     }
 
-    /// fsync: as flush, and every metadata change this mount made so far is durable (the
-    /// tracker syncs its log). Blobs are always fsynced by the storage nodes before they answer.
+    /// fsync: as flush, and everything this mount wrote so far is durable.
     public func fsync(_ fh: UInt64?) throws {
         if let fh { try flush(fh) }
         try sync()
     }
 
+    /// Blobs first (the nodes flush the writes this mount deferred), then the metadata (the
+    /// tracker syncs its log), so a durable name never points at bytes that are not.
     public func sync() throws {
-        do { _ = try context.tracker.call("fs_sync") } catch { throw FSError.from(error) }
+        do {
+            try context.chunks.deferred?.sync()
+            _ = try context.tracker.call("fs_sync")
+        } catch { throw FSError.from(error) }
     }
 
     public func release(_ fh: UInt64) throws {

@@ -17,7 +17,8 @@ final class FSContext: @unchecked Sendable {
 
     init(tracker: TrackerClient, options: MountOptions) {
         self.tracker = tracker
-        self.chunks = ChunkTransfer(tracker: tracker)
+        // Data becomes durable at fsync, fsyncdir and unmount, as on a local file system.
+        self.chunks = ChunkTransfer(tracker: tracker, deferred: DeferredWrites())
         self.options = options
         self.uploadGate = DispatchSemaphore(value: max(1, options.writeBuffers))
     }

@@ -11,6 +11,14 @@ extension MetadataStore {
         try await read { db in try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM domain ORDER BY name")).map(Self.domain) }
     }
 
+    /// Every domain and class, in one read (the tracker's catalog cache).
+    public func catalog() async throws -> ([DomainRecord], [ClassRecord]) {
+        try await read { db in
+            (try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM domain ORDER BY name")).map(Self.domain),
+             try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM class ORDER BY dmid, classid")).map(Self.classRecord))
+        }
+    }
+
     public func domain(named name: String) async throws -> DomainRecord? {
         try await read { db in try Self.domain(db, name: name) }
     }

@@ -77,14 +77,14 @@ extension MetadataStore {
 
     /// Commits new content for an existing inode (the mount's close/fsync). Chunks may reuse
     /// fids the inode already has (unchanged chunks); the rest must be fresh uploads.
-    public func commitInode(ino: Ino, size: Int64, chunks: [(index: Int, chunk: CommittedChunk)], replicas: Int, mtime: UnixNanos?) async throws -> InodeAttributes {
+    public func commitInode(ino: Ino, size: Int64, chunks: [(index: Int, chunk: CommittedChunk)], replicas: Int, mtime: UnixNanos?) async throws -> StoredLayout {
         let indexed = chunks.map { ($0.index, $0.chunk) }
         return try await write { db in
             let a = try Self.requireAttributes(db, ino: ino)
             guard a.kind == .file else { throw StoreError("is_a_directory", "inode \(ino) is not a file", errno: EISDIR) }
             try Self.replaceContent(db, ino: ino, domain: a.domain, classID: a.classID, size: size, indexed: indexed, replicas: replicas)
             if let mtime { try db.cachedStatement(sql: "UPDATE inode SET mtime = ? WHERE ino = ?").execute(arguments: [mtime, ino]) }
-            return try Self.requireAttributes(db, ino: ino)
+            return try Self.layout(db, ino: ino)
         }
     }
 
@@ -137,7 +137,7 @@ extension MetadataStore {
 
     static func chunks(_ db: Database, ino: Ino) throws -> [ChunkRef] {
         try Row.fetchAll(db.cachedStatement(sql: "SELECT idx, fid, length FROM chunk WHERE ino = ? ORDER BY idx"), arguments: [ino])
-            .map { ChunkRef(index: $0["idx"], fid: $0["fid"], length: $0["length"]) }
+            .map { ChunkRef(index: $0[0], fid: $0[1], length: $0[2]) }
     }
 
     public func chunks(ino: Ino) async throws -> [ChunkRef] {
@@ -250,16 +250,15 @@ extension MetadataStore {
 
 extension MetadataStore {
     /// What get_paths needs, in one read transaction: the domain, the file and its copies.
-    public func fileForReading(domain name: String, key: KeyPath) async throws -> (DomainRecord?, FileRecord?, [Fid: [DeviceID]]) {
+    public func fileForReading(domain d: DomainRecord, key: KeyPath) async throws -> (FileRecord?, [Fid: [DeviceID]]) {
         try await read { db in
-            guard let d = try Self.domain(db, name: name) else { return (nil, nil, [:]) }
-            guard let ino = try Self.resolve(db, domain: d, key: key), let a = try Self.attributes(db, ino: ino) else { return (d, nil, [:]) }
+            guard let ino = try Self.resolve(db, domain: d, key: key), let a = try Self.attributes(db, ino: ino) else { return (nil, [:]) }
             let chunks = try Self.chunks(db, ino: ino)
             var copies: [Fid: [DeviceID]] = [:]
             for c in chunks {
                 copies[c.fid] = try DeviceID.fetchAll(db.cachedStatement(sql: "SELECT devid FROM file_on WHERE fid = ?"), arguments: [c.fid])
             }
-            return (d, FileRecord(key: key.description, attributes: a, chunks: chunks), copies)
+            return (FileRecord(key: key.description, attributes: a, chunks: chunks), copies)
         }
     }
 }
@@ -272,21 +271,34 @@ public struct StoredLayout: Sendable {
     public var chunks: [ChunkRef]
     public var copies: [Fid: [DeviceID]]
     public var checksums: [Fid: String]
+
+    public init(attributes: InodeAttributes, domainName: String, classRecord: ClassRecord?, chunks: [ChunkRef] = [],
+                copies: [Fid: [DeviceID]] = [:], checksums: [Fid: String] = [:]) {
+        self.attributes = attributes; self.domainName = domainName; self.classRecord = classRecord
+        self.chunks = chunks; self.copies = copies; self.checksums = checksums
+    }
 }
 
 extension MetadataStore {
     public func layout(ino: Ino) async throws -> StoredLayout {
-        try await read { db in
-            let a = try Self.requireAttributes(db, ino: ino)
-            let chunks = try Self.chunks(db, ino: ino)
-            var copies: [Fid: [DeviceID]] = [:], sums: [Fid: String] = [:]
-            for c in chunks {
-                copies[c.fid] = try DeviceID.fetchAll(db.cachedStatement(sql: "SELECT devid FROM file_on WHERE fid = ?"), arguments: [c.fid])
-                if let s = try String.fetchOne(db.cachedStatement(sql: "SELECT checksum FROM blob WHERE fid = ?"), arguments: [c.fid]) { sums[c.fid] = s }
-            }
-            let name = try String.fetchOne(db.cachedStatement(sql: "SELECT name FROM domain WHERE dmid = ?"), arguments: [a.domain]) ?? ""
-            return StoredLayout(attributes: a, domainName: name, classRecord: try Self.classRecord(db, domain: a.domain, id: a.classID),
-                                chunks: chunks, copies: copies, checksums: sums)
+        try await read { db in try Self.layout(db, ino: ino) }
+    }
+
+    static func layout(_ db: Database, ino: Ino) throws -> StoredLayout {
+        let a = try Self.requireAttributes(db, ino: ino)
+        let chunks = try Self.chunks(db, ino: ino)
+        var copies: [Fid: [DeviceID]] = [:], sums: [Fid: String] = [:]
+        for c in chunks {
+            copies[c.fid] = try DeviceID.fetchAll(db.cachedStatement(sql: "SELECT devid FROM file_on WHERE fid = ?"), arguments: [c.fid])
+            if let s = try String.fetchOne(db.cachedStatement(sql: "SELECT checksum FROM blob WHERE fid = ?"), arguments: [c.fid]) { sums[c.fid] = s }
         }
+        let name = try String.fetchOne(db.cachedStatement(sql: "SELECT name FROM domain WHERE dmid = ?"), arguments: [a.domain]) ?? ""
+        return StoredLayout(attributes: a, domainName: name, classRecord: try Self.classRecord(db, domain: a.domain, id: a.classID),
+                            chunks: chunks, copies: copies, checksums: sums)
+    }
+
+    /// A file's attributes and chunk list, read together (a commit's starting point).
+    public func content(ino: Ino) async throws -> (InodeAttributes, [ChunkRef]) {
+        try await read { db in (try Self.requireAttributes(db, ino: ino), try Self.chunks(db, ino: ino)) }
     }
 }

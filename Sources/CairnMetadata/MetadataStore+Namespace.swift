@@ -7,15 +7,17 @@ import GRDB
 extension MetadataStore {
     static let inodeColumns = "ino, dmid, kind, mode, uid, gid, size, atime, mtime, ctime, nlink, classid, checksum"
 
-    static func attributes(_ row: Row) -> InodeAttributes {
-        InodeAttributes(ino: row["ino"], domain: row["dmid"], kind: InodeKind(rawValue: row["kind"]) ?? .file,
-                        mode: UInt32(truncatingIfNeeded: row["mode"] as Int64), uid: UInt32(truncatingIfNeeded: row["uid"] as Int64),
-                        gid: UInt32(truncatingIfNeeded: row["gid"] as Int64), size: row["size"], atime: row["atime"],
-                        mtime: row["mtime"], ctime: row["ctime"], nlink: row["nlink"], classID: row["classid"], checksum: row["checksum"])
+    /// Decodes `inodeColumns` starting at column `at`, by position: the hottest decoder (every
+    /// lookup, getattr and listing entry), and GRDB's by-name lookup costs a string fold per column.
+    static func attributes(_ row: Row, at i: Int = 0) -> InodeAttributes {
+        InodeAttributes(ino: row[i], domain: row[i + 1], kind: InodeKind(rawValue: row[i + 2]) ?? .file,
+                        mode: UInt32(truncatingIfNeeded: row[i + 3] as Int64), uid: UInt32(truncatingIfNeeded: row[i + 4] as Int64),
+                        gid: UInt32(truncatingIfNeeded: row[i + 5] as Int64), size: row[i + 6], atime: row[i + 7],
+                        mtime: row[i + 8], ctime: row[i + 9], nlink: row[i + 10], classID: row[i + 11], checksum: row[i + 12])
     }
 
     static func attributes(_ db: Database, ino: Ino) throws -> InodeAttributes? {
-        try Row.fetchOne(db.cachedStatement(sql: "SELECT \(inodeColumns) FROM inode WHERE ino = ?"), arguments: [ino]).map(attributes)
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT \(inodeColumns) FROM inode WHERE ino = ?"), arguments: [ino]).map { attributes($0) }
     }
 
     static func requireAttributes(_ db: Database, ino: Ino) throws -> InodeAttributes {
@@ -237,13 +239,18 @@ extension MetadataStore {
     /// mkdir, create (an empty file), symlink. New files and directories take the class of the
     /// nearest directory above that names one (`cairn.class`), else `default`.
     public func create(parent: Ino, name: String, _ n: NewInode, exclusive: Bool = true) async throws -> InodeAttributes {
+        try await createEntry(parent: parent, name: name, n, exclusive: exclusive).inode
+    }
+
+    /// Creates a name (see `create`); returns the inode's and its directory's new attributes.
+    public func createEntry(parent: Ino, name: String, _ n: NewInode, exclusive: Bool = true) async throws -> (inode: InodeAttributes, parent: InodeAttributes) {
         try KeyPath.validate(name: name)
         return try await write { db in
             let p = try Self.requireAttributes(db, ino: parent)
             guard p.kind == .directory else { throw StoreError("not_a_directory", "inode \(parent) is not a directory", errno: ENOTDIR) }
             if let existing = try Self.entryIno(db, parent: parent, name: name) {
                 if exclusive || n.kind != .file { throw StoreError("key_exists", "\"\(name)\" already exists", errno: EEXIST) }
-                return try Self.requireAttributes(db, ino: existing)
+                return (try Self.requireAttributes(db, ino: existing), p)
             }
             var classID = n.kind == .symlink ? 0 : try Self.inheritedClass(db, directory: parent)
             if let name = n.className, n.kind == .file {
@@ -256,7 +263,7 @@ extension MetadataStore {
                                         target: n.target.map { Array($0.utf8) }, size: Int64(n.target?.utf8.count ?? 0))
             try Self.insertEntry(db, domain: p.domain, parent: parent, name: name, ino: ino)
             if n.kind == .directory { try db.cachedStatement(sql: "UPDATE inode SET nlink = nlink + 1 WHERE ino = ?").execute(arguments: [parent]) }
-            return try Self.requireAttributes(db, ino: ino)
+            return (try Self.requireAttributes(db, ino: ino), try Self.requireAttributes(db, ino: parent))
         }
     }
 
@@ -271,8 +278,13 @@ extension MetadataStore {
         return 0
     }
 
-    public func unlink(parent: Ino, name: String, directory: Bool) async throws {
-        try await write { db in try Self.removeEntry(db, parent: parent, name: name, expectDirectory: directory) }
+    /// Removes a name; returns its directory's new attributes.
+    @discardableResult
+    public func unlink(parent: Ino, name: String, directory: Bool) async throws -> InodeAttributes {
+        try await write { db in
+            try Self.removeEntry(db, parent: parent, name: name, expectDirectory: directory)
+            return try Self.requireAttributes(db, ino: parent)
+        }
     }
 
     public func link(ino: Ino, newParent: Ino, newName: String) async throws -> InodeAttributes {
@@ -302,43 +314,51 @@ extension MetadataStore {
 
     public enum RenameMode: Sendable { case replace, noReplace, exchange }
 
-    /// Atomic rename: replaces a target file or empty directory, or fails (noReplace), or swaps (exchange).
-    public func rename(parent: Ino, name: String, newParent: Ino, newName: String, mode: RenameMode = .replace) async throws {
+    /// Atomic rename: replaces a target file or empty directory, or fails (noReplace), or swaps
+    /// (exchange). Returns both directories' new attributes (one when they are the same).
+    @discardableResult
+    public func rename(parent: Ino, name: String, newParent: Ino, newName: String,
+                       mode: RenameMode = .replace) async throws -> (parent: InodeAttributes, newParent: InodeAttributes?) {
         try KeyPath.validate(name: newName)
-        try await write { db in
-            guard let src = try Self.entryIno(db, parent: parent, name: name) else {
-                throw StoreError("unknown_key", "\"\(name)\" does not exist", errno: ENOENT)
-            }
-            let srcAttrs = try Self.requireAttributes(db, ino: src)
-            let np = try Self.requireAttributes(db, ino: newParent)
-            guard np.kind == .directory else { throw StoreError("not_a_directory", "target parent is not a directory", errno: ENOTDIR) }
-            guard np.domain == srcAttrs.domain else { throw StoreError("cross_domain", "rename cannot cross domains", errno: EXDEV) }
-            let dst = try Self.entryIno(db, parent: newParent, name: newName)
-            if dst == src { return }
-            switch mode {
-            case .noReplace:
-                if dst != nil { throw StoreError("key_exists", "\"\(newName)\" already exists", errno: EEXIST) }
-            case .exchange:
-                guard dst != nil else { throw StoreError("unknown_key", "\"\(newName)\" does not exist", errno: ENOENT) }
-                let tmp = ".cairn-exchange-\(src)"
-                try Self.moveEntry(db, domain: np.domain, from: newParent, name: newName, to: parent, newName: tmp)
-                try Self.moveEntry(db, domain: np.domain, from: parent, name: name, to: newParent, newName: newName)
-                try Self.moveEntry(db, domain: np.domain, from: parent, name: tmp, to: parent, newName: name)
-                return
-            case .replace:
-                if let dst {
-                    let dstAttrs = try Self.requireAttributes(db, ino: dst)
-                    if srcAttrs.kind == .directory, dstAttrs.kind != .directory {
-                        throw StoreError("not_a_directory", "cannot replace file \"\(newName)\" with a directory", errno: ENOTDIR)
-                    }
-                    if srcAttrs.kind != .directory, dstAttrs.kind == .directory {
-                        throw StoreError("is_a_directory", "cannot replace directory \"\(newName)\" with a file", errno: EISDIR)
-                    }
-                    try Self.removeEntry(db, parent: newParent, name: newName, expectDirectory: nil)
-                }
-            }
-            try Self.moveEntry(db, domain: np.domain, from: parent, name: name, to: newParent, newName: newName)
+        return try await write { db in
+            try Self.renameEntry(db, parent: parent, name: name, newParent: newParent, newName: newName, mode: mode)
+            return (try Self.requireAttributes(db, ino: parent), newParent == parent ? nil : try Self.requireAttributes(db, ino: newParent))
         }
+    }
+
+    static func renameEntry(_ db: Database, parent: Ino, name: String, newParent: Ino, newName: String, mode: RenameMode) throws {
+        guard let src = try Self.entryIno(db, parent: parent, name: name) else {
+            throw StoreError("unknown_key", "\"\(name)\" does not exist", errno: ENOENT)
+        }
+        let srcAttrs = try Self.requireAttributes(db, ino: src)
+        let np = try Self.requireAttributes(db, ino: newParent)
+        guard np.kind == .directory else { throw StoreError("not_a_directory", "target parent is not a directory", errno: ENOTDIR) }
+        guard np.domain == srcAttrs.domain else { throw StoreError("cross_domain", "rename cannot cross domains", errno: EXDEV) }
+        let dst = try Self.entryIno(db, parent: newParent, name: newName)
+        if dst == src { return }
+        switch mode {
+        case .noReplace:
+            if dst != nil { throw StoreError("key_exists", "\"\(newName)\" already exists", errno: EEXIST) }
+        case .exchange:
+            guard dst != nil else { throw StoreError("unknown_key", "\"\(newName)\" does not exist", errno: ENOENT) }
+            let tmp = ".cairn-exchange-\(src)"
+            try Self.moveEntry(db, domain: np.domain, from: newParent, name: newName, to: parent, newName: tmp)
+            try Self.moveEntry(db, domain: np.domain, from: parent, name: name, to: newParent, newName: newName)
+            try Self.moveEntry(db, domain: np.domain, from: parent, name: tmp, to: parent, newName: name)
+            return
+        case .replace:
+            if let dst {
+                let dstAttrs = try Self.requireAttributes(db, ino: dst)
+                if srcAttrs.kind == .directory, dstAttrs.kind != .directory {
+                    throw StoreError("not_a_directory", "cannot replace file \"\(newName)\" with a directory", errno: ENOTDIR)
+                }
+                if srcAttrs.kind != .directory, dstAttrs.kind == .directory {
+                    throw StoreError("is_a_directory", "cannot replace directory \"\(newName)\" with a file", errno: EISDIR)
+                }
+                try Self.removeEntry(db, parent: newParent, name: newName, expectDirectory: nil)
+            }
+        }
+        try Self.moveEntry(db, domain: np.domain, from: parent, name: name, to: newParent, newName: newName)
     }
 
     /// One page of a directory, with attributes, in name order after `after`.
@@ -349,7 +369,7 @@ extension MetadataStore {
                 FROM dirent d JOIN inode i ON i.ino = d.ino
                 WHERE d.parent = ? AND d.name > ? ORDER BY d.name LIMIT ?
                 """), arguments: [ino, after ?? "", limit])
-            return rows.map { DirectoryEntry(name: $0["name"], attributes: Self.attributes($0)) }
+            return rows.map { DirectoryEntry(name: $0[0], attributes: Self.attributes($0, at: 1)) }
         }
     }
 

@@ -57,14 +57,16 @@ extension MetadataStore {
         }
     }
 
-    /// A copy is gone from its device (deleted, or the device is dead).
+    /// Forgets a copy that is gone from its device (deleted, or the device is dead). Bookkeeping only (lost to a power cut, the copy is looked
+    /// for again and found gone), so it never waits for an fsync.
     public func removeCopy(fid: Fid, device: DeviceID) async throws {
-        try await write { db in try db.cachedStatement(sql: "DELETE FROM file_on WHERE fid = ? AND devid = ?").execute(arguments: [fid, device]) }
+        try await writeDeferred { db in try db.cachedStatement(sql: "DELETE FROM file_on WHERE fid = ? AND devid = ?").execute(arguments: [fid, device]) }
     }
 
-    /// Ends a delete when no copies remain, else retries later with backoff.
+    /// Ends a delete when no copies remain, else retries later with backoff. Bookkeeping only,
+    /// like `removeCopy`: a lost update repeats a delete, which nodes answer as done.
     public func deleteAttempted(fid: Fid) async throws {
-        try await write { db in
+        try await writeDeferred { db in
             let left = try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM file_on WHERE fid = ?"), arguments: [fid])!
             if left == 0 {
                 try db.cachedStatement(sql: "DELETE FROM delete_queue WHERE fid = ?").execute(arguments: [fid])

@@ -15,6 +15,8 @@ public final class MetadataStore: Sendable {
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
             try db.cachedStatement(sql: "PRAGMA foreign_keys = ON").execute()
+            // CAIRN_SQL_TRACE=1: every statement to stderr, to count what a request costs.
+            if ProcessInfo.processInfo.environment["CAIRN_SQL_TRACE"] != nil { db.trace { FileHandle.standardError.write(Data("SQL \($0)\n".utf8)) } }
         }
         do {
             pool = try DatabasePool(path: path, configuration: config)
@@ -50,8 +52,8 @@ public final class MetadataStore: Sendable {
     func writeDeferred<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
         try await mapErrors {
             try self.pool.writeWithoutTransaction { db in
-                try db.execute(sql: "PRAGMA synchronous = NORMAL")
-                defer { try? db.execute(sql: "PRAGMA synchronous = FULL") }
+                try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute()
+                defer { try? db.cachedStatement(sql: "PRAGMA synchronous = FULL").execute() }
                 var result: T?
                 try db.inTransaction {
                     result = try body(db)

@@ -11,6 +11,10 @@ public enum Request: Sendable, Equatable {
 
     public static let maxLineBytes = 1 << 20
 
+    /// Parses one line held in an array: the generic parser specialized here, in its own
+    /// module (called across modules it would run unspecialized, a witness call per byte).
+    public static func parse(line: [UInt8]) -> Request { parse(line: line[...]) }
+
     /// Parses one line (without its `\n`; a trailing `\r` is dropped).
     public static func parse<C: BidirectionalCollection>(line: C) -> Request where C.Element == UInt8, C.SubSequence: Collection<UInt8> {
         var end = line.endIndex
@@ -84,6 +88,9 @@ public enum Reply: Sendable, Equatable {
             return out + [13, 10]
         }
     }
+
+    /// Parses a reply line held in an array (specialized here; see `Request.parse(line:)`).
+    public static func parse(line: [UInt8]) -> Result<Args, ProtocolError> { parse(line: line[...]) }
 
     /// Parses a reply line (client side).
     public static func parse<C: BidirectionalCollection>(line: C) -> Result<Args, ProtocolError> where C.Element == UInt8, C.SubSequence: Collection<UInt8> {

@@ -38,15 +38,20 @@ final class BlobFile {
         written += Int64(bytes.count)
     }
 
-    /// Makes the blob durable and visible. Returns its checksum.
-    func commit() throws -> Checksum? {
+    /// Makes the blob visible, and durable unless `durable` is false (the mount's writes,
+    /// made durable by the next `DeferredFlush`). Returns its checksum.
+    func commit(durable: Bool = true) throws -> Checksum? {
         // The checksum xattr goes first so the one fsync makes it durable with the bytes.
         let sum = checksum.finalize()
         if let sum { Self.storeChecksum(fd: fd, sum) }
-        guard fsync(fd) == 0 else { throw StorageError.io("fsync of \(tempPath) failed: \(String(cString: strerror(errno)))") }
+        if durable {
+            guard fsync(fd) == 0 else { throw StorageError.io("fsync of \(tempPath) failed: \(String(cString: strerror(errno)))") }
+        }
         guard rename(tempPath, finalPath) == 0 else { throw StorageError.io("rename to \(finalPath) failed: \(String(cString: strerror(errno)))") }
-        let dirfd = open((finalPath as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY)
-        if dirfd >= 0 { fsync(dirfd); close(dirfd) }
+        if durable {
+            let dirfd = open((finalPath as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY)
+            if dirfd >= 0 { fsync(dirfd); close(dirfd) }
+        }
         return sum
     }
 

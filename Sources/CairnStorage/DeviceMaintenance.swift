@@ -195,14 +195,19 @@ final class StopFlag: Sendable {
 enum SidecarFile {
     static func path(_ blobPath: String) -> String { String(blobPath.dropLast(4)) + ".meta" }
 
+    /// Replaces the sidecar atomically (temp file, rename). Not fsynced: a sidecar is a
+    /// recovery aid the tracker rewrites whenever the file changes, and the blob's own flush
+    /// (or the next one) makes it durable.
     static func write(_ bytes: [UInt8], to path: String) throws {
         let temp = path + ".tmp-\(UInt32.random(in: 0...UInt32.max))"
-        guard FileManager.default.createFile(atPath: temp, contents: Data(bytes)) else {
-            throw StorageError.io("cannot write \(temp): \(String(cString: strerror(errno)))")
-        }
-        guard rename(temp, path) == 0 else {
+        let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw StorageError.io("cannot create \(temp): \(String(cString: strerror(errno)))") }
+        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        guard written == bytes.count, rename(temp, path) == 0 else {
+            let reason = String(cString: strerror(errno))
             unlink(temp)
-            throw StorageError.io("cannot rename \(temp): \(String(cString: strerror(errno)))")
+            throw StorageError.io("cannot write \(path): \(reason)")
         }
     }
 }

@@ -12,8 +12,9 @@ import Hummingbird
 /// - `POST /_probe/dev<N>`: a test write and read on the device.
 /// - `PUT|GET /_meta/[<write token>/]dev<N>/B/MMM/TTT/<fid>.fid`: the blob's sidecar (JSON the
 ///   tracker writes: which file and chunk it is, attributes, custom metadata).
+/// - `POST /_sync`: make every deferred-durability write so far durable (the mount's fsync).
 extension StorageNode {
-    static let maintenancePrefixes = ["/_verify/", "/_list/", "/_probe/", "/_meta/"]
+    static let maintenancePrefixes = ["/_verify/", "/_list/", "/_probe/", "/_meta/", "/_sync"]
 
     func maintenance(_ request: Request) async -> Response? {
         let path = request.uri.path
@@ -52,6 +53,14 @@ extension StorageNode {
             return text(.ok, lines.joined(separator: "\n"))
         case "/_meta/":
             return await sidecar(request, path: rest)
+        case "/_sync":
+            guard request.method == .post, rest == "/" else { return text(.methodNotAllowed, "use POST /_sync") }
+            let flush = deferredFlush
+            let failed = await (try? BlockingPool.run { flush.flush() }) ?? ["the flush did not run"]
+            guard failed.isEmpty else {
+                return text(.internalServerError, "\(config.name) could not make its writes durable: \(failed.joined(separator: "; ")); check the disk")
+            }
+            return Response(status: .noContent)
         default:
             guard request.method == .post else { return text(.methodNotAllowed, "use POST for a probe") }
             guard let device = deviceID(rest) else { return text(.notFound, "no device \(rest.prefix(40)) on this node (\(config.name))") }

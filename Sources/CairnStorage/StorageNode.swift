@@ -26,24 +26,29 @@ public struct StorageConfig: Sendable {
     public var scrubInterval: Double
     /// Size each device reports instead of its file system's (devices sharing one disk).
     public var capacityBytes: Int64?
+    /// Longest time a deferred-durability write (the mount's) waits for its flush, in seconds.
+    public var flushInterval: Double
 
     public init(host: String, port: Int, dataDir: String, name: String, trackers: [String], secret: String?,
                 newDevices: Int = 1, reserveBytes: Int64 = 64 << 20, scrubBytesPerSecond: Int64 = 16 << 20,
-                scrubInterval: Double = 86400, capacityBytes: Int64? = nil) {
+                scrubInterval: Double = 86400, capacityBytes: Int64? = nil, flushInterval: Double = 2) {
         self.host = host; self.port = port; self.dataDir = dataDir; self.name = name; self.trackers = trackers
         self.secret = secret; self.newDevices = newDevices; self.reserveBytes = reserveBytes
         self.scrubBytesPerSecond = scrubBytesPerSecond; self.scrubInterval = scrubInterval; self.capacityBytes = capacityBytes
+        self.flushInterval = flushInterval
     }
 }
 
 /// A storage node: an HTTP/1.1 keep-alive server over local devices (`DATA/dev<N>`).
-/// PUT (streamed to a temp file, fsynced, renamed), GET/HEAD with single ranges, DELETE,
+/// PUT (streamed to a temp file, fsynced, renamed; with `Cairn-Durability: deferred`, fsynced by
+/// the next flush instead), GET/HEAD with single ranges, DELETE,
 /// MogileFS's usage file, a JSON status, and node-to-node copy for replication.
 public final class StorageNode: Sendable {
     public let config: StorageConfig
     let folders: DeviceFolders
     let meter: UsageMeter
     let scrubber: Scrubber
+    let deferredFlush: DeferredFlush
     let logger: Logger
 
     public init(config: StorageConfig) {
@@ -51,6 +56,7 @@ public final class StorageNode: Sendable {
         self.folders = DeviceFolders(root: config.dataDir)
         self.meter = UsageMeter(capacity: config.capacityBytes)
         self.scrubber = Scrubber(bytesPerSecond: config.scrubBytesPerSecond, passInterval: config.scrubInterval)
+        self.deferredFlush = DeferredFlush(interval: config.flushInterval)
         var logger = Logger(label: "cairn.storage.\(config.name)")
         logger.logLevel = .info
         self.logger = logger
@@ -69,7 +75,9 @@ public final class StorageNode: Sendable {
         let scrubber = self.scrubber, folders = self.folders
         let stop = StopFlag()
         Thread.detachNewThread { scrubber.run(folders: folders, isCancelled: { stop.isSet }) }
-        defer { stop.set() }
+        let flush = deferredFlush
+        Thread.detachNewThread { flush.run(isCancelled: { stop.isSet }) }
+        defer { stop.set(); flush.flush() }
         try await app.runService()
     }
 
@@ -184,6 +192,7 @@ public final class StorageNode: Sendable {
 
     func store(file: String, device: DeviceID, fid: Fid, request: Request, algorithm: ChecksumAlgorithm) async -> Response {
         let copySource = request.headers[HTTPField.Name("Cairn-Copy-From")!]
+        let durable = request.headers[HTTPField.Name("Cairn-Durability")!] != "deferred"
         // A copy request has an empty body; the size is the source's.
         let expected = copySource == nil ? request.headers[.contentLength].flatMap { Int64($0) } : nil
         if let expected, let u = meter.measure(folders, id: device, reserveBytes: config.reserveBytes),
@@ -204,7 +213,8 @@ public final class StorageNode: Sendable {
                 blob.discard()
                 return text(.badRequest, "body was \(blob.written) bytes, Content-Length said \(expected); nothing stored")
             }
-            let sum = try await BlockingPool.run { try box.blob.commit() }
+            let sum = try await BlockingPool.run { try box.blob.commit(durable: durable) }
+            if !durable { deferredFlush.wrote(device: folders.devicePath(device)) }
             var headers = HTTPFields()
             headers[HTTPField.Name("X-Cairn-Size")!] = String(blob.written)
             if let sum { headers[HTTPField.Name("X-Cairn-Checksum")!] = sum.description }
@@ -376,11 +386,14 @@ public final class StorageNode: Sendable {
         /// Blobs the scrubber found whose bytes no longer match their stored checksum.
         var corrupt: [Scrubber.Finding]
         var scrubbedBlobs: Int64
+        /// Deferred-durability writes (the mount's) not yet flushed to disk.
+        var unflushedWrites: Int
     }
 
     func status() -> Response {
         let devices = folders.deviceIDs().compactMap { meter.measure(folders, id: $0, reserveBytes: config.reserveBytes) }
-        return json(Status(name: config.name, devices: devices, corrupt: scrubber.findings, scrubbedBlobs: scrubber.blobsScanned))
+        return json(Status(name: config.name, devices: devices, corrupt: scrubber.findings, scrubbedBlobs: scrubber.blobsScanned,
+                           unflushedWrites: deferredFlush.pending))
     }
 
     func json<T: Encodable>(_ value: T) -> Response {

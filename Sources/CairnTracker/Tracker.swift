@@ -41,6 +41,7 @@ struct TrackerContext: Sendable {
     let config: TrackerConfig
     let store: MetadataStore
     let devices: DeviceCache
+    let catalog: CatalogCache
     let gateway: NodeGateway
     let replicator: Replicator
     let placement: Placement
@@ -63,7 +64,7 @@ public final class Tracker: Sendable {
         let devices = DeviceCache(store: store)
         let gateway = NodeGateway(http: HTTPTransfer(), secret: config.secret, tokenLifetime: config.tokenLifetime)
         let placement = Placement()
-        context = TrackerContext(config: config, store: store, devices: devices, gateway: gateway,
+        context = TrackerContext(config: config, store: store, devices: devices, catalog: CatalogCache(store: store), gateway: gateway,
                                  replicator: Replicator(gateway: gateway, devices: devices, placement: placement),
                                  placement: placement, logger: logger,
                                  jobMaster: JobMaster(owner: "\(ProcessInfo.processInfo.hostName):\(config.port):\(getpid())"),

@@ -8,6 +8,8 @@ public final class TrackerConnection {
     public let address: String
     private var fd: Int32 = -1
     private var buffer: [UInt8] = []
+    /// Receive space, reused: a reply is usually a few hundred bytes.
+    private var scratch = [UInt8](repeating: 0, count: 65536)
 
     public init(address: String, timeoutSeconds: Int = 10) throws {
         self.address = address
@@ -78,12 +80,11 @@ public final class TrackerConnection {
                 if line.last == 13 { line.removeLast() }
                 return line
             }
-            var chunk = [UInt8](repeating: 0, count: 65536)
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, 65536, 0) }
+            let n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n <= 0 {
                 throw TransferError(url: address, reason: n == 0 ? "the tracker closed the connection" : "no answer from the tracker in time")
             }
-            buffer += chunk[..<n]
+            buffer += scratch[..<n]
         }
     }
 }

@@ -41,15 +41,16 @@ struct StorageCommand: AsyncParsableCommand {
     @Option(name: .customLong("scrub-rate"), help: "MiB/s the background scrub reads to verify checksums; 0 turns scrubbing off.") var scrubRate = 16.0
     @Option(name: .customLong("scrub-interval"), help: "Seconds from the start of one scrub pass over every blob to the next.") var scrubInterval = 86400.0
     @Option(help: "Size each device reports, in MiB (default: its file system's). For devices sharing one disk.") var capacity: Int64?
+    @Option(name: .customLong("flush-interval"), help: "Seconds within which the mount's writes (fsynced at its fsync and unmount) are made durable anyway.") var flushInterval = 2.0
 
     func run() async throws {
         let (host, port) = try splitAddress(listen, defaultPort: 7500)
-        guard scrubRate >= 0, scrubInterval > 0, (capacity ?? 1) > 0 else { throw ValidationError("--scrub-rate, --scrub-interval and --capacity must be positive") }
+        guard scrubRate >= 0, scrubInterval > 0, (capacity ?? 1) > 0, flushInterval > 0 else { throw ValidationError("--scrub-rate, --scrub-interval, --capacity and --flush-interval must be positive") }
         let nodeName = name ?? "\(ProcessInfo.processInfo.hostName)-\(port)"
         let config = StorageConfig(host: host, port: port, dataDir: data, name: nodeName, trackers: tracker,
                                    secret: try loadSecret(file: secretFile), newDevices: devices,
                                    scrubBytesPerSecond: Int64(scrubRate * 1_048_576), scrubInterval: scrubInterval,
-                                   capacityBytes: capacity.map { $0 << 20 })
+                                   capacityBytes: capacity.map { $0 << 20 }, flushInterval: flushInterval)
         try await reportingErrors { try await StorageNode(config: config).run() }
     }
 }

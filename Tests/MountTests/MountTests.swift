@@ -8,8 +8,8 @@ let chunk = 1 << 20
 
 /// A cluster with a `small` class (1 MiB chunks, 2 replicas) mounted at `<root>/mnt`, new
 /// files in that class; files of the `test` domain appear under `mnt/test`.
-func mountedCluster(nodes: Int = 3) throws -> (TestCluster, TestMount, String) {
-    let c = try TestCluster(nodes: nodes)
+func mountedCluster(nodes: Int = 3, nodeArgs: [String] = []) throws -> (TestCluster, TestMount, String) {
+    let c = try TestCluster(nodes: nodes, nodeArgs: nodeArgs)
     _ = try c.client.call("create_class", [("domain", "test"), ("class", "small"), ("mindevcount", "2"), ("chunk_size", String(chunk))])
     _ = try c.client.call("create_class", [("domain", "test"), ("class", "three"), ("mindevcount", "3"), ("chunk_size", String(chunk))])
     let m = try TestMount(c, options: ["class=small"])
@@ -277,5 +277,32 @@ extension MountTests {
         #expect(!TestMount.isMounted(m.path))
         let back = try c.cli(["get", "test", "open-at-stop"])
         #expect(back.status == 0 && Array(back.out) == data, "what was open was committed before exit")
+    }
+
+    @Test func mountWritesAreMadeDurableByFsyncWhileCLIWritesAreAtOnce() throws {
+        // No background flush during the test: only fsync (or the CLI) may flush.
+        let (c, m, dir) = try mountedCluster(nodeArgs: ["--flush-interval", "3600"])
+        defer { m.unmount(); c.stop() }
+        func unflushed() throws -> Int {
+            try c.nodePorts.reduce(0) { sum, port in
+                let body = try HTTPTransferGet("http://127.0.0.1:\(port)/_status")
+                let status = try #require(try JSONSerialization.jsonObject(with: Data(body)) as? [String: Any])
+                return sum + (try #require(status["unflushedWrites"] as? Int))
+            }
+        }
+        let viaCLI = try writeTemp(randomBytes(5000, seed: 31), dir: c.root, name: "cli-src")
+        #expect(try c.cli(["put", "test", "durable-at-once", viaCLI]).status == 0)
+        #expect(try unflushed() == 0, "cairn put is fsynced by the nodes before it returns")
+
+        let data = randomBytes(3 * chunk + 17, seed: 32)
+        let src = try writeTemp(data, dir: c.root, name: "mount-src")
+        #expect(try run("cp", [src, dir + "/deferred"]).status == 0)
+        let pending = try unflushed()
+        #expect(pending >= 8, "4 chunks × 2 synchronous copies written by the mount wait for a flush (got \(pending))")
+        // coreutils' `sync FILE` is fsync(2) on it: the nodes flush, then the tracker.
+        let synced = try run("sync", [dir + "/deferred"])
+        #expect(synced.status == 0, "fsync through the mount: \(synced.err)")
+        #expect(try unflushed() == 0, "fsync returned only after every node flushed the mount's writes")
+        #expect(Array(try c.cli(["get", "test", "deferred"]).out) == data)
     }
 }

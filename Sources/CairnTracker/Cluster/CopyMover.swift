@@ -20,7 +20,7 @@ struct CopyMover: Sendable {
     func move(_ m: MetadataStore.Move) async -> Outcome {
         do {
             guard let blob = try await ctx.store.blob(fid: m.fid), blob.devices.contains(m.from) else { return .obsolete }
-            guard let c = try await ctx.store.classRecord(domain: blob.domain, id: blob.classID) else { return .obsolete }
+            guard let c = try await ctx.catalog.classRecord(domain: blob.domain, id: blob.classID) else { return .obsolete }
             let all = try await ctx.devices.byID()
             let others = blob.devices.filter { $0 != m.from }.compactMap { all[$0] }.filter { !$0.device.status.isGone }
             var dest = m.to.flatMap { all[$0] }

@@ -124,6 +124,12 @@ struct NodeGateway: Sendable {
         return r.status == 200 ? nil : r.text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// Has a node make its deferred-durability writes (the mount's) durable; true when done.
+    func flush(_ host: HostRecord) async -> Bool {
+        guard let r = try? await BlockingPool.run({ try http.perform(method: "POST", url: host.baseURL + "/_sync") }) else { return false }
+        return r.status == 204
+    }
+
     func status(of host: HostRecord) async -> NodeStatus? {
         let url = host.baseURL + "/_status"
         guard let r = try? await BlockingPool.run({ try http.get(url) }), r.status == 200 else { return nil }

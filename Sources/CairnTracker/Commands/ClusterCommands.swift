@@ -16,11 +16,13 @@ struct ClusterCommands {
         h["get_domains"] = { _ in try await s.getDomains() }
         h["create_domain"] = { a in
             let d = try await s.store.createDomain(try a.require("domain"), defaultReplicas: s.ctx.config.defaultReplicas)
+            s.ctx.catalog.invalidate()
             return [("domain", d.name)]
         }
         h["delete_domain"] = { a in
             let name = try a.require("domain")
             try await s.store.deleteDomain(name)
+            s.ctx.catalog.invalidate()
             return [("domain", name)]
         }
         h["create_class"] = { a in try await s.saveClass(a, update: false) }
@@ -29,6 +31,7 @@ struct ClusterCommands {
             let d = try await s.domain(a)
             let c = try a.require("class")
             try await s.store.deleteClass(domain: d.id, name: c)
+            s.ctx.catalog.invalidate()
             return [("domain", d.name), ("class", c)]
         }
         h["get_classes"] = { a in try await s.getClasses(a) }
@@ -82,7 +85,7 @@ struct ClusterCommands {
             return []
         }
         h["noop"] = { _ in [] }
-        h["clear_cache"] = { _ in s.ctx.devices.invalidate(); return [] }
+        h["clear_cache"] = { _ in s.ctx.devices.invalidate(); s.ctx.catalog.invalidate(); return [] }
         h["do_monitor_round"] = { _ in s.ctx.devices.invalidate(); return [] }
         h["sleep"] = { a in
             let secs = min(60, max(0, Int(a["duration"] ?? "10") ?? 10))
@@ -106,7 +109,7 @@ struct ClusterCommands {
 
     func domain(_ a: Args) async throws -> DomainRecord {
         guard let name = a.nonEmpty("domain") else { throw ProtocolError("no_domain", "no domain given") }
-        guard let d = try await store.domain(named: name) else {
+        guard let d = try await ctx.catalog.domain(named: name) else {
             throw ProtocolError("unreg_domain", "domain \"\(name)\" is not registered; create it with `cairn admin domain add \(name)`")
         }
         return d
@@ -177,6 +180,7 @@ struct ClusterCommands {
             if let newChecksum { c.checksum = newChecksum }
             if let chunk { c.chunkSize = chunk }
         }
+        ctx.catalog.invalidate()
         return [("class", c.name), ("mindevcount", String(c.replicas)), ("domain", d.name)]
     }
 

@@ -31,7 +31,7 @@ struct FileCommands {
             let d = try await s.cluster.domain(a)
             let key = try s.key(a)
             guard let cname = a.nonEmpty("class") else { throw ProtocolError("no_class", "no class given") }
-            guard let c = try await s.store.classRecord(domain: d.id, name: cname) else { throw ProtocolError("class_not_found", "class \"\(cname)\" does not exist in domain \(d.name)") }
+            guard let c = try await s.ctx.catalog.classRecord(domain: d.id, name: cname) else { throw ProtocolError("class_not_found", "class \"\(cname)\" does not exist in domain \(d.name)") }
             guard let ino = try await s.store.resolve(domain: d, key: key) else { throw ProtocolError("invalid_key", "no key \"\(key)\" in domain \(d.name)") }
             try await s.store.setClass(ino: ino, classID: c.id)
             return []
@@ -60,7 +60,7 @@ struct FileCommands {
             guard let src = devs[Int(from)], let dst = devs[Int(to)], let blob = try await s.store.blob(fid: fid) else {
                 throw ProtocolError("copy_err", "unknown fid or device")
             }
-            let c = try await s.store.classRecord(domain: blob.domain, id: blob.classID)
+            let c = try await s.ctx.catalog.classRecord(domain: blob.domain, id: blob.classID)
             let facts = try await s.ctx.gateway.copy(fid: fid, from: src, to: dst, algorithm: c?.checksum ?? .none)
             guard facts.size == blob.length else { throw ProtocolError("copy_err", "copy has \(facts.size) bytes, expected \(blob.length)") }
             try await s.store.addCopy(fid: fid, device: Int(to))
@@ -77,7 +77,7 @@ struct FileCommands {
 
     func classRecord(_ a: Args, domain: DomainRecord) async throws -> ClassRecord {
         let name = a.nonEmpty("class") ?? ClassRecord.defaultName
-        guard let c = try await store.classRecord(domain: domain.id, name: name) else {
+        guard let c = try await ctx.catalog.classRecord(domain: domain.id, name: name) else {
             throw ProtocolError("unreg_class", "class \"\(name)\" is not registered in domain \(domain.name)")
         }
         return c
@@ -146,7 +146,7 @@ struct FileCommands {
             return []
         }
         let key = try KeyPath(keyText)
-        guard let c = try await store.classRecord(domain: d.id, id: temp.classID) else { throw ProtocolError("unreg_class", "the class of fid \(fid) no longer exists") }
+        guard let c = try await ctx.catalog.classRecord(domain: d.id, id: temp.classID) else { throw ProtocolError("unreg_class", "the class of fid \(fid) no longer exists") }
         let size = try a.optionalInt("size").flatMap { $0 > 0 ? $0 : nil }
         do {
             let outcome = try await ctx.replicator.ensure(fid: fid, claimed: [devid], expectedSize: size, expectedChecksum: checksum,
@@ -192,14 +192,15 @@ struct FileCommands {
         let size = try a.requireInt("size")
         let ino = try a.optionalInt("ino")
         let c: ClassRecord
+        var existing: Set<Fid> = []
         if let ino {
-            let attrs = try await store.getattr(ino: ino)
-            guard let cls = try await store.classRecord(domain: attrs.domain, id: attrs.classID) else { throw ProtocolError("unreg_class", "class of inode \(ino) is gone") }
+            let (attrs, chunks) = try await store.content(ino: ino)
+            guard let cls = try await ctx.catalog.classRecord(domain: attrs.domain, id: attrs.classID) else { throw ProtocolError("unreg_class", "class of inode \(ino) is gone") }
             c = cls
+            existing = Set(chunks.map(\.fid))
         } else {
             c = try await classRecord(a, domain: d)
         }
-        let existing: Set<Fid> = ino != nil ? Set(try await store.chunks(ino: ino!).map(\.fid)) : []
         // Verify and replicate new chunks concurrently: each chunk is independent.
         let committed = try await withThrowingTaskGroup(of: (Int, CommittedChunk).self) { group in
             for p in parsed {
@@ -219,18 +220,18 @@ struct FileCommands {
             return out.sorted { $0.0 < $1.0 }
         }
         let mtime = try a.optionalInt("mtime")
-        let attrs: InodeAttributes
         if let ino {
-            attrs = try await store.commitInode(ino: ino, size: size, chunks: committed.map { ($0.0, $0.1) }, replicas: c.replicas, mtime: mtime)
+            // The new layout, so the writer needs no second call to see where its chunks are.
+            return try await layoutPairs(try await store.commitInode(ino: ino, size: size, chunks: committed.map { ($0.0, $0.1) },
+                                                                     replicas: c.replicas, mtime: mtime))
         } else {
             let change = MetadataStore.AttributeChange(mode: try a.optionalInt("mode").map { UInt32(truncatingIfNeeded: $0) },
                                                        uid: try a.optionalInt("uid").map { UInt32(truncatingIfNeeded: $0) },
                                                        gid: try a.optionalInt("gid").map { UInt32(truncatingIfNeeded: $0) }, mtime: mtime)
-            attrs = try await store.commitFile(domain: d, key: try key(a), classID: c.id, size: size, chunks: committed.map(\.1),
-                                               replicas: c.replicas, attributes: change)
+            let attrs = try await store.commitFile(domain: d, key: try key(a), classID: c.id, size: size, chunks: committed.map(\.1),
+                                                   replicas: c.replicas, attributes: change)
+            return try await fileLayout(Args(["ino": String(attrs.ino)]))
         }
-        // The new layout, so the writer needs no second call to see where its chunks are.
-        return try await fileLayout(Args(["ino": String(attrs.ino)]))
     }
 
     // MARK: reads
@@ -239,10 +240,9 @@ struct FileCommands {
     /// Otherwise: concatenating URLs on storage nodes (`/_cat/…`), so MogileFS clients still
     /// get the whole file from one URL.
     func getPaths(_ a: Args) async throws -> [(String, String)] {
-        guard let name = a.nonEmpty("domain") else { throw ProtocolError("no_domain", "no domain given") }
+        let d = try await cluster.domain(a)
         let key = try key(a)
-        let (domain, file, copies) = try await store.fileForReading(domain: name, key: key)
-        guard let d = domain else { throw ProtocolError("unreg_domain", "domain \"\(name)\" is not registered") }
+        let (file, copies) = try await store.fileForReading(domain: d, key: key)
         guard let f = file, f.attributes.kind == .file else {
             throw ProtocolError("unknown_key", "no file \"\(key)\" in domain \(d.name)")
         }
@@ -265,7 +265,7 @@ struct FileCommands {
         guard let f = try await store.file(domain: d, key: key), f.attributes.kind == .file else {
             throw ProtocolError("unknown_key", "no file \"\(key)\" in domain \(d.name)")
         }
-        let c = try await store.classRecord(domain: d.id, id: f.attributes.classID)
+        let c = try await ctx.catalog.classRecord(domain: d.id, id: f.attributes.classID)
         let copies = try await store.copies(of: f.chunks.map(\.fid))
         let devcount = f.chunks.map { copies[$0.fid]?.count ?? 0 }.min() ?? 0
         var out: [(String, String)] = [("fid", String(f.chunks.first?.fid ?? 0)), ("domain", d.name), ("class", c?.name ?? "default"),
@@ -323,7 +323,12 @@ struct FileCommands {
             guard let found = try await store.resolve(domain: d, key: key) else { throw ProtocolError("unknown_key", "no key \"\(key)\" in domain \(d.name)") }
             ino = found
         }
-        let l = try await store.layout(ino: ino)
+        return try await layoutPairs(try await store.layout(ino: ino))
+    }
+
+    /// A layout as file_layout answers it: attributes, class settings, and every chunk with its
+    /// replicas' URLs in read order.
+    func layoutPairs(_ l: StoredLayout) async throws -> [(String, String)] {
         let devs = try await ctx.devices.byID()
         let c = l.classRecord
         var out = AttributeCodec.pairs(l.attributes)

@@ -54,6 +54,7 @@ struct HealthCommands {
         h["recover_from_storage"] = { _ in
             let r = try await StorageRecovery(ctx: s.ctx).run()
             s.ctx.devices.invalidate()
+            s.ctx.catalog.invalidate()
             return [("devices", String(r.devices)), ("blobs", String(r.blobs)), ("without_sidecar", String(r.withoutSidecar)),
                     ("files", String(r.files)), ("restored", String(r.restored)), ("unreachable_devices", r.unreachable.map(String.init).joined(separator: ","))]
         }
@@ -66,7 +67,7 @@ struct HealthCommands {
         // MogileFS's fsck fixes what it finds; `repair=0` makes it report only.
         st.repair = a["repair"].map { $0 != "0" } ?? true
         if let name = a.nonEmpty("domain") {
-            guard let d = try await store.domain(named: name) else { throw ProtocolError("domain_not_found", "domain \"\(name)\" does not exist") }
+            guard let d = try await ctx.catalog.domain(named: name) else { throw ProtocolError("domain_not_found", "domain \"\(name)\" does not exist") }
             st.domain = d.id
         }
         if let p = a.nonEmpty("path") { st.pathPrefix = p.hasPrefix("/") ? String(p.dropFirst()) : p }
@@ -175,7 +176,7 @@ struct HealthCommands {
             for (fid, _) in try await store.blobsOn(device: d.device.id, after: 0, limit: policy.limitCount * 2) {
                 guard let b = try await store.blob(fid: fid) else { continue }
                 let ck = "\(b.domain)/\(b.classID)"
-                if classes[ck] == nil { classes[ck] = try await store.classRecord(domain: b.domain, id: b.classID)?.policy ?? .hosts }
+                if classes[ck] == nil { classes[ck] = try await ctx.catalog.classRecord(domain: b.domain, id: b.classID)?.policy ?? .hosts }
                 blobs.append(.init(fid: fid, bytes: b.length, holders: b.devices, policy: classes[ck]!))
             }
         }

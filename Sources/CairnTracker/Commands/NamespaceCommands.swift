@@ -45,15 +45,21 @@ struct NamespaceCommands {
                                            gid: UInt32(truncatingIfNeeded: try a.optionalInt("gid") ?? 0), target: a["target"],
                                            className: a.nonEmpty("class"))
             let parent = try a.requireInt("parent")
-            let created = try await s.store.create(parent: parent, name: try a.require("name"), n,
-                                                   exclusive: a["exclusive"].map { $0 != "0" } ?? true)
+            let exclusive = a["exclusive"].map { $0 != "0" } ?? true
+            let (created, parentNow) = try await s.store.createEntry(parent: parent, name: try a.require("name"), n, exclusive: exclusive)
             // The parent's new times come along, so the mount need not ask for them.
-            let parentAttributes = AttributeCodec.pairs(try await s.store.getattr(ino: parent), prefix: "parent_")
+            let parentAttributes = AttributeCodec.pairs(parentNow, prefix: "parent_")
             guard kind == .file else { return AttributeCodec.pairs(created) + parentAttributes }
             // A new file comes with its (empty) layout, and with alloc=1 a place for its first
             // chunk: the mount opens, writes and stores a small file without other calls.
             let files = FileCommands(ctx: s.ctx)
-            let layout = try await files.fileLayout(Args(["ino": String(created.ino)]))
+            let layout: [(String, String)]
+            if exclusive, let domain = try await s.ctx.catalog.domainName(id: created.domain) {
+                let c = try await s.ctx.catalog.classRecord(domain: created.domain, id: created.classID)
+                layout = try await files.layoutPairs(StoredLayout(attributes: created, domainName: domain, classRecord: c))
+            } else {
+                layout = try await files.fileLayout(Args(["ino": String(created.ino)]))  // an existing file, perhaps with content
+            }
             var upload: [(String, String)] = []
             if a["alloc"] == "1" {
                 let fields = Dictionary(layout, uniquingKeysWith: { first, _ in first })
@@ -64,9 +70,8 @@ struct NamespaceCommands {
             return layout + parentAttributes + upload
         }
         h["fs_unlink"] = { a in
-            let parent = try a.requireInt("parent")
-            try await s.store.unlink(parent: parent, name: try a.require("name"), directory: a.bool("dir"))
-            return AttributeCodec.pairs(try await s.store.getattr(ino: parent), prefix: "parent_")
+            let parentNow = try await s.store.unlink(parent: try a.requireInt("parent"), name: try a.require("name"), directory: a.bool("dir"))
+            return AttributeCodec.pairs(parentNow, prefix: "parent_")
         }
         h["fs_rename"] = { a in
             let mode: MetadataStore.RenameMode
@@ -77,10 +82,9 @@ struct NamespaceCommands {
             default: throw ProtocolError("bad_params", "mode must be replace, noreplace or exchange")
             }
             let parent = try a.requireInt("parent"), newParent = try a.requireInt("newparent")
-            try await s.store.rename(parent: parent, name: try a.require("name"), newParent: newParent, newName: try a.require("newname"), mode: mode)
+            let now = try await s.store.rename(parent: parent, name: try a.require("name"), newParent: newParent, newName: try a.require("newname"), mode: mode)
             // Both directories' new times, as creates return theirs.
-            return AttributeCodec.pairs(try await s.store.getattr(ino: parent), prefix: "parent_")
-                + (newParent == parent ? [] : AttributeCodec.pairs(try await s.store.getattr(ino: newParent), prefix: "newparent_"))
+            return AttributeCodec.pairs(now.parent, prefix: "parent_") + (now.newParent.map { AttributeCodec.pairs($0, prefix: "newparent_") } ?? [])
         }
         h["fs_link"] = { a in
             AttributeCodec.pairs(try await s.store.link(ino: try a.requireInt("ino"), newParent: try a.requireInt("newparent"), newName: try a.require("newname")))
@@ -130,7 +134,7 @@ struct NamespaceCommands {
             let ino = try a.requireInt("ino")
             let attrs = try await s.store.getattr(ino: ino)
             let cname = try a.require("class")
-            guard let c = try await s.store.classRecord(domain: attrs.domain, name: cname) else {
+            guard let c = try await s.ctx.catalog.classRecord(domain: attrs.domain, name: cname) else {
                 throw ProtocolError("class_not_found", "class \"\(cname)\" does not exist in this domain")
             }
             // A directory's class is the class of files created beneath it; a file moves to it.

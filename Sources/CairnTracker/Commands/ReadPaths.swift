@@ -36,7 +36,7 @@ struct ReadPaths {
 
     private func chunkSize(of chunks: [ChunkRef]) async throws -> Int64 {
         guard let first = chunks.first, let blob = try await ctx.store.blob(fid: first.fid),
-              let c = try await ctx.store.classRecord(domain: blob.domain, id: blob.classID) else { return ChunkLayout.defaultChunkSize }
+              let c = try await ctx.catalog.classRecord(domain: blob.domain, id: blob.classID) else { return ChunkLayout.defaultChunkSize }
         return c.chunkSize
     }
 }

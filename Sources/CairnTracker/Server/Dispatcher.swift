@@ -14,7 +14,7 @@ struct Dispatcher: Sendable {
     let stats: TrackerCounters
 
     /// The reply bytes for one line, or nil for an empty line (ignored, as MogileFS does).
-    func answer<C: BidirectionalCollection>(line: C) async -> [UInt8]? where C.Element == UInt8, C.SubSequence: Collection<UInt8> {
+    func answer(line: [UInt8]) async -> [UInt8]? {
         switch Request.parse(line: line) {
         case .empty:
             return nil

@@ -49,7 +49,7 @@ struct ProtocolServer {
                     case .tooLong:
                         reply = Reply.err(ProtocolError("line_too_long", "request line longer than \(Request.maxLineBytes) bytes; ignored")).encode()
                     case .line(let buffer):
-                        guard let r = await dispatcher.answer(line: buffer.readableBytesView) else { continue }
+                        guard let r = await dispatcher.answer(line: Array(buffer.readableBytesView)) else { continue }
                         reply = r
                     }
                     try await outbound.write(ByteBuffer(bytes: reply))

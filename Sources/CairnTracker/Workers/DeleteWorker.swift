@@ -32,11 +32,27 @@ struct DeleteWorker {
                     try? await Task.sleep(for: .seconds(1))
                     continue
                 }
+                // Likewise the new content that replaced these blobs: the mount's writes are
+                // fsynced by the nodes' next flush, so ask every node that answers for it now.
+                await flushNodes()
                 await withTaskGroup(of: Void.self) { group in
                     for item in due { group.addTask { await delete(item) } }
                 }
             }
             if did == 0 { try? await Task.sleep(for: .milliseconds(500)) }
+        }
+    }
+
+    func flushNodes() async {
+        guard let devs = try? await ctx.devices.byID() else { return }
+        var hosts: [HostID: HostRecord] = [:]
+        for d in devs.values where d.host.status.canWrite { hosts[d.host.id] = d.host }
+        await withTaskGroup(of: Void.self) { group in
+            for host in hosts.values {
+                group.addTask {
+                    if !(await ctx.gateway.flush(host)) { ctx.logger.debug("host \(host.name) did not flush its deferred writes; it does so itself within seconds") }
+                }
+            }
         }
     }
 

@@ -127,7 +127,7 @@ struct BlobChecker {
     /// once the newest is `grace` seconds old: a copy being moved is briefly one too many.
     func check(_ use: MetadataStore.BlobUse, repair: Bool, grace: Int64 = FsckState().graceSeconds) async -> Int {
         let blob = use.blob
-        guard let c = try? await ctx.store.classRecord(domain: blob.domain, id: blob.classID),
+        guard let c = try? await ctx.catalog.classRecord(domain: blob.domain, id: blob.classID),
               let devs = try? await ctx.devices.byID() else { return 0 }
         let algorithm = blob.checksum.flatMap { Checksum(parsing: $0)?.algorithm } ?? .none
         var good: [DeviceInfo] = []

@@ -36,7 +36,7 @@ struct ReplicateWorker {
                 try await ctx.store.replicationDone(fid: fid)  // deleted meanwhile
                 return
             }
-            guard let c = try await ctx.store.classRecord(domain: blob.domain, id: blob.classID) else {
+            guard let c = try await ctx.catalog.classRecord(domain: blob.domain, id: blob.classID) else {
                 try await ctx.store.replicationDone(fid: fid)
                 return
             }

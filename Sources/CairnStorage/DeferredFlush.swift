@@ -1,0 +1,53 @@
+import CSys
+import Foundation
+
+/// Blobs the mount writes with deferred durability (`Cairn-Durability: deferred`) are renamed
+/// into place without an fsync; they become durable at the next flush: when a client asks
+/// (`POST /_sync`, the mount's fsync and unmount) or within `interval` seconds in the
+/// background, like a local file system's commit interval. One syncfs per device covers
+/// every blob and directory entry written since the last flush.
+final class DeferredFlush: @unchecked Sendable {
+    let interval: Double
+    private let lock = NSLock()
+    private var dirty: Set<String> = []
+    private var unflushed = 0
+    /// Held for a whole flush, so a flush that starts while another runs waits for it:
+    /// returning early would acknowledge writes the running flush has not made durable yet.
+    private let flushing = NSLock()
+
+    init(interval: Double) { self.interval = interval }
+
+    func wrote(device path: String) { lock.withLock { _ = dirty.insert(path); unflushed += 1 } }
+
+    /// Writes not yet covered by a finished flush (reported in `/_status`).
+    var pending: Int { lock.withLock { unflushed } }
+
+    /// Makes every deferred write so far durable; the devices that could not be synced.
+    @discardableResult
+    func flush() -> [String] {
+        flushing.lock()
+        defer { flushing.unlock() }
+        let (devices, count) = lock.withLock { () -> (Set<String>, Int) in
+            let d = (dirty, unflushed); dirty.removeAll(); return d
+        }
+        var failed: [String] = []
+        for path in devices {
+            let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if fd < 0 || syncfs(fd) != 0 {
+                failed.append("\(path): \(String(cString: strerror(errno)))")
+                lock.withLock { _ = dirty.insert(path) }  // tried again at the next flush
+            }
+            if fd >= 0 { close(fd) }
+        }
+        if failed.isEmpty { lock.withLock { unflushed -= count } }
+        return failed
+    }
+
+    /// The background flush loop (its own thread: syncfs blocks).
+    func run(isCancelled: @escaping () -> Bool) {
+        while !isCancelled() {
+            Thread.sleep(forTimeInterval: interval)
+            flush()
+        }
+    }
+}
