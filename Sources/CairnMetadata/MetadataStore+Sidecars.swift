@@ -14,36 +14,41 @@ extension MetadataStore {
         }
     }
 
-    /// Done with `ino` unless it changed again in or after second `at`.
-    public func sidecarsWritten(ino: Ino, queuedBefore at: Int64) async throws {
+    /// Done with these inodes unless they changed again in or after second `at`.
+    public func sidecarsWritten(inos: [Ino], queuedBefore at: Int64) async throws {
         // Bookkeeping only (lost, a sidecar is rewritten once more): never worth an fsync.
-        try await writeDeferred { db in try db.cachedStatement(sql: "DELETE FROM sidecar_queue WHERE ino = ? AND queued < ?").execute(arguments: [ino, at]) }
+        try await writeDeferred { db in
+            for ino in inos { try db.cachedStatement(sql: "DELETE FROM sidecar_queue WHERE ino = ? AND queued < ?").execute(arguments: [ino, at]) }
+        }
     }
 
     /// The sidecar of every chunk of a file with the devices holding each; nil when the inode is
     /// no longer a file (its blobs are being deleted).
-    public func sidecars(ino: Ino) async throws -> [(sidecar: Sidecar, devices: [DeviceID])]? {
-        try await read { db in
-            guard let a = try Self.attributes(db, ino: ino), a.kind == .file,
-                  let domain = try String.fetchOne(db.cachedStatement(sql: "SELECT name FROM domain WHERE dmid = ?"), arguments: [a.domain]),
-                  let c = try Self.classRecord(db, domain: a.domain, id: a.classID) else { return nil }
-            let keys = try String.fetchAll(db.cachedStatement(sql: "SELECT path FROM dirent WHERE ino = ? ORDER BY path"), arguments: [ino])
-            guard !keys.isEmpty else { return nil }  // unlinked (maybe still open): nothing to recover under
-            var xattrs: [String: String] = [:]
-            for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT name, value FROM xattr WHERE ino = ?"), arguments: [ino]) {
-                xattrs[row["name"]] = Hex.encode(Array(row["value"] as Data))
-            }
-            let chunks = try Self.chunks(db, ino: ino)
-            let info = Sidecar.ClassInfo(name: c.name, replicas: c.replicas, syncCopies: c.syncCopies, policy: c.policy.rawValue,
-                                         checksum: c.checksum.rawValue, chunkSize: c.chunkSize)
-            let attrs = Sidecar.Attributes(mode: a.mode, uid: a.uid, gid: a.gid, size: a.size, atime: a.atime, mtime: a.mtime, ctime: a.ctime, chunks: chunks.count)
-            let version = Clock.nowNanos()
-            return try chunks.compactMap { ch in
-                guard let blob = try Self.blob(db, fid: ch.fid) else { return nil }
-                let s = Sidecar(version: version, fid: ch.fid, index: ch.index, length: ch.length, checksum: blob.checksum, domain: domain,
-                                classInfo: info, ino: ino, keys: keys, attributes: attrs, xattrs: ch.index == 0 ? xattrs : nil)
-                return (s, blob.devices)
-            }
+    /// Many inodes' in one read (the sidecar worker's batch).
+    public func sidecars(of inos: [Ino]) async throws -> [(ino: Ino, sidecars: [(sidecar: Sidecar, devices: [DeviceID])]?)] {
+        try await read { db in try inos.map { ($0, try Self.sidecars(db, ino: $0)) } }
+    }
+
+    static func sidecars(_ db: Database, ino: Ino) throws -> [(sidecar: Sidecar, devices: [DeviceID])]? {
+        guard let a = try Self.attributes(db, ino: ino), a.kind == .file,
+              let domain = try String.fetchOne(db.cachedStatement(sql: "SELECT name FROM domain WHERE dmid = ?"), arguments: [a.domain]),
+              let c = try Self.classRecord(db, domain: a.domain, id: a.classID) else { return nil }
+        let keys = try String.fetchAll(db.cachedStatement(sql: "SELECT path FROM dirent WHERE ino = ? ORDER BY path"), arguments: [ino])
+        guard !keys.isEmpty else { return nil }  // unlinked (maybe still open): nothing to recover under
+        var xattrs: [String: String] = [:]
+        for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT name, value FROM xattr WHERE ino = ?"), arguments: [ino]) {
+            xattrs[row["name"]] = Hex.encode(Array(row["value"] as Data))
+        }
+        let chunks = try Self.chunks(db, ino: ino)
+        let info = Sidecar.ClassInfo(name: c.name, replicas: c.replicas, syncCopies: c.syncCopies, policy: c.policy.rawValue,
+                                     checksum: c.checksum.rawValue, chunkSize: c.chunkSize)
+        let attrs = Sidecar.Attributes(mode: a.mode, uid: a.uid, gid: a.gid, size: a.size, atime: a.atime, mtime: a.mtime, ctime: a.ctime, chunks: chunks.count)
+        let version = Clock.nowNanos()
+        return try chunks.compactMap { ch in
+            guard let blob = try Self.blob(db, fid: ch.fid) else { return nil }
+            let s = Sidecar(version: version, fid: ch.fid, index: ch.index, length: ch.length, checksum: blob.checksum, domain: domain,
+                            classInfo: info, ino: ino, keys: keys, attributes: attrs, xattrs: ch.index == 0 ? xattrs : nil)
+            return (s, blob.devices)
         }
     }
 

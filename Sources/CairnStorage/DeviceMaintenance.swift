@@ -192,22 +192,48 @@ final class StopFlag: Sendable {
 /// A blob's sidecar, `<fid>.meta` beside `<fid>.fid`. Written whole through a temporary file
 /// and a rename (a reader never sees half of one); not fsynced: sidecars are rewritten by the
 /// tracker whenever the file changes and serve disaster recovery, not acknowledged writes.
+/// A blob's sidecar lives in its `user.cairn.meta` extended attribute: no second file, so no
+/// inode to allocate when it is written or to free when it is rewritten (on a file system
+/// without a journal, ext4 scans past recently freed inodes on every create). One that does not
+/// fit (large custom metadata) or a file system without xattrs falls back to `<fid>.meta`.
 enum SidecarFile {
+    static let xattrName = "user.cairn.meta"
+
     static func path(_ blobPath: String) -> String { String(blobPath.dropLast(4)) + ".meta" }
 
-    /// Replaces the sidecar atomically (temp file, rename). Not fsynced: a sidecar is a
-    /// recovery aid the tracker rewrites whenever the file changes, and the blob's own flush
-    /// (or the next one) makes it durable.
-    static func write(_ bytes: [UInt8], to path: String) throws {
-        let temp = path + ".tmp-\(UInt32.random(in: 0...UInt32.max))"
+    /// Replaces the sidecar of the blob at `blobPath` atomically. Not fsynced: a sidecar is a
+    /// recovery aid the tracker rewrites whenever the file changes; the blob's own flush (or
+    /// the next one) makes it durable.
+    static func write(_ bytes: [UInt8], blob blobPath: String) throws {
+        let set = bytes.withUnsafeBytes { setxattr(blobPath, xattrName, $0.baseAddress, $0.count, 0) }
+        if set == 0 {
+            unlink(path(blobPath))  // a fallback file from an earlier, larger sidecar is stale now
+            return
+        }
+        guard errno == E2BIG || errno == ENOSPC || errno == EOPNOTSUPP || errno == ERANGE else {
+            throw StorageError.io("cannot store the sidecar of \(blobPath): \(String(cString: strerror(errno)))")
+        }
+        let file = path(blobPath), temp = file + ".tmp-\(UInt32.random(in: 0...UInt32.max))"
         let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw StorageError.io("cannot create \(temp): \(String(cString: strerror(errno)))") }
         let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         close(fd)
-        guard written == bytes.count, rename(temp, path) == 0 else {
+        guard written == bytes.count, rename(temp, file) == 0 else {
             let reason = String(cString: strerror(errno))
             unlink(temp)
-            throw StorageError.io("cannot write \(path): \(reason)")
+            throw StorageError.io("cannot write \(file): \(reason)")
         }
+        removexattr(blobPath, xattrName)  // the file is the sidecar now
+    }
+
+    /// The sidecar of the blob at `blobPath`, nil when it has none.
+    static func read(blob blobPath: String) -> [UInt8]? {
+        let size = getxattr(blobPath, xattrName, nil, 0)
+        if size > 0 {
+            var buf = [UInt8](repeating: 0, count: size)
+            let n = buf.withUnsafeMutableBytes { getxattr(blobPath, xattrName, $0.baseAddress, size) }
+            if n > 0 { return Array(buf[..<n]) }
+        }
+        return FileManager.default.contents(atPath: path(blobPath)).map { Array($0) }
     }
 }

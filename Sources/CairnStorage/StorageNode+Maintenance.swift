@@ -12,6 +12,8 @@ import Hummingbird
 /// - `POST /_probe/dev<N>`: a test write and read on the device.
 /// - `PUT|GET /_meta/[<write token>/]dev<N>/B/MMM/TTT/<fid>.fid`: the blob's sidecar (JSON the
 ///   tracker writes: which file and chunk it is, attributes, custom metadata).
+/// - `POST /_meta/[<write token>/]dev<N>`: many sidecars of that device at once, one
+///   `<fid> <json>` line each; answers `written N` and a `missing <fid>` line per absent blob.
 /// - `POST /_sync`: make every deferred-durability write so far durable (the mount's fsync).
 extension StorageNode {
     static let maintenancePrefixes = ["/_verify/", "/_list/", "/_probe/", "/_meta/", "/_sync"]
@@ -46,7 +48,7 @@ extension StorageNode {
             let lines = (try? await BlockingPool.run {
                 DeviceInventory.blobs(in: dir, after: after, limit: limit).map { e -> String in
                     let base = "\(e.fid) \(e.size) \(e.mtime)"
-                    guard withSidecars, let meta = FileManager.default.contents(atPath: SidecarFile.path(folders.file(device: device, fid: e.fid))) else { return base }
+                    guard withSidecars, let meta = SidecarFile.read(blob: folders.file(device: device, fid: e.fid)) else { return base }
                     return base + " " + String(decoding: meta, as: UTF8.self)
                 }
             }) ?? []
@@ -79,25 +81,59 @@ extension StorageNode {
             token = t
             devicePath = t.devicePath
         }
+        if request.method == .post {
+            guard let device = deviceID(devicePath) else { return text(.notFound, "no device \(devicePath.prefix(40)) on this node (\(config.name))") }
+            if let denied = authorize(token: token, path: path) { return denied }
+            return await sidecarBatch(request, device: device)
+        }
         guard let (device, fid) = FidLayout.parse(devicePath: devicePath) else { return text(.badRequest, "\(path.prefix(200)) names no blob") }
         guard folders.exists(device) else { return text(.notFound, "device \(device) is not on this node (\(config.name))") }
-        let file = SidecarFile.path(folders.file(device: device, fid: fid))
+        let blob = folders.file(device: device, fid: fid)
         switch request.method {
         case .get:
-            guard let data = FileManager.default.contents(atPath: file) else { return text(.notFound, "no sidecar for fid \(fid) on device \(device)") }
+            guard let data = SidecarFile.read(blob: blob) else { return text(.notFound, "no sidecar for fid \(fid) on device \(device)") }
             return Response(status: .ok, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
         case .put:
             if let denied = authorize(token: token, path: path) { return denied }
-            guard access(folders.file(device: device, fid: fid), F_OK) == 0 else { return text(.notFound, "no blob fid \(fid) on device \(device) to describe") }
+            guard access(blob, F_OK) == 0 else { return text(.notFound, "no blob fid \(fid) on device \(device) to describe") }
             do {
                 let body = try await request.body.collect(upTo: 1 << 20)
-                try SidecarFile.write(Array(buffer: body), to: file)
+                try SidecarFile.write(Array(buffer: body), blob: blob)
                 return Response(status: .noContent)
             } catch {
                 return text(.badRequest, "sidecar for fid \(fid) on device \(device) not stored: \(error)")
             }
         default:
-            return text(.methodNotAllowed, "use GET or PUT for a sidecar")
+            return text(.methodNotAllowed, "use GET or PUT for a sidecar, POST for a batch")
+        }
+    }
+
+    /// Writes a batch of sidecars (see the list above); a line for a blob this device does not
+    /// hold is skipped and reported.
+    func sidecarBatch(_ request: Request, device: DeviceID) async -> Response {
+        let body: ByteBuffer
+        do { body = try await request.body.collect(upTo: 64 << 20) } catch {
+            return text(.badRequest, "sidecar batch for device \(device) not read: \(error)")
+        }
+        let folders = self.folders
+        do {
+            let (written, missing) = try await BlockingPool.run {
+                var written = 0, missing: [Fid] = []
+                for line in body.readableBytesView.split(separator: UInt8(ascii: "\n")) {
+                    guard let space = line.firstIndex(of: UInt8(ascii: " ")),
+                          let fid = Fid(String(decoding: line[line.startIndex..<space], as: UTF8.self)) else {
+                        throw StorageError.io("malformed line \(String(decoding: line.prefix(60), as: UTF8.self)); expected \"<fid> <json>\"")
+                    }
+                    let blob = folders.file(device: device, fid: fid)
+                    guard access(blob, F_OK) == 0 else { missing.append(fid); continue }
+                    try SidecarFile.write(Array(line[line.index(after: space)...]), blob: blob)
+                    written += 1
+                }
+                return (written, missing)
+            }
+            return text(.ok, (["written \(written)"] + missing.map { "missing \($0)" }).joined(separator: "\n"))
+        } catch {
+            return text(.badRequest, "sidecar batch for device \(device) on \(config.name) stopped: \(error)")
         }
     }
 

@@ -80,7 +80,10 @@ public final class HTTPTransfer: Sendable {
         case "HEAD": ccurl_setopt_long(h, CURLOPT_NOBODY, 1)
         case "PUT":
             ccurl_setopt_long(h, CURLOPT_UPLOAD, 1)
-        default: ccurl_setopt_string(h, CURLOPT_CUSTOMREQUEST, method)
+        default:
+            ccurl_setopt_string(h, CURLOPT_CUSTOMREQUEST, method)
+            // curl sends a body only for uploads; the custom verb replaces the upload's PUT.
+            if case .none = body {} else { ccurl_setopt_long(h, CURLOPT_UPLOAD, 1) }
         }
         switch body {
         case .none:

@@ -314,7 +314,9 @@ extension HealingTests {
             let key = "docs/\(i % 2)/file\(i)"
             contents[key] = randomBytes(i == 0 ? 3 * Self.chunk + 11 : 777 * (i + 1), seed: UInt64(500 + i))
             let f = try writeTemp(contents[key]!, dir: c.root, name: "rec\(i)")
-            #expect(try c.cli(["put", "test", key, f, "--class", "small", "--meta", "owner=user\(i)", "--meta", "n=\(i)"]).status == 0)
+            // file5's metadata is too large for an extended attribute: its sidecar is a file.
+            let big = i == 5 ? ["--meta", "notes=" + String(repeating: "x", count: 6000)] : []
+            #expect(try c.cli(["put", "test", key, f, "--class", "small", "--meta", "owner=user\(i)", "--meta", "n=\(i)"] + big).status == 0)
         }
         // Attributes, a rename and an overwrite after the first write: sidecars follow them.
         let ino = try FileLayout.fetch(domain: "test", key: "docs/0/file2", tracker: c.client).attributes.ino
@@ -339,6 +341,8 @@ extension HealingTests {
             let st = try c.client.call("cluster_stats")
             return st["sidecar_queue"] == "0" && st["delete_queue"] == "0" && st["replication_queue"] == "0"
         }
+        let sidecarFiles = (FileManager.default.subpaths(atPath: c.root) ?? []).filter { $0.hasSuffix(".meta") }
+        #expect(sidecarFiles.count == 2, "sidecars live in xattrs except file5's two copies: \(sidecarFiles)")
 
         // Lose the database; a new tracker on an empty one; the nodes announce themselves again.
         c.kill(c.tracker, signal: SIGKILL)

@@ -99,11 +99,20 @@ struct NodeGateway: Sendable {
         }
     }
 
-    /// Stores a blob's sidecar on one device; true when stored.
-    func putSidecar(_ bytes: [UInt8], fid: Fid, on d: DeviceInfo) async -> Bool {
-        let url = d.host.baseURL + "/_meta" + writePath(device: d.device.id, fid: fid, algorithm: .none)
-        guard let r = try? await BlockingPool.run({ try bytes.withUnsafeBytes { try http.perform(method: "PUT", url: url, body: .bytes($0)) } }) else { return false }
-        return r.isSuccess
+    /// Stores many sidecars on one device in one request; true when the node took the batch
+    /// (a blob it no longer holds is skipped: its sidecar goes with the blob).
+    func putSidecars(_ batch: [(fid: Fid, bytes: [UInt8])], on d: DeviceInfo) async -> Bool {
+        var body: [UInt8] = []
+        for (fid, bytes) in batch { body += Array("\(fid) ".utf8); body += bytes; body.append(UInt8(ascii: "\n")) }
+        let token = WriteToken.make(devicePath: "/dev\(d.device.id)", algorithm: .none, secret: secret, lifetime: tokenLifetime)
+        let url = d.host.baseURL + "/_meta" + token.path
+        let payload = body
+        guard let r = try? await BlockingPool.run({ try payload.withUnsafeBytes { try http.perform(method: "POST", url: url, body: .bytes($0)) } }),
+              r.status == 200 else { return false }
+        // Every line is accounted for: written, or its blob is gone from the device.
+        let lines = r.text.split(separator: "\n")
+        guard let first = lines.first, first.hasPrefix("written "), let written = Int(first.dropFirst(8)) else { return false }
+        return written + lines.count - 1 == batch.count
     }
 
     /// One page of a device's blobs with their sidecars (nil sidecar: none stored).
