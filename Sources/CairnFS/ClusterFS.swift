@@ -25,9 +25,6 @@ public final class ClusterFS: @unchecked Sendable {
     private var listings: [UInt64: (at: Date, entries: [String: FSAttributes])] = [:]
     /// While this mount is writing, listings would be refetched after every change: use plain lookups.
     private var lastChange = Date.distantPast
-    /// Directory attributes a create just returned (keyed by tracker inode), kept no longer
-    /// than the attribute timeout; any other change drops them.
-    private var directoryAttributes: [UInt64: (at: Date, attributes: FSAttributes)] = [:]
     private var nextHandle: UInt64 = 1
 
     /// Connects to the tracker and resolves the mounted domain, if any.
@@ -53,16 +50,14 @@ public final class ClusterFS: @unchecked Sendable {
 
     func call(_ cmd: String, _ args: [(String, String)]) throws -> Args {
         if !Self.readOnlyCommands.contains(cmd) { forgetListings() }
-        if Self.directoryChangingCommands.contains(cmd) { lock.withLock { directoryAttributes.removeAll() } }
+        if Self.directoryChangingCommands.contains(cmd) { context.recentAttributes.forgetAll() }
         let r = try Self.call(tracker, cmd, args)
-        // Creates, unlinks and renames answer with their directories' new attributes: the
-        // kernel asks for them next (it dropped its copy when the directory changed), and gets
-        // them without a call. A setattr answers with the inode's: kept when it is a directory.
+        // Creates, unlinks and renames answer with their directories' new attributes, creates
+        // and setattrs with the inode's: the kernel asks for them next, and gets them without a call.
         var prefixes = ["parent_", "newparent_"]
-        if cmd == "fs_setattr" { prefixes.append("") }
+        if cmd == "fs_setattr" || cmd == "fs_create" { prefixes.append("") }
         for prefix in prefixes {
-            guard let ino = r.int(prefix + "ino"), let a = try? attributes(r, prefix: prefix), a.isDirectory else { continue }
-            lock.withLock { directoryAttributes[UInt64(ino)] = (Date(), a) }
+            if let w = WireAttributes(r, prefix: prefix) { context.recentAttributes.remember(w) }
         }
         return r
     }
@@ -118,10 +113,12 @@ public final class ClusterFS: @unchecked Sendable {
     public func getattr(_ ino: UInt64) throws -> FSAttributes {
         if isDomainRoot(ino) { return rootAttributes() }
         let c = try cairn(ino)
-        if let known = lock.withLock({ directoryAttributes[UInt64(c)] }), Date().timeIntervalSince(known.at) < options.attrTimeout {
-            return known.attributes
+        var a: FSAttributes
+        if let known = context.recentAttributes.fresh(c) {
+            a = map.attributes(known)
+        } else {
+            a = try attributes(call("fs_getattr", [("ino", String(c))]))
         }
-        var a = try attributes(call("fs_getattr", [("ino", String(c))]))
         // An open file with unwritten changes knows its size better than the tracker.
         if let f = openFile(ofInode: c), f.isDirty { a.size = f.lock.withLock { f.size } }
         return a

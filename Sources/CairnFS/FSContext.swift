@@ -14,6 +14,11 @@ final class FSContext: @unchecked Sendable {
     private let lock = NSLock()
     /// mtime and size last seen at close or open: unchanged content keeps the kernel's page cache.
     private var contentSeen: [Ino: (Int64, Int64)] = [:]
+    /// Attributes the tracker just answered this mount's own changes with (create, setattr,
+    /// commit, and the directories of creates, unlinks and renames). The kernel drops its copy
+    /// after each change and asks at once (rsync: after write, utimes, chmod); these answer it
+    /// within the attribute timeout, the staleness the kernel's own cache already allows.
+    let recentAttributes: RecentAttributes
 
     init(tracker: TrackerClient, options: MountOptions) {
         self.tracker = tracker
@@ -21,6 +26,7 @@ final class FSContext: @unchecked Sendable {
         self.chunks = ChunkTransfer(tracker: tracker, deferred: DeferredWrites())
         self.options = options
         self.uploadGate = DispatchSemaphore(value: max(1, options.writeBuffers))
+        self.recentAttributes = RecentAttributes(maxAge: options.attrTimeout)
     }
 
 
@@ -30,4 +36,30 @@ final class FSContext: @unchecked Sendable {
     func contentUnchanged(ino: Ino, _ a: WireAttributes) -> Bool {
         lock.withLock { contentSeen[ino].map { $0 == (a.mtime, a.size) } ?? false }
     }
+}
+
+/// See `FSContext.recentAttributes`. Keyed by tracker inode.
+final class RecentAttributes: @unchecked Sendable {
+    private let lock = NSLock()
+    private var entries: [Ino: (at: Date, attributes: WireAttributes)] = [:]
+    let maxAge: TimeInterval
+
+    init(maxAge: TimeInterval) { self.maxAge = maxAge }
+
+    func remember(_ a: WireAttributes) {
+        guard maxAge > 0 else { return }
+        lock.withLock {
+            if entries.count > 4096 { entries.removeAll() }
+            entries[a.ino] = (Date(), a)
+        }
+    }
+
+    func fresh(_ ino: Ino) -> WireAttributes? {
+        lock.withLock {
+            guard let e = entries[ino], Date().timeIntervalSince(e.at) < maxAge else { return nil }
+            return e.attributes
+        }
+    }
+
+    func forgetAll() { lock.withLock { entries.removeAll() } }
 }

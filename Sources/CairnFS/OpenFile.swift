@@ -184,6 +184,7 @@ final class OpenFile: @unchecked Sendable {
         uploaded.removeAll()
         changed = false
         context.rememberContent(ino: ino, layout.attributes)
+        context.recentAttributes.remember(layout.attributes)
     }
 
     // MARK: reads

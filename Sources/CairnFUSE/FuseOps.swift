@@ -76,7 +76,20 @@ enum FuseOps {
             conn.pointee.max_write = 1 << 20
             // Locks stay local to this mount: without getlk/setlk/flock the kernel handles them.
         }
-        ops.lookup = { req, parent, n in FuseOps.replyEntry(req) { try FuseOps.fs(req).lookup(parent: parent, name: FuseOps.name(n)) } }
+        ops.lookup = { req, parent, n in
+            let fs = FuseOps.fs(req)
+            do {
+                var e = FuseOps.entry(fs, try fs.lookup(parent: parent, name: FuseOps.name(n)))
+                fuse_reply_entry(req, &e)
+            } catch let error where FSError.from(error).errno == ENOENT && fs.options.entryTimeout > 0 {
+                // A negative entry the kernel keeps for the entry timeout: `rsync` and `cp` look
+                // a missing name up several times (stat, open, the rename's target).
+                var e = fuse_entry_param()
+                e.ino = 0
+                e.entry_timeout = fs.options.entryTimeout
+                fuse_reply_entry(req, &e)
+            } catch { FuseOps.fail(req, error) }
+        }
         ops.forget = { req, _, _ in fuse_reply_none(req) }
         ops.getattr = { req, ino, _ in FuseOps.replyAttr(req) { try FuseOps.fs(req).getattr(ino) } }
         ops.setattr = { req, ino, attr, toSet, _ in
