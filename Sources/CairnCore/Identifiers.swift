@@ -15,13 +15,15 @@ public typealias ClassID = Int
 /// `B/MMM/TTT` = digits 1, 2–4, 5–7: fid 123 on device 1 → `/dev1/0/000/000/0000000123.fid`.
 public enum FidLayout {
     public static func relativePath(fid: Fid) -> String {
-        var digits = String(fid)
-        if digits.count < 10 { digits = String(repeating: "0", count: 10 - digits.count) + digits }
-        let chars = Array(digits)
-        let b = String(chars[0])
-        let mmm = String(chars[1...3])
-        let ttt = String(chars[4...6])
-        return "\(b)/\(mmm)/\(ttt)/\(digits).fid"
+        // Built from bytes: it is in every URL get_paths and file_layout return.
+        var digits = Array(String(fid).utf8)
+        if digits.count < 10 { digits = [UInt8](repeating: UInt8(ascii: "0"), count: 10 - digits.count) + digits }
+        var out = [UInt8](); out.reserveCapacity(digits.count + 15)
+        out.append(digits[0]); out.append(UInt8(ascii: "/"))
+        out += digits[1...3]; out.append(UInt8(ascii: "/"))
+        out += digits[4...6]; out.append(UInt8(ascii: "/"))
+        out += digits; out += Array(".fid".utf8)
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// `/dev<N>/B/MMM/TTT/NNNNNNNNNN.fid`

@@ -250,15 +250,27 @@ extension MetadataStore {
 
 extension MetadataStore {
     /// What get_paths needs, in one read transaction: the domain, the file and its copies.
+    /// What get_paths needs, in one statement (read outside a transaction: one SELECT is its
+    /// own consistent snapshot): the file's attributes, chunks and each chunk's copies.
     public func fileForReading(domain d: DomainRecord, key: KeyPath) async throws -> (FileRecord?, [Fid: [DeviceID]]) {
-        try await read { db in
-            guard let ino = try Self.resolve(db, domain: d, key: key), let a = try Self.attributes(db, ino: ino) else { return (nil, [:]) }
-            let chunks = try Self.chunks(db, ino: ino)
-            var copies: [Fid: [DeviceID]] = [:]
-            for c in chunks {
-                copies[c.fid] = try DeviceID.fetchAll(db.cachedStatement(sql: "SELECT devid FROM file_on WHERE fid = ?"), arguments: [c.fid])
+        try await readOneStatement { db in
+            let select = """
+                SELECT \(Self.inodeColumnsOfI),
+                       c.idx, c.fid, c.length, f.devid
+                """
+            let joins = "LEFT JOIN chunk c ON c.ino = i.ino LEFT JOIN file_on f ON f.fid = c.fid"
+            let rows = key.isRoot
+                ? try Row.fetchAll(db.cachedStatement(sql: "\(select) FROM inode i \(joins) WHERE i.ino = ? ORDER BY c.idx"), arguments: [d.root])
+                : try Row.fetchAll(db.cachedStatement(sql: "\(select) FROM dirent d JOIN inode i ON i.ino = d.ino \(joins) WHERE d.dmid = ? AND d.path = ? ORDER BY c.idx"),
+                                   arguments: [d.id, key.description])
+            guard let first = rows.first else { return (nil, [:]) }
+            var chunks: [ChunkRef] = [], copies: [Fid: [DeviceID]] = [:]
+            for row in rows {
+                guard let index: Int = row[13], let fid: Fid = row[14] else { continue }
+                if chunks.last?.index != index { chunks.append(ChunkRef(index: index, fid: fid, length: row[15])) }
+                if let devid: DeviceID = row[16] { copies[fid, default: []].append(devid) }
             }
-            return (FileRecord(key: key.description, attributes: a, chunks: chunks), copies)
+            return (FileRecord(key: key.description, attributes: Self.attributes(first), chunks: chunks), copies)
         }
     }
 }

@@ -6,6 +6,8 @@ import GRDB
 /// custom metadata. Both the key-based MogileFS commands and the inode-based mount use it.
 extension MetadataStore {
     static let inodeColumns = "ino, dmid, kind, mode, uid, gid, size, atime, mtime, ctime, nlink, classid, checksum"
+    /// The same columns of an inode table aliased `i`, for joins.
+    static let inodeColumnsOfI = inodeColumns.split(separator: ",").map { "i." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", ")
 
     /// Decodes `inodeColumns` starting at column `at`, by position: the hottest decoder (every
     /// lookup, getattr and listing entry), and GRDB's by-name lookup costs a string fold per column.
@@ -150,17 +152,20 @@ extension MetadataStore {
 
     // MARK: inode operations (the mount's and the CLI's)
 
+    /// One statement (name and attributes joined), read outside a transaction.
     public func lookup(parent: Ino, name: String) async throws -> InodeAttributes {
-        try await read { db in
-            guard let ino = try Self.entryIno(db, parent: parent, name: name) else {
+        try await readOneStatement { db in
+            let sql = "SELECT \(Self.inodeColumnsOfI) "
+                + "FROM dirent d JOIN inode i ON i.ino = d.ino WHERE d.parent = ? AND d.name = ?"
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: sql), arguments: [parent, name]) else {
                 throw StoreError("unknown_key", "no entry \"\(name)\" in directory \(parent)", errno: ENOENT)
             }
-            return try Self.requireAttributes(db, ino: ino)
+            return Self.attributes(row)
         }
     }
 
     public func getattr(ino: Ino) async throws -> InodeAttributes {
-        try await read { db in try Self.requireAttributes(db, ino: ino) }
+        try await readOneStatement { db in try Self.requireAttributes(db, ino: ino) }
     }
 
     public struct AttributeChange: Sendable {
@@ -365,7 +370,7 @@ extension MetadataStore {
     public func readdir(ino: Ino, after: String?, limit: Int) async throws -> [DirectoryEntry] {
         try await read { db in
             let rows = try Row.fetchAll(db.cachedStatement(sql: """
-                SELECT d.name, \(Self.inodeColumns.split(separator: ",").map { "i." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", "))
+                SELECT d.name, \(Self.inodeColumnsOfI)
                 FROM dirent d JOIN inode i ON i.ino = d.ino
                 WHERE d.parent = ? AND d.name > ? ORDER BY d.name LIMIT ?
                 """), arguments: [ino, after ?? "", limit])

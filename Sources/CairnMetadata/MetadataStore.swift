@@ -36,6 +36,12 @@ public final class MetadataStore: Sendable {
         try await mapErrors { try self.pool.read(body) }
     }
 
+    /// A read of one SELECT, outside a transaction (a statement is its own snapshot): no
+    /// BEGIN and COMMIT around the hottest reads.
+    func readOneStatement<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
+        try await mapErrors { try self.pool.unsafeRead(body) }
+    }
+
     /// Set by the tracker for requests whose writes may be durable later (see `writeDeferred`).
     @TaskLocal public static var deferDurability = false
 
