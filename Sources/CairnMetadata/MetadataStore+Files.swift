@@ -17,10 +17,15 @@ extension MetadataStore {
                                              arguments: [fid, fid]) ?? true
                 guard fid > seq, !used else { throw StoreError("fid_in_use", "fid \(fid) is or was in use; fids are never reused", errno: EEXIST) }
             }
-            try db.cachedStatement(sql: "INSERT INTO tempfile(fid, created, dmid, classid, key, devids) VALUES (?, ?, ?, ?, ?, ?)").execute(
-                           arguments: [fid, Clock.nowSeconds(), domain, classID, key, devices.map(String.init).joined(separator: ",")])
-            return db.lastInsertedRowID
+            return try Self.insertUpload(db, domain: domain, classID: classID, key: key, devices: devices, fid: fid)
         }
+    }
+
+    /// Opens an upload: its fid (new unless given) and the devices offered for it.
+    static func insertUpload(_ db: Database, domain: DomainID, classID: ClassID, key: String, devices: [DeviceID], fid: Fid? = nil) throws -> Fid {
+        try db.cachedStatement(sql: "INSERT INTO tempfile(fid, created, dmid, classid, key, devids) VALUES (?, ?, ?, ?, ?, ?)").execute(
+                       arguments: [fid, Clock.nowSeconds(), domain, classID, key, devices.map(String.init).joined(separator: ",")])
+        return db.lastInsertedRowID
     }
 
     public func tempfile(fid: Fid) async throws -> TempfileRecord? {

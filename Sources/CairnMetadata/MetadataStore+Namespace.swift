@@ -247,15 +247,23 @@ extension MetadataStore {
         try await createEntry(parent: parent, name: name, n, exclusive: exclusive).inode
     }
 
-    /// Creates a name (see `create`); returns the inode's and its directory's new attributes.
-    public func createEntry(parent: Ino, name: String, _ n: NewInode, exclusive: Bool = true) async throws -> (inode: InodeAttributes, parent: InodeAttributes) {
+    /// Where a new file's first chunk goes, chosen inside the create's transaction once the
+    /// file's class is known (domain, class → devices; none: no upload opened).
+    public typealias FirstChunkPlacement = @Sendable (DomainID, ClassID) -> [DeviceID]
+
+    /// Creates a name (see `create`); returns the inode's and its directory's new attributes,
+    /// and, for a new file with `placeFirstChunk`, an upload opened for its first chunk in the
+    /// same transaction (the mount's create then needs no second call to store a small file).
+    public func createEntry(parent: Ino, name: String, _ n: NewInode, exclusive: Bool = true,
+                            placeFirstChunk: FirstChunkPlacement? = nil) async throws
+        -> (inode: InodeAttributes, parent: InodeAttributes, upload: (fid: Fid, devices: [DeviceID])?) {
         try KeyPath.validate(name: name)
         return try await write { db in
             let p = try Self.requireAttributes(db, ino: parent)
             guard p.kind == .directory else { throw StoreError("not_a_directory", "inode \(parent) is not a directory", errno: ENOTDIR) }
             if let existing = try Self.entryIno(db, parent: parent, name: name) {
                 if exclusive || n.kind != .file { throw StoreError("key_exists", "\"\(name)\" already exists", errno: EEXIST) }
-                return (try Self.requireAttributes(db, ino: existing), p)
+                return (try Self.requireAttributes(db, ino: existing), p, nil)
             }
             var classID = n.kind == .symlink ? 0 : try Self.inheritedClass(db, directory: parent)
             if let name = n.className, n.kind == .file {
@@ -268,7 +276,12 @@ extension MetadataStore {
                                         target: n.target.map { Array($0.utf8) }, size: Int64(n.target?.utf8.count ?? 0))
             try Self.insertEntry(db, domain: p.domain, parent: parent, name: name, ino: ino)
             if n.kind == .directory { try db.cachedStatement(sql: "UPDATE inode SET nlink = nlink + 1 WHERE ino = ?").execute(arguments: [parent]) }
-            return (try Self.requireAttributes(db, ino: ino), try Self.requireAttributes(db, ino: parent))
+            var upload: (fid: Fid, devices: [DeviceID])?
+            if n.kind == .file, let place = placeFirstChunk {
+                let devices = place(p.domain, classID)
+                if !devices.isEmpty { upload = (try Self.insertUpload(db, domain: p.domain, classID: classID, key: "", devices: devices), devices) }
+            }
+            return (try Self.requireAttributes(db, ino: ino), try Self.requireAttributes(db, ino: parent), upload)
         }
     }
 

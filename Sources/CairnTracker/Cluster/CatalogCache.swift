@@ -41,6 +41,9 @@ final class CatalogCache: Sendable {
         return try await store.classRecord(domain: domain, name: name)
     }
 
+    /// Every class by domain and id, as last loaded.
+    func classes() async throws -> [DomainID: [ClassID: ClassRecord]] { try await snapshot.get().classesByID }
+
     func classRecord(domain: DomainID, id: ClassID) async throws -> ClassRecord? {
         if let c = try await snapshot.get().classesByID[domain]?[id] { return c }
         return try await store.classRecord(domain: domain, id: id)

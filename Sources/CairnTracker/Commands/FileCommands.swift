@@ -113,12 +113,15 @@ struct FileCommands {
             fid = try await store.openUpload(domain: d.id, classID: c.id, key: keyText, devices: chosen.map(\.device), fid: explicit)
         }
         let urls = chosen.map { ctx.gateway.writeURL(byID[$0.device]!, fid: fid, algorithm: c.checksum) }
-        if a.bool("multi_dest") || copiesArg {
-            var out = [("fid", String(fid)), ("dev_count", String(chosen.count))]
-            for (i, dv) in chosen.enumerated() { out += [("devid_\(i + 1)", String(dv.device)), ("path_\(i + 1)", urls[i])] }
-            return out
-        }
+        if a.bool("multi_dest") || copiesArg { return Self.allocationPairs(fid: fid, devices: chosen.map(\.device), urls: urls) }
         return [("fid", String(fid)), ("devid", String(chosen[0].device)), ("path", urls[0])]
+    }
+
+    /// An upload's fid and every device with its write URL, as alloc_chunk answers.
+    static func allocationPairs(fid: Fid, devices: [DeviceID], urls: [String]) -> [(String, String)] {
+        var out = [("fid", String(fid)), ("dev_count", String(devices.count))]
+        for (i, d) in devices.enumerated() { out += [("devid_\(i + 1)", String(d)), ("path_\(i + 1)", urls[i])] }
+        return out
     }
 
     /// create_close: verify the upload, make the synchronous copies, then publish the key.

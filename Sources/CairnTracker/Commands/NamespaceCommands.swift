@@ -46,28 +46,29 @@ struct NamespaceCommands {
                                            className: a.nonEmpty("class"))
             let parent = try a.requireInt("parent")
             let exclusive = a["exclusive"].map { $0 != "0" } ?? true
-            let (created, parentNow) = try await s.store.createEntry(parent: parent, name: try a.require("name"), n, exclusive: exclusive)
+            // alloc=1: the first chunk's upload is opened in the create's own transaction.
+            let place = kind == .file && a["alloc"] == "1" ? try await s.firstChunkPlacement() : nil
+            let (created, parentNow, upload) = try await s.store.createEntry(parent: parent, name: try a.require("name"), n,
+                                                                             exclusive: exclusive, placeFirstChunk: place)
             // The parent's new times come along, so the mount need not ask for them.
             let parentAttributes = AttributeCodec.pairs(parentNow, prefix: "parent_")
             guard kind == .file else { return AttributeCodec.pairs(created) + parentAttributes }
-            // A new file comes with its (empty) layout, and with alloc=1 a place for its first
-            // chunk: the mount opens, writes and stores a small file without other calls.
+            // A new file comes with its (empty) layout and a place for its first chunk: the
+            // mount opens, writes and stores a small file without other calls.
             let files = FileCommands(ctx: s.ctx)
+            let c = try await s.ctx.catalog.classRecord(domain: created.domain, id: created.classID)
             let layout: [(String, String)]
             if exclusive, let domain = try await s.ctx.catalog.domainName(id: created.domain) {
-                let c = try await s.ctx.catalog.classRecord(domain: created.domain, id: created.classID)
                 layout = try await files.layoutPairs(StoredLayout(attributes: created, domainName: domain, classRecord: c))
             } else {
                 layout = try await files.fileLayout(Args(["ino": String(created.ino)]))  // an existing file, perhaps with content
             }
-            var upload: [(String, String)] = []
-            if a["alloc"] == "1" {
-                let fields = Dictionary(layout, uniquingKeysWith: { first, _ in first })
-                let allocation = try await files.createOpen(Args(["domain": fields["domain"] ?? "", "class": fields["class_name"] ?? "default",
-                                                                  "size": "0", "copies": fields["sync_copies"] ?? "2"]), copiesArg: true)
-                upload = allocation.map { ("upload_" + $0.0, $0.1) }
-            }
-            return layout + parentAttributes + upload
+            guard let upload else { return layout + parentAttributes }
+            let devices = try await s.ctx.devices.byID()
+            let urls = upload.devices.compactMap { devices[$0].map { s.ctx.gateway.writeURL($0, fid: upload.fid, algorithm: c?.checksum ?? .none) } }
+            guard urls.count == upload.devices.count else { return layout + parentAttributes }
+            return layout + parentAttributes
+                + FileCommands.allocationPairs(fid: upload.fid, devices: upload.devices, urls: urls).map { ("upload_" + $0.0, $0.1) }
         }
         h["fs_unlink"] = { a in
             let parentNow = try await s.store.unlink(parent: try a.requireInt("parent"), name: try a.require("name"), directory: a.bool("dir"))
@@ -140,6 +141,18 @@ struct NamespaceCommands {
             // A directory's class is the class of files created beneath it; a file moves to it.
             try await s.store.setClass(ino: ino, classID: c.id)
             return []
+        }
+    }
+
+    /// Chooses a new file's first-chunk devices (its class's synchronous copies) from the
+    /// cached classes and devices, synchronously inside the create's transaction.
+    func firstChunkPlacement() async throws -> MetadataStore.FirstChunkPlacement {
+        let classes = try await ctx.catalog.classes()
+        let views = try await ctx.devices.devices().map(\.view)
+        let placement = ctx.placement
+        return { domain, classID in
+            guard let c = classes[domain]?[classID] else { return [] }
+            return placement.choose(count: c.syncCopies, size: 0, from: views, policy: c.policy).map(\.device)
         }
     }
 
