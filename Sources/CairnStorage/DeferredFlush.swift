@@ -43,11 +43,13 @@ final class DeferredFlush: @unchecked Sendable {
         return failed
     }
 
-    /// The background flush loop (its own thread: syncfs blocks).
-    func run(isCancelled: @escaping () -> Bool) {
+    /// The background flush loop (its own thread: syncfs blocks); `report` hears of devices
+    /// that could not be synced (their writes are tried again at the next flush).
+    func run(isCancelled: @escaping () -> Bool, report: ([String]) -> Void) {
         while !isCancelled() {
             Thread.sleep(forTimeInterval: interval)
-            flush()
+            let failed = flush()
+            if !failed.isEmpty { report(failed) }
         }
     }
 }

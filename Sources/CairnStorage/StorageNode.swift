@@ -76,7 +76,12 @@ public final class StorageNode: Sendable {
         let stop = StopFlag()
         Thread.detachNewThread { scrubber.run(folders: folders, isCancelled: { stop.isSet }) }
         let flush = deferredFlush
-        Thread.detachNewThread { flush.run(isCancelled: { stop.isSet }) }
+        let logger = self.logger, name = config.name
+        Thread.detachNewThread {
+            flush.run(isCancelled: { stop.isSet }) { failed in
+                logger.error("\(name) could not make the mount's recent writes durable: \(failed.joined(separator: "; ")); check the disk")
+            }
+        }
         defer { stop.set(); flush.flush() }
         try await app.runService()
     }

@@ -99,20 +99,25 @@ struct NodeGateway: Sendable {
         }
     }
 
-    /// Stores many sidecars on one device in one request; true when the node took the batch
-    /// (a blob it no longer holds is skipped: its sidecar goes with the blob).
-    func putSidecars(_ batch: [(fid: Fid, bytes: [UInt8])], on d: DeviceInfo) async -> Bool {
+    /// Stores many sidecars on one device in one request (a blob the node no longer holds is
+    /// skipped: its sidecar goes with the blob); nil when done, else what went wrong.
+    func putSidecars(_ batch: [(fid: Fid, bytes: [UInt8])], on d: DeviceInfo) async -> String? {
         var body: [UInt8] = []
         for (fid, bytes) in batch { body += Array("\(fid) ".utf8); body += bytes; body.append(UInt8(ascii: "\n")) }
         let token = WriteToken.make(devicePath: "/dev\(d.device.id)", algorithm: .none, secret: secret, lifetime: tokenLifetime)
         let url = d.host.baseURL + "/_meta" + token.path
         let payload = body
-        guard let r = try? await BlockingPool.run({ try payload.withUnsafeBytes { try http.perform(method: "POST", url: url, body: .bytes($0)) } }),
-              r.status == 200 else { return false }
+        let r: HTTPResponse
+        do { r = try await BlockingPool.run { try payload.withUnsafeBytes { try http.perform(method: "POST", url: url, body: .bytes($0)) } } }
+        catch { return "device \(d.device.id) on \(d.host.name): \(error)" }
+        guard r.status == 200 else { return "device \(d.device.id) on \(d.host.name): HTTP \(r.status) \(r.text.trimmingCharacters(in: .whitespacesAndNewlines))" }
         // Every line is accounted for: written, or its blob is gone from the device.
         let lines = r.text.split(separator: "\n")
-        guard let first = lines.first, first.hasPrefix("written "), let written = Int(first.dropFirst(8)) else { return false }
-        return written + lines.count - 1 == batch.count
+        guard let first = lines.first, first.hasPrefix("written "), let written = Int(first.dropFirst(8)),
+              written + lines.count - 1 == batch.count else {
+            return "device \(d.device.id) on \(d.host.name) answered \"\(r.text.prefix(80))\" for \(batch.count) sidecars"
+        }
+        return nil
     }
 
     /// One page of a device's blobs with their sidecars (nil sidecar: none stored).

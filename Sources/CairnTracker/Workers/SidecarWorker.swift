@@ -11,17 +11,21 @@ struct SidecarWorker {
     func run() async {
         while !Task.isCancelled {
             var did = 0
-            if ctx.jobMaster.isMaster, let due = try? await ctx.store.dueSidecars(settle: 1, limit: 500), !due.isEmpty {
-                did = due.count
-                await write(due)
+            if ctx.jobMaster.isMaster {
+                do {
+                    let due = try await ctx.store.dueSidecars(settle: 1, limit: 500)
+                    if !due.isEmpty { try await write(due); did = due.count }
+                } catch {
+                    ctx.logger.error("sidecar worker cannot read or update its queue in the metadata database: \(error); trying again shortly")
+                }
             }
             if did == 0 { try? await Task.sleep(for: .milliseconds(500)) }
         }
     }
 
-    func write(_ inos: [Ino]) async {
+    func write(_ inos: [Ino]) async throws {
         let started = Clock.nowSeconds()
-        guard let devices = try? await ctx.devices.byID(), let files = try? await ctx.store.sidecars(of: inos) else { return }
+        let devices = try await ctx.devices.byID(), files = try await ctx.store.sidecars(of: inos)
         var batches: [DeviceID: [(fid: Fid, bytes: [UInt8])]] = [:]
         for (_, sidecars) in files {
             for (sidecar, holders) in sidecars ?? [] {
@@ -29,20 +33,18 @@ struct SidecarWorker {
                 for id in holders where devices[id]?.view.servesReads == true { batches[id, default: []].append((sidecar.fid, bytes)) }
             }
         }
-        let failed = await withTaskGroup(of: DeviceID?.self) { group in
+        let failures = await withTaskGroup(of: String?.self) { group in
             for (id, batch) in batches {
                 guard let d = devices[id] else { continue }
-                group.addTask { await ctx.gateway.putSidecars(batch, on: d) ? nil : id }
+                group.addTask { await ctx.gateway.putSidecars(batch, on: d) }
             }
-            var failed: [DeviceID] = []
-            for await id in group { if let id { failed.append(id) } }
-            return failed
+            var failures: [String] = []
+            for await failure in group { if let failure { failures.append(failure) } }
+            return failures
         }
-        // A node that did not answer gets the sidecars when the files next change or its copies
-        // are re-made; a failure here never blocks the queue.
-        if !failed.isEmpty { ctx.logger.debug("sidecars not written on devices \(failed.sorted())") }
-        do { try await ctx.store.sidecarsWritten(inos: inos, queuedBefore: started) } catch {
-            ctx.logger.warning("sidecar worker cannot update its queue: \(error)")
-        }
+        // A node that did not take them gets the sidecars when the files next change or its
+        // copies are re-made; a failure here never blocks the queue.
+        if !failures.isEmpty { ctx.logger.warning("sidecars not written: \(failures.sorted().joined(separator: "; "))") }
+        try await ctx.store.sidecarsWritten(inos: inos, queuedBefore: started)
     }
 }
