@@ -81,7 +81,10 @@ public struct ChunkTransfer: Sendable {
                             ("avoid", (avoid + stored.map(\.device)).map(String.init).joined(separator: ","))]
                 if let fid { args.append(("fid", String(fid))) }
                 let r: Args
-                do { r = try tracker.call("alloc_chunk", args) } catch let e as ProtocolError where e.code == "no_devices" && !stored.isEmpty { break }
+                do { r = try tracker.call("alloc_chunk", args) } catch let e as ProtocolError where e.code == "no_devices" {
+                    if !stored.isEmpty { break }  // the tracker makes the other copies at commit
+                    throw UploadError(message: "chunk \(index): \(e.text)" + (failures.isEmpty ? "" : " (after: " + failures.joined(separator: "; ") + ")"))
+                }
                 guard let allocated = Allocation(r) else { throw UploadError(message: "alloc_chunk reply without fid or devices") }
                 place = allocated
             }

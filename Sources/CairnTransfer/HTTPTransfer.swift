@@ -96,6 +96,10 @@ public final class HTTPTransfer: Sendable {
         if case .none = body {} else {
             ccurl_setopt_fn(h, CURLOPT_READFUNCTION, transferReadCallback)
             ccurl_setopt_ptr(h, CURLOPT_READDATA, ud)
+            // curl resends the body when a kept-alive connection turns out closed by the node;
+            // an in-memory body can start over, a stream cannot (the caller retries those).
+            ccurl_setopt_seek_fn(h, transferSeekCallback)
+            ccurl_setopt_ptr(h, CURLOPT_SEEKDATA, ud)
         }
         if let range { ccurl_setopt_string(h, CURLOPT_RANGE, "\(range.lowerBound)-\(range.upperBound)") }
 
@@ -178,4 +182,11 @@ private let transferReadCallback: ccurl_data_fn = { ptr, size, nmemb, ud in
     guard let source = ctx.source else { return 0 }
     do { return try source(UnsafeMutableRawBufferPointer(start: ptr, count: capacity)) }
     catch { ctx.error = error; return Int(CURL_READFUNC_ABORT) }
+}
+
+private let transferSeekCallback: ccurl_seek_fn = { ud, offset, origin in
+    let ctx = Unmanaged<TransferContext>.fromOpaque(ud!).takeUnretainedValue()
+    guard let fixed = ctx.fixed, origin == SEEK_SET, offset >= 0, offset <= fixed.count else { return CURL_SEEKFUNC_CANTSEEK }
+    ctx.fixedOffset = Int(offset)
+    return CURL_SEEKFUNC_OK
 }

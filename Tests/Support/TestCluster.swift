@@ -168,7 +168,8 @@ public final class TestCluster: @unchecked Sendable {
     public func stop() {
         for n in nodes { kill(n, signal: SIGTERM) }
         kill(tracker, signal: SIGTERM)
-        try? FileManager.default.removeItem(atPath: root)
+        // CAIRN_TEST_KEEP=1 keeps the cluster's folder (logs, database, blobs) for a post-mortem.
+        if ProcessInfo.processInfo.environment["CAIRN_TEST_KEEP"] == nil { try? FileManager.default.removeItem(atPath: root) }
     }
 
     deinit { stop() }
