@@ -34,10 +34,12 @@ public struct ChunkTransfer: Sendable {
     public let http: HTTPTransfer
     /// Set (the mount): PUTs ask for deferred durability, made durable by `deferred.sync()`.
     public let deferred: DeferredWrites?
+    /// Set (the mount): replicas on this machine are read from disk (`LocalReplicas`).
+    public let local: LocalReplicas?
     public static let attempts = 3
 
-    public init(tracker: TrackerClient, http: HTTPTransfer = .shared, deferred: DeferredWrites? = nil) {
-        self.tracker = tracker; self.http = http; self.deferred = deferred
+    public init(tracker: TrackerClient, http: HTTPTransfer = .shared, deferred: DeferredWrites? = nil, local: LocalReplicas? = nil) {
+        self.tracker = tracker; self.http = http; self.deferred = deferred; self.local = local
     }
 
     /// Stores a chunk on the class's synchronous-copy count of devices (distinct hosts), PUTting
@@ -131,6 +133,11 @@ public struct ChunkTransfer: Sendable {
     public func download(_ chunk: FileLayout.Chunk, range: ClosedRange<Int64>? = nil) throws -> [UInt8] {
         let want = range.map { $0.upperBound - $0.lowerBound + 1 } ?? chunk.length
         if want == 0 { return [] }
+        if let local {
+            for url in chunk.urls {
+                if let bytes = local.read(url: url, offset: range?.lowerBound ?? 0, count: Int(want)) { return bytes }
+            }
+        }
         var failures: [String] = []
         for url in chunk.urls {
             do {

@@ -35,6 +35,8 @@ public struct MountOptions: Sendable {
     public var readAheadBytes: Int64 = 4 << 20
     /// Cached read segments per open file.
     public var readCacheSegments: Int = 4
+    /// Replicas on storage nodes of this machine are read from their device folders (`LocalReplicas`).
+    public var localReads = true
     public init() {}
 }
 

@@ -23,7 +23,7 @@ final class FSContext: @unchecked Sendable {
     init(tracker: TrackerClient, options: MountOptions) {
         self.tracker = tracker
         // Data becomes durable at fsync, fsyncdir and unmount, as on a local file system.
-        self.chunks = ChunkTransfer(tracker: tracker, deferred: DeferredWrites())
+        self.chunks = ChunkTransfer(tracker: tracker, deferred: DeferredWrites(), local: options.localReads ? LocalReplicas() : nil)
         self.options = options
         self.uploadGate = DispatchSemaphore(value: max(1, options.writeBuffers))
         self.recentAttributes = RecentAttributes(maxAge: options.attrTimeout)

@@ -50,6 +50,9 @@ public final class StorageNode: Sendable {
     let scrubber: Scrubber
     let deferredFlush: DeferredFlush
     let logger: Logger
+    /// The data folder as an absolute path and the token proving it to local readers (`LocalReadMarker`).
+    let absoluteDataDir: String
+    let localToken = LocalReadMarker.newToken()
 
     public init(config: StorageConfig) {
         self.config = config
@@ -57,6 +60,7 @@ public final class StorageNode: Sendable {
         self.meter = UsageMeter(capacity: config.capacityBytes)
         self.scrubber = Scrubber(bytesPerSecond: config.scrubBytesPerSecond, passInterval: config.scrubInterval)
         self.deferredFlush = DeferredFlush(interval: config.flushInterval)
+        self.absoluteDataDir = URL(fileURLWithPath: config.dataDir).standardizedFileURL.path
         var logger = Logger(label: "cairn.storage.\(config.name)")
         logger.logLevel = .info
         self.logger = logger
@@ -64,6 +68,9 @@ public final class StorageNode: Sendable {
 
     public func run() async throws {
         try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
+        do { try LocalReadMarker.write(token: localToken, dataDir: absoluteDataDir) } catch {
+            logger.warning("cannot write \(LocalReadMarker.fileName) in \(absoluteDataDir) (\(error)); mounts on this machine will read over HTTP")
+        }
         let responder = CallbackResponder<BasicRequestContext> { request, _ in await self.respond(request) }
         let app = Application(responder: responder,
                               configuration: .init(address: .hostname(config.host, port: config.port), serverName: "cairn-storage"),
@@ -424,12 +431,15 @@ public final class StorageNode: Sendable {
         var scrubbedBlobs: Int64
         /// Deferred-durability writes (the mount's) not yet flushed to disk.
         var unflushedWrites: Int
+        /// For short-circuit reads by clients on this machine (`LocalReadMarker`).
+        var dataDir: String
+        var localToken: String
     }
 
     func status() -> Response {
         let devices = folders.deviceIDs().compactMap { meter.measure(folders, id: $0, reserveBytes: config.reserveBytes) }
         return json(Status(name: config.name, devices: devices, corrupt: scrubber.findings, scrubbedBlobs: scrubber.blobsScanned,
-                           unflushedWrites: deferredFlush.pending))
+                           unflushedWrites: deferredFlush.pending, dataDir: absoluteDataDir, localToken: localToken))
     }
 
     func json<T: Encodable>(_ value: T) -> Response {

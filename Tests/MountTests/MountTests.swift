@@ -8,11 +8,11 @@ let chunk = 1 << 20
 
 /// A cluster with a `small` class (1 MiB chunks, 2 replicas) mounted at `<root>/mnt`, new
 /// files in that class; files of the `test` domain appear under `mnt/test`.
-func mountedCluster(nodes: Int = 3, nodeArgs: [String] = []) throws -> (TestCluster, TestMount, String) {
+func mountedCluster(nodes: Int = 3, nodeArgs: [String] = [], mountOptions: [String] = []) throws -> (TestCluster, TestMount, String) {
     let c = try TestCluster(nodes: nodes, nodeArgs: nodeArgs)
     _ = try c.client.call("create_class", [("domain", "test"), ("class", "small"), ("mindevcount", "2"), ("chunk_size", String(chunk))])
     _ = try c.client.call("create_class", [("domain", "test"), ("class", "three"), ("mindevcount", "3"), ("chunk_size", String(chunk))])
-    let m = try TestMount(c, options: ["class=small"])
+    let m = try TestMount(c, options: ["class=small"] + mountOptions)
     return (c, m, m.path + "/test")
 }
 
@@ -147,7 +147,9 @@ func fileBytes(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: UR
     }
 
     @Test func remountKeepsEverythingAndNodeDeathIsSurvived() throws {
-        let (c, m, dir) = try mountedCluster(nodes: 4)
+        // Reads over HTTP, as a mount on another machine does: a killed node's blobs must be
+        // read from the other replicas.
+        let (c, m, dir) = try mountedCluster(nodes: 4, mountOptions: ["local_reads=0"])
         defer { m.unmount(); c.stop() }
         try FileManager.default.createDirectory(atPath: dir + "/keep/empty", withIntermediateDirectories: true)
         let data = randomBytes(40 << 20, seed: 42)
@@ -277,6 +279,29 @@ extension MountTests {
         #expect(!TestMount.isMounted(m.path))
         let back = try c.cli(["get", "test", "open-at-stop"])
         #expect(back.status == 0 && Array(back.out) == data, "what was open was committed before exit")
+    }
+
+    @Test func replicasOnThisMachineAreReadFromTheirDeviceFolders() throws {
+        let (c, m, dir) = try mountedCluster()
+        defer { m.unmount(); c.stop() }
+        let data = randomBytes(2 * chunk + 999, seed: 77)
+        let src = try writeTemp(data, dir: c.root, name: "local-src")
+        #expect(try run("cp", [src, dir + "/local"]).status == 0)
+        #expect(try run("cp", [src, dir + "/first"]).status == 0)
+        #expect(m.unmount() == 0)
+        try m.mount()  // nothing of the files left in the kernel's page cache
+        #expect(try run("cmp", [src, dir + "/first"]).status == 0, "a first read finds which nodes are on this machine")
+        // Frozen nodes accept connections but never answer: only reads from their folders finish.
+        let pids = c.nodes.compactMap { $0?.processIdentifier }
+        for p in pids { kill(p, SIGSTOP) }
+        defer { for p in pids { kill(p, SIGCONT) } }
+        let whole = try run("timeout", ["20", "cmp", src, dir + "/local"])
+        #expect(whole.status == 0, "read with every node frozen: \(whole.err)")
+        let part = c.root + "/local-part"
+        let direct = try run("timeout", ["20", "dd", "if=\(dir)/local", "of=\(part)", "bs=4096", "skip=\(chunk / 4096)", "count=3",
+                                         "iflag=direct", "status=none"])
+        #expect(direct.status == 0, "direct 4 KiB-block reads from the second chunk: \(direct.err)")
+        #expect(try fileBytes(part) == Array(data[chunk..<(chunk + 3 * 4096)]))
     }
 
     @Test func mountWritesAreMadeDurableByFsyncWhileCLIWritesAreAtOnce() throws {

@@ -1,0 +1,64 @@
+import CairnCore
+import CairnTransfer
+import Foundation
+import Synchronization
+
+/// Short-circuit reads (see `LocalReadMarker`): a replica whose storage node shares this
+/// machine's file system is read with pread from its device folder instead of over HTTP — no
+/// request, no copy through the node's process. Which nodes qualify is asked once per node and
+/// re-checked every `recheckSeconds` (a node may restart elsewhere); anything unexpected (no
+/// such file, a short file) returns nil and the caller reads over HTTP as usual.
+public final class LocalReplicas: Sendable {
+    private struct Node: Sendable {
+        var dataDir: String?
+        var checkedAt: Double
+    }
+    private let nodes = Mutex<[String: Node]>([:])
+    private let http: HTTPTransfer
+    static let recheckSeconds = 30.0
+
+    /// Short timeouts: a node that does not answer keeps its last answer rather than stall a read.
+    public init(http: HTTPTransfer = HTTPTransfer(connectTimeoutMs: 500, stallTimeoutSeconds: 1)) { self.http = http }
+
+    /// `count` bytes at `offset` of the blob `url` names, when its node is on this machine.
+    public func read(url: String, offset: Int64, count: Int) -> [UInt8]? {
+        guard count > 0, let (base, path) = Self.split(url), FidLayout.parse(devicePath: path) != nil,
+              let dir = dataDir(of: base) else { return nil }
+        let fd = open(dir + path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, filled in
+            filled = 0
+            while filled < count {
+                let r = pread(fd, buffer.baseAddress! + filled, count - filled, off_t(offset) + off_t(filled))
+                if r < 0, errno == EINTR { continue }
+                if r <= 0 { break }
+                filled += r
+            }
+        }
+        return bytes.count == count ? bytes : nil
+    }
+
+    /// `http://host:port` and `/dev<N>/…fid` of a blob URL.
+    static func split(_ url: String) -> (String, String)? {
+        guard url.hasPrefix("http://") else { return nil }
+        let rest = url.dropFirst(7)
+        guard let slash = rest.firstIndex(of: "/") else { return nil }
+        return (String(url[..<slash]), String(rest[slash...]))
+    }
+
+    /// The node's data folder when it is on this machine, nil otherwise.
+    private func dataDir(of base: String) -> String? {
+        let now = Date().timeIntervalSince1970
+        if let n = nodes.withLock({ $0[base] }), now - n.checkedAt < Self.recheckSeconds { return n.dataDir }
+        var found = nodes.withLock { $0[base]?.dataDir }  // kept when the node does not answer now
+        struct Status: Decodable { var dataDir: String?; var localToken: String? }
+        if let r = try? http.get(base + "/_status"), r.status == 200,
+           let s = try? JSONDecoder().decode(Status.self, from: Data(r.body)) {
+            found = nil
+            if let dir = s.dataDir, let token = s.localToken, LocalReadMarker.matches(dataDir: dir, token: token) { found = dir }
+        }
+        nodes.withLock { $0[base] = Node(dataDir: found, checkedAt: now) }
+        return found
+    }
+}
