@@ -101,7 +101,9 @@ final class OpenFile: @unchecked Sendable {
         return bytes
     }
 
-    private func startUpload(_ index: Int) {
+    /// `inline`: upload on the calling thread and return when done (the caller waits anyway;
+    /// a small file's close then costs no thread hand-offs).
+    private func startUpload(_ index: Int, inline: Bool = false) {
         guard let bytes = buffers.removeValue(forKey: index) else { return }
         inFlight[index] = bytes
         uploads.enter()
@@ -113,7 +115,7 @@ final class OpenFile: @unchecked Sendable {
         let domain = layout.domain
         let place = index == 0 ? preallocated : nil
         if index == 0 { preallocated = nil }
-        DispatchQueue.global().async {
+        let upload: @Sendable () -> Void = {
             defer { ctx.uploadGate.signal(); self.uploads.leave() }
             let result = Result { try bytes.withUnsafeBytes { try ctx.chunks.upload(domain: domain, cls: cls, index: index, bytes: $0, allocation: place) } }
             self.lock.withLock {
@@ -123,6 +125,13 @@ final class OpenFile: @unchecked Sendable {
                 case .failure(let e): self.uploadError = e
                 }
             }
+        }
+        if inline {
+            lock.unlock()
+            upload()
+            lock.lock()
+        } else {
+            DispatchQueue.global().async(execute: upload)
         }
     }
 
@@ -154,7 +163,8 @@ final class OpenFile: @unchecked Sendable {
         lock.unlock()
         // Remaining (partial) buffers go up in parallel.
         // startUpload expects the lock held (it may drop it while waiting for the upload gate).
-        for index in pending.sorted() { lock.withLock { startUpload(index) } }
+        let alone = pending.count == 1 && lock.withLock { inFlight.isEmpty }
+        for index in pending.sorted() { lock.withLock { startUpload(index, inline: alone) } }
         uploads.wait()
         lock.lock()
         defer { lock.unlock() }

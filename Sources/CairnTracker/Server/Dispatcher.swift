@@ -23,8 +23,8 @@ struct Dispatcher: Sendable {
         case .malformed(let text):
             return Reply.err(ProtocolError("unknown_command", "not a command: \(text)")).encode()
         case .command(let name, let args):
-            stats.countQuery()
             let callid = args.nonEmpty("callid")
+            stats.countQuery(handlers[name] == nil ? nil : name)
             guard let handler = handlers[name] else {
                 return Reply.err(ProtocolError("unknown_command", "unknown command \"\(name)\"")).encode(callid: callid)
             }
@@ -52,13 +52,21 @@ struct Dispatcher: Sendable {
     }
 }
 
-/// Counters for `!stats`.
+/// Counters for `!stats`: all queries, and per command (which calls a workload makes).
 final class TrackerCounters: @unchecked Sendable {
     private let lock = NSLock()
     private var queries = 0
+    private var perCommand: [String: Int] = [:]
     let started = Date()
-    func countQuery() { lock.withLock { queries += 1 } }
+    /// `command`: a known command's name (unknown ones count only in the total).
+    func countQuery(_ command: String?) {
+        lock.withLock {
+            queries += 1
+            if let command { perCommand[command, default: 0] += 1 }
+        }
+    }
     var queryCount: Int { lock.withLock { queries } }
+    var commandCounts: [(String, Int)] { lock.withLock { perCommand.sorted { $0.key < $1.key } } }
 }
 
 /// Reply helpers shared by the command groups.
