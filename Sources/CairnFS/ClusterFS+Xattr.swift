@@ -5,20 +5,23 @@ import Foundation
 
 /// Extended attributes. `user.<name>` is the file's custom metadata `<name>` (what `cairn meta`
 /// and `cairn put --meta` set), stored in the tracker, binary-safe, up to 64 KiB. `cairn.*`
-/// shows storage facts (read-only, except `cairn.class`). Other namespaces: ENOTSUP.
+/// shows storage facts (read-only, except `cairn.class`). Other namespaces (security.*, system.*,
+/// trusted.*): ENOTSUP, also on reads — `ls -l` then stops asking for SELinux labels and ACLs on
+/// this file system after the first file (coreutils caches "unsupported" per device; ENODATA
+/// cost two FUSE round trips per file listed).
 extension ClusterFS {
     static let userPrefix = "user."
     static let maxValue = 64 << 10
     static let storageAttributes = ["cairn.class", "cairn.replicas", "cairn.chunks", "cairn.locations", "cairn.checksum"]
 
     public func getxattr(_ ino: UInt64, name: String) throws -> [UInt8] {
+        guard name.hasPrefix(Self.userPrefix) || name.hasPrefix("cairn.") else { throw FSError(ENOTSUP) }
         guard let c = map.cairn(ino) else { throw FSError(ENODATA) }
         if name.hasPrefix(Self.userPrefix) {
             let r = try call("meta_get", [("ino", String(c)), ("name", String(name.dropFirst(Self.userPrefix.count)))])
             return Hex.decode(r["value_hex"] ?? "") ?? []
         }
-        if name.hasPrefix("cairn.") { return Array(try storageAttribute(c, name).utf8) }
-        throw FSError(ENODATA)
+        return Array(try storageAttribute(c, name).utf8)
     }
 
     func storageAttribute(_ ino: Ino, _ name: String) throws -> String {

@@ -96,6 +96,8 @@ func fileBytes(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: UR
         #expect(try run("setfattr", ["-x", "user.text", f]).status == 0)
         #expect(try run("getfattr", ["-n", "user.text", f]).status != 0)
         #expect(try run("setfattr", ["-n", "trusted.x", "-v", "1", f]).status != 0, "other namespaces are refused")
+        let selinux = try run("getfattr", ["-n", "security.selinux", f])
+        #expect(selinux.status != 0 && selinux.err.contains("not supported"), "unsupported namespaces say so on reads too: \(selinux.err)")
         // cairn.locations: one URL per replica of each chunk, each serving that chunk's bytes.
         let urls = try run("getfattr", ["--only-values", "-n", "cairn.locations", f]).out.split(separator: "\n").map(String.init)
         #expect(urls.count == 6)
