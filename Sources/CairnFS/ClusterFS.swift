@@ -177,7 +177,8 @@ public final class ClusterFS: @unchecked Sendable {
     }
 
     public func unlink(parent: UInt64, name: String) throws {
-        if let a = try? lookup(parent: parent, name: name), !a.isDirectory, a.nlink <= 1, let c = map.cairn(a.ino), !openFiles(ofInode: c).isEmpty {
+        // Only a file open on this mount needs hiding; with none open, no lookup (a tracker call).
+        if lock.withLock({ !files.isEmpty }), let a = try? lookup(parent: parent, name: name), !a.isDirectory, a.nlink <= 1, let c = map.cairn(a.ino), !openFiles(ofInode: c).isEmpty {
             let hiddenName = Self.hiddenPrefix + String(c)
             try rename(parent: parent, name: name, newParent: parent, newName: hiddenName, flags: 0)
             lock.withLock { hidden[c] = (parent, hiddenName) }

@@ -46,7 +46,11 @@ extension MetadataStore {
         try await write { db in try db.cachedStatement(sql: "INSERT OR IGNORE INTO file_on(fid, devid) VALUES (?, ?)").execute(arguments: [fid, device]) }
     }
 
-    public struct DeleteItem: Sendable { public var fid: Fid; public var devices: [DeviceID] }
+    public struct DeleteItem: Sendable {
+        public var fid: Fid
+        public var devices: [DeviceID]
+        public init(fid: Fid, devices: [DeviceID]) { self.fid = fid; self.devices = devices }
+    }
 
     public func dueDeletes(limit: Int) async throws -> [DeleteItem] {
         try await read { db in
@@ -63,17 +67,25 @@ extension MetadataStore {
         try await writeDeferred { db in try db.cachedStatement(sql: "DELETE FROM file_on WHERE fid = ? AND devid = ?").execute(arguments: [fid, device]) }
     }
 
-    /// Ends a delete when no copies remain, else retries later with backoff. Bookkeeping only,
-    /// like `removeCopy`: a lost update repeats a delete, which nodes answer as done.
-    public func deleteAttempted(fid: Fid) async throws {
+    /// Records a round of deletes in one transaction: each item's `devices` are those its copies
+    /// are gone from now. A delete with no copies left ends, others are retried later with
+    /// backoff. Bookkeeping only, like `removeCopy`: a lost update repeats a delete, which nodes
+    /// answer as done.
+    public func recordDeletes(_ rounds: [DeleteItem]) async throws {
+        guard !rounds.isEmpty else { return }
         try await writeDeferred { db in
-            let left = try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM file_on WHERE fid = ?"), arguments: [fid])!
-            if left == 0 {
-                try db.cachedStatement(sql: "DELETE FROM delete_queue WHERE fid = ?").execute(arguments: [fid])
-            } else {
-                let fails = (try Int.fetchOne(db.cachedStatement(sql: "SELECT failcount FROM delete_queue WHERE fid = ?"), arguments: [fid]) ?? 0) + 1
-                try db.cachedStatement(sql: "UPDATE delete_queue SET failcount = ?, nexttry = ? WHERE fid = ?").execute(
-                               arguments: [fails, Clock.nowSeconds() + Int64(min(600, 10 * fails)), fid])
+            for item in rounds {
+                for d in item.devices {
+                    try db.cachedStatement(sql: "DELETE FROM file_on WHERE fid = ? AND devid = ?").execute(arguments: [item.fid, d])
+                }
+                let left = try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM file_on WHERE fid = ?"), arguments: [item.fid])!
+                if left == 0 {
+                    try db.cachedStatement(sql: "DELETE FROM delete_queue WHERE fid = ?").execute(arguments: [item.fid])
+                } else {
+                    let fails = (try Int.fetchOne(db.cachedStatement(sql: "SELECT failcount FROM delete_queue WHERE fid = ?"), arguments: [item.fid]) ?? 0) + 1
+                    try db.cachedStatement(sql: "UPDATE delete_queue SET failcount = ?, nexttry = ? WHERE fid = ?").execute(
+                                   arguments: [fails, Clock.nowSeconds() + Int64(min(600, 10 * fails)), item.fid])
+                }
             }
         }
     }

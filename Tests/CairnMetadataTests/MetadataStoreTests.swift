@@ -55,8 +55,10 @@ func commit(_ store: MetadataStore, _ d: DomainRecord, _ key: String, size: Int6
         try await store.deleteKey(domain: d, key: try KeyPath("x"))
         #expect(try await store.file(domain: d, key: try KeyPath("x")) == nil)
         #expect(try await store.dueDeletes(limit: 10).map(\.fid) == [fid])
-        for dev in [1, 2] { try await store.removeCopy(fid: fid, device: dev) }
-        try await store.deleteAttempted(fid: fid)
+        try await store.recordDeletes([.init(fid: fid, devices: [1])])
+        #expect(try await store.pendingDeletes() == 1, "one copy left: the delete is retried")
+        #expect(try await store.dueDeletes(limit: 10).isEmpty, "later, with backoff")
+        try await store.recordDeletes([.init(fid: fid, devices: [2])])
         #expect(try await store.pendingDeletes() == 0)
         store = try MetadataStore(path: path)  // reopen: the sequence survives
         let next = try await store.openUpload(domain: d.id, classID: 0, key: "", devices: [])

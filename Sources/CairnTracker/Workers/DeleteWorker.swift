@@ -9,6 +9,7 @@ struct DeleteWorker {
     let ctx: TrackerContext
     let workers: WorkerRegistry
     static let staleUploadSeconds: Int64 = 3600
+    static let roundSize = 200
 
     func run() async {
         var rounds = 0
@@ -19,7 +20,7 @@ struct DeleteWorker {
             var did = 0
             var due: [MetadataStore.DeleteItem] = []
             if workers.count("delete") > 0 {
-                do { due = try await ctx.store.dueDeletes(limit: 200) }
+                do { due = try await ctx.store.dueDeletes(limit: Self.roundSize) }
                 catch { ctx.logger.error("delete worker cannot read its queue: \(error)") }
             }
             if !due.isEmpty {
@@ -35,11 +36,15 @@ struct DeleteWorker {
                 // Likewise the new content that replaced these blobs: the mount's writes are
                 // fsynced by the nodes' next flush, so ask every node that answers for it now.
                 await flushNodes()
-                await withTaskGroup(of: Void.self) { group in
+                let done = await withTaskGroup(of: MetadataStore.DeleteItem.self) { group in
                     for item in due { group.addTask { await delete(item) } }
+                    return await group.reduce(into: []) { $0.append($1) }
                 }
+                do { try await ctx.store.recordDeletes(done) } catch { ctx.logger.error("delete worker cannot record its deletes: \(error); they are repeated") }
             }
-            if did == 0 { try? await Task.sleep(for: .milliseconds(500)) }
+            // A partial round waits for more: each round costs a log sync and a flush per node,
+            // so under a stream of unlinks rounds stay large (space comes back within a second).
+            if did < Self.roundSize { try? await Task.sleep(for: .milliseconds(did == 0 ? 500 : 1000)) }
         }
     }
 
@@ -56,14 +61,16 @@ struct DeleteWorker {
         }
     }
 
-    func delete(_ item: MetadataStore.DeleteItem) async {
-        guard let devs = try? await ctx.devices.byID() else { return }
+    /// Deletes what it can of one fid's copies; returns the devices its copies are gone from
+    /// (deleted now, or on a device that is gone or unknown).
+    func delete(_ item: MetadataStore.DeleteItem) async -> MetadataStore.DeleteItem {
+        guard let devs = try? await ctx.devices.byID() else { return .init(fid: item.fid, devices: []) }
+        var gone: [DeviceID] = []
         for id in item.devices {
-            guard let d = devs[id] else { try? await ctx.store.removeCopy(fid: item.fid, device: id); continue }
-            if d.device.status.isGone { try? await ctx.store.removeCopy(fid: item.fid, device: id); continue }
+            guard let d = devs[id], !d.device.status.isGone else { gone.append(id); continue }
             guard d.device.status.canDelete, d.host.status.canWrite else { continue }
-            if await ctx.gateway.delete(fid: item.fid, on: d) { try? await ctx.store.removeCopy(fid: item.fid, device: id) }
+            if await ctx.gateway.delete(fid: item.fid, on: d) { gone.append(id) }
         }
-        try? await ctx.store.deleteAttempted(fid: item.fid)
+        return .init(fid: item.fid, devices: gone)
     }
 }
