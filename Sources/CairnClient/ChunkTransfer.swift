@@ -133,11 +133,7 @@ public struct ChunkTransfer: Sendable {
     public func download(_ chunk: FileLayout.Chunk, range: ClosedRange<Int64>? = nil) throws -> [UInt8] {
         let want = range.map { $0.upperBound - $0.lowerBound + 1 } ?? chunk.length
         if want == 0 { return [] }
-        if let local {
-            for url in chunk.urls {
-                if let bytes = local.read(url: url, offset: range?.lowerBound ?? 0, count: Int(want)) { return bytes }
-            }
-        }
+        if let local, let bytes = local.read(urls: chunk.urls, offset: range?.lowerBound ?? 0, count: Int(want)) { return bytes }
         var failures: [String] = []
         for url in chunk.urls {
             do {

@@ -20,6 +20,17 @@ public final class LocalReplicas: Sendable {
     /// Short timeouts: a node that does not answer keeps its last answer rather than stall a read.
     public init(http: HTTPTransfer = HTTPTransfer(connectTimeoutMs: 500, stallTimeoutSeconds: 1)) { self.http = http }
 
+    /// `count` bytes at `offset` of the first of `urls` (a chunk's replicas) whose node is on
+    /// this machine. Every replica's node gets asked (once, then from the cache), not just
+    /// the first that answers: each local copy stays readable if its node later stops answering.
+    public func read(urls: [String], offset: Int64, count: Int) -> [UInt8]? {
+        var found: [UInt8]?
+        for url in urls {
+            if found == nil { found = read(url: url, offset: offset, count: count) } else if let (base, _) = Self.split(url) { _ = dataDir(of: base) }
+        }
+        return found
+    }
+
     /// `count` bytes at `offset` of the blob `url` names, when its node is on this machine.
     public func read(url: String, offset: Int64, count: Int) -> [UInt8]? {
         guard count > 0, let (base, path) = Self.split(url), FidLayout.parse(devicePath: path) != nil,

@@ -44,13 +44,20 @@ public final class ClusterFS: @unchecked Sendable {
 
     static let readOnlyCommands: Set<String> = ["fs_root", "fs_lookup", "fs_getattr", "fs_readdir", "fs_readlink", "get_domains", "statfs", "meta_get", "meta_list"]
 
-    /// Commands that may change a directory's own attributes (its times, mode, link count).
-    static let directoryChangingCommands: Set<String> = ["fs_create", "fs_unlink", "fs_rename", "fs_link", "fs_setattr", "set_dir_class",
-                                                         "create_domain", "delete_domain"]
+    /// Commands that change entries or attributes of the inodes they name (and perhaps of files
+    /// they reach through those names).
+    static let namespaceCommands: Set<String> = ["fs_create", "fs_unlink", "fs_rename", "fs_link", "fs_setattr"]
+    /// Commands whose effects on attributes reach further: everything remembered is dropped.
+    static let sweepingCommands: Set<String> = ["set_dir_class", "create_domain", "delete_domain"]
 
     func call(_ cmd: String, _ args: [(String, String)]) throws -> Args {
         if !Self.readOnlyCommands.contains(cmd) { forgetListings() }
-        if Self.directoryChangingCommands.contains(cmd) { context.recentAttributes.forgetAll() }
+        if Self.namespaceCommands.contains(cmd) {
+            let named = args.filter { ["ino", "parent", "newparent"].contains($0.0) }.compactMap { Ino($0.1) }
+            context.recentAttributes.forget(filesAnd: named)
+        } else if Self.sweepingCommands.contains(cmd) {
+            context.recentAttributes.forgetAll()
+        }
         let r = try Self.call(tracker, cmd, args)
         // Creates, unlinks and renames answer with their directories' new attributes, creates
         // and setattrs with the inode's: the kernel asks for them next, and gets them without a call.

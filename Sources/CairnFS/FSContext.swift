@@ -62,4 +62,13 @@ final class RecentAttributes: @unchecked Sendable {
     }
 
     func forgetAll() { lock.withLock { entries.removeAll() } }
+
+    /// Before a change to the namespace: every file (a link count may change through a name
+    /// this mount cannot see) and the inodes the change names. Other directories keep theirs:
+    /// a directory changes only through its own entries, and every such call answers with it.
+    func forget(filesAnd inos: [Ino]) {
+        lock.withLock {
+            entries = entries.filter { $0.value.attributes.isDirectory && !inos.contains($0.key) }
+        }
+    }
 }

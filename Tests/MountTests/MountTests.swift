@@ -289,10 +289,12 @@ extension MountTests {
         let data = randomBytes(2 * chunk + 999, seed: 77)
         let src = try writeTemp(data, dir: c.root, name: "local-src")
         #expect(try run("cp", [src, dir + "/local"]).status == 0)
-        #expect(try run("cp", [src, dir + "/first"]).status == 0)
+        // Six chunks, two copies each: all three nodes hold some (but for a 0.4 % chance).
+        let first = try writeTemp(randomBytes(6 * chunk, seed: 78), dir: c.root, name: "first-src")
+        #expect(try run("cp", [first, dir + "/first"]).status == 0)
         #expect(m.unmount() == 0)
         try m.mount()  // nothing of the files left in the kernel's page cache
-        #expect(try run("cmp", [src, dir + "/first"]).status == 0, "a first read finds which nodes are on this machine")
+        #expect(try run("cmp", [first, dir + "/first"]).status == 0, "a first read finds which nodes are on this machine")
         // Frozen nodes accept connections but never answer: only reads from their folders finish.
         let pids = c.nodes.compactMap { $0?.processIdentifier }
         for p in pids { kill(p, SIGSTOP) }
