@@ -32,7 +32,7 @@ public final class LocalReplicas: Sendable {
     }
 
     /// `count` bytes at `offset` of the blob `url` names, when its node is on this machine.
-    public func read(url: String, offset: Int64, count: Int) -> [UInt8]? {
+    private func read(url: String, offset: Int64, count: Int) -> [UInt8]? {
         guard count > 0, let (base, path) = Self.split(url), FidLayout.parse(devicePath: path) != nil,
               let dir = dataDir(of: base) else { return nil }
         let fd = open(dir + path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)

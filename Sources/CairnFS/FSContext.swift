@@ -38,10 +38,14 @@ final class FSContext: @unchecked Sendable {
     }
 }
 
-/// See `FSContext.recentAttributes`. Keyed by tracker inode.
+/// See `FSContext.recentAttributes`. Keyed by tracker inode; directories and other inodes
+/// apart, because every namespace change drops all of the latter (on each create or rename:
+/// it must cost nothing per remembered directory).
 final class RecentAttributes: @unchecked Sendable {
+    private typealias Entry = (at: Date, attributes: WireAttributes)
     private let lock = NSLock()
-    private var entries: [Ino: (at: Date, attributes: WireAttributes)] = [:]
+    private var directories: [Ino: Entry] = [:]
+    private var others: [Ino: Entry] = [:]
     let maxAge: TimeInterval
 
     init(maxAge: TimeInterval) { self.maxAge = maxAge }
@@ -49,26 +53,27 @@ final class RecentAttributes: @unchecked Sendable {
     func remember(_ a: WireAttributes) {
         guard maxAge > 0 else { return }
         lock.withLock {
-            if entries.count > 4096 { entries.removeAll() }
-            entries[a.ino] = (Date(), a)
+            if directories.count + others.count > 4096 { directories.removeAll(); others.removeAll() }
+            if a.isDirectory { directories[a.ino] = (Date(), a) } else { others[a.ino] = (Date(), a) }
         }
     }
 
     func fresh(_ ino: Ino) -> WireAttributes? {
         lock.withLock {
-            guard let e = entries[ino], Date().timeIntervalSince(e.at) < maxAge else { return nil }
+            guard let e = directories[ino] ?? others[ino], Date().timeIntervalSince(e.at) < maxAge else { return nil }
             return e.attributes
         }
     }
 
-    func forgetAll() { lock.withLock { entries.removeAll() } }
+    func forgetAll() { lock.withLock { directories.removeAll(); others.removeAll() } }
 
     /// Before a change to the namespace: every file (a link count may change through a name
     /// this mount cannot see) and the inodes the change names. Other directories keep theirs:
     /// a directory changes only through its own entries, and every such call answers with it.
     func forget(filesAnd inos: [Ino]) {
         lock.withLock {
-            entries = entries.filter { $0.value.attributes.isDirectory && !inos.contains($0.key) }
+            others.removeAll(keepingCapacity: true)
+            for ino in inos { directories.removeValue(forKey: ino) }
         }
     }
 }

@@ -222,20 +222,21 @@ enum FuseOps {
         // The kernel offers up to max_pages (1 MiB here) per call; zeroing that much for every
         // directory was an eighth of `ls -lR`'s CPU in the mount. Fewer bytes are allowed.
         let size = min(size, 128 << 10)
-        var buf = [CChar](unsafeUninitializedCapacity: size) { _, n in n = size }
+        let buf = UnsafeMutablePointer<CChar>.allocate(capacity: size)  // only the first `used` bytes are sent
+        defer { buf.deallocate() }
         var used = 0
         do {
             var offset = Int(off)
             func add(_ name: String, _ attrs: FSAttributes, next: Int, lookup: Bool) -> Bool {
                 let room = size - used
-                let n: Int = buf.withUnsafeMutableBufferPointer { b in
-                    if plus {
-                        var e = entry(fs, attrs)
-                        if !lookup { e.ino = attrs.ino; e.attr_timeout = 0; e.entry_timeout = 0 }
-                        return fuse_add_direntry_plus(req, b.baseAddress! + used, room, name, &e, off_t(next))
-                    }
+                let n: Int
+                if plus {
+                    var e = entry(fs, attrs)
+                    if !lookup { e.ino = attrs.ino; e.attr_timeout = 0; e.entry_timeout = 0 }
+                    n = fuse_add_direntry_plus(req, buf + used, room, name, &e, off_t(next))
+                } else {
                     var s = stat(attrs)
-                    return fuse_add_direntry(req, b.baseAddress! + used, room, name, &s, off_t(next))
+                    n = fuse_add_direntry(req, buf + used, room, name, &s, off_t(next))
                 }
                 if n > room { return false }
                 used += n
@@ -261,7 +262,7 @@ enum FuseOps {
                     }
                 }
             }
-            _ = buf.withUnsafeBufferPointer { fuse_reply_buf(req, $0.baseAddress, used) }
+            fuse_reply_buf(req, buf, used)
         } catch { fail(req, error) }
     }
 }

@@ -64,7 +64,11 @@ extension MetadataStore {
     /// Forgets a copy that is gone from its device (deleted, or the device is dead). Bookkeeping only (lost to a power cut, the copy is looked
     /// for again and found gone), so it never waits for an fsync.
     public func removeCopy(fid: Fid, device: DeviceID) async throws {
-        try await writeDeferred { db in try db.cachedStatement(sql: "DELETE FROM file_on WHERE fid = ? AND devid = ?").execute(arguments: [fid, device]) }
+        try await writeDeferred { db in try Self.removeCopy(db, fid: fid, device: device) }
+    }
+
+    static func removeCopy(_ db: Database, fid: Fid, device: DeviceID) throws {
+        try db.cachedStatement(sql: "DELETE FROM file_on WHERE fid = ? AND devid = ?").execute(arguments: [fid, device])
     }
 
     /// Records a round of deletes in one transaction: each item's `devices` are those its copies
@@ -75,9 +79,7 @@ extension MetadataStore {
         guard !rounds.isEmpty else { return }
         try await writeDeferred { db in
             for item in rounds {
-                for d in item.devices {
-                    try db.cachedStatement(sql: "DELETE FROM file_on WHERE fid = ? AND devid = ?").execute(arguments: [item.fid, d])
-                }
+                for d in item.devices { try Self.removeCopy(db, fid: item.fid, device: d) }
                 let left = try Int.fetchOne(db.cachedStatement(sql: "SELECT COUNT(*) FROM file_on WHERE fid = ?"), arguments: [item.fid])!
                 if left == 0 {
                     try db.cachedStatement(sql: "DELETE FROM delete_queue WHERE fid = ?").execute(arguments: [item.fid])

@@ -47,8 +47,6 @@ public final class HTTPTransfer: Sendable {
     public enum Body {
         case none
         case bytes(UnsafeRawBufferPointer)
-        /// A reader filling the buffer and returning how many bytes it wrote (0 = end).
-        case stream(length: Int64?, read: (UnsafeMutableRawBufferPointer) throws -> Int)
     }
 
     /// Performs one request. `sink`, when given, receives the body as it arrives (the returned
@@ -60,7 +58,6 @@ public final class HTTPTransfer: Sendable {
         defer { curl_easy_reset(handle.raw); idle.withLock { if $0.count < 64 { $0.append(handle) } else { curl_easy_cleanup(handle.raw) } } }
         let h = handle.raw
         let ctx = TransferContext(sink: sink, maxBody: maxBody)
-        if case .stream(_, let read) = body { ctx.source = read }
         if case .bytes(let buf) = body { ctx.fixed = buf }
         let ud = Unmanaged.passUnretained(ctx).toOpaque()
 
@@ -90,14 +87,11 @@ public final class HTTPTransfer: Sendable {
             if method == "PUT" { ccurl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, 0) }
         case .bytes(let buf):
             ccurl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, curl_off_t(buf.count))
-        case .stream(let length, _):
-            if let length { ccurl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, curl_off_t(length)) }
         }
         if case .none = body {} else {
             ccurl_setopt_fn(h, CURLOPT_READFUNCTION, transferReadCallback)
             ccurl_setopt_ptr(h, CURLOPT_READDATA, ud)
-            // curl resends the body when a kept-alive connection turns out closed by the node;
-            // an in-memory body can start over, a stream cannot (the caller retries those).
+            // curl resends the body when a kept-alive connection turns out closed by the node.
             ccurl_setopt_seek_fn(h, transferSeekCallback)
             ccurl_setopt_ptr(h, CURLOPT_SEEKDATA, ud)
         }
@@ -136,7 +130,6 @@ final class TransferContext {
     var body: [UInt8] = []
     let sink: ((UnsafeRawBufferPointer) throws -> Void)?
     let maxBody: Int
-    var source: ((UnsafeMutableRawBufferPointer) throws -> Int)?
     var fixed: UnsafeRawBufferPointer?
     var fixedOffset = 0
     var error: (any Error)?
@@ -179,9 +172,7 @@ private let transferReadCallback: ccurl_data_fn = { ptr, size, nmemb, ud in
         ctx.fixedOffset += n
         return n
     }
-    guard let source = ctx.source else { return 0 }
-    do { return try source(UnsafeMutableRawBufferPointer(start: ptr, count: capacity)) }
-    catch { ctx.error = error; return Int(CURL_READFUNC_ABORT) }
+    return 0
 }
 
 private let transferSeekCallback: ccurl_seek_fn = { ud, offset, origin in

@@ -36,8 +36,14 @@ struct DeleteWorker {
                 // Likewise the new content that replaced these blobs: the mount's writes are
                 // fsynced by the nodes' next flush, so ask every node that answers for it now.
                 await flushNodes()
+                let devices: [DeviceID: DeviceInfo]
+                do { devices = try await ctx.devices.byID() } catch {
+                    ctx.logger.error("delete worker cannot read the device list: \(error); trying again shortly")
+                    try? await Task.sleep(for: .seconds(1))
+                    continue
+                }
                 let done = await withTaskGroup(of: MetadataStore.DeleteItem.self) { group in
-                    for item in due { group.addTask { await delete(item) } }
+                    for item in due { group.addTask { await delete(item, devices: devices) } }
                     return await group.reduce(into: []) { $0.append($1) }
                 }
                 do { try await ctx.store.recordDeletes(done) } catch { ctx.logger.error("delete worker cannot record its deletes: \(error); they are repeated") }
@@ -63,11 +69,10 @@ struct DeleteWorker {
 
     /// Deletes what it can of one fid's copies; returns the devices its copies are gone from
     /// (deleted now, or on a device that is gone or unknown).
-    func delete(_ item: MetadataStore.DeleteItem) async -> MetadataStore.DeleteItem {
-        guard let devs = try? await ctx.devices.byID() else { return .init(fid: item.fid, devices: []) }
+    func delete(_ item: MetadataStore.DeleteItem, devices: [DeviceID: DeviceInfo]) async -> MetadataStore.DeleteItem {
         var gone: [DeviceID] = []
         for id in item.devices {
-            guard let d = devs[id], !d.device.status.isGone else { gone.append(id); continue }
+            guard let d = devices[id], !d.device.status.isGone else { gone.append(id); continue }
             guard d.device.status.canDelete, d.host.status.canWrite else { continue }
             if await ctx.gateway.delete(fid: item.fid, on: d) { gone.append(id) }
         }
