@@ -85,6 +85,6 @@ let package = Package(
         // Real clusters and mounts for tests: processes on free loopback ports, temporary folders.
         .target(name: "CairnTestSupport", dependencies: ["CairnClient", "CairnProtocol", "CairnTransfer"], path: "Tests/Support"),
         .testTarget(name: "ClusterTests", dependencies: ["CairnTestSupport", "CairnClient", "CairnProtocol", "cairn"]),
-        .testTarget(name: "MountTests", dependencies: ["CairnTestSupport", "CairnClient", "CairnProtocol", "CairnTransfer", "CSys", "cairn"]),
+        .testTarget(name: "MountTests", dependencies: ["CairnTestSupport", "CairnClient", "CairnFS", "CairnProtocol", "CairnTransfer", "CSys", "cairn"]),
     ]
 )

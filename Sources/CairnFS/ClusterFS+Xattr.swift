@@ -65,6 +65,7 @@ extension ClusterFS {
             if flags & 1 != 0 { args.append(("mode", "create")) }
             if flags & 2 != 0 { args.append(("mode", "replace")) }
             _ = try call("meta_set", args)
+            listings.attributesChanged(c)  // its ctime
             return
         }
         if name == "cairn.class" {
@@ -81,5 +82,6 @@ extension ClusterFS {
         let c = try cairn(ino)
         guard name.hasPrefix(Self.userPrefix) else { throw name.hasPrefix("cairn.") ? FSError(EPERM) : FSError(ENOTSUP) }
         _ = try call("meta_remove", [("ino", String(c)), ("name", String(name.dropFirst(Self.userPrefix.count)))])
+        listings.attributesChanged(c)
     }
 }

@@ -19,12 +19,6 @@ public final class ClusterFS: @unchecked Sendable {
     /// (what libfuse's high-level API does), so open handles keep reading them.
     private var hidden: [Ino: (parent: UInt64, name: String)] = [:]
     static let hiddenPrefix = ".cairn-hidden-"
-    /// Recent complete listings of small directories: a walk (rsync, ls -lR, find) then costs
-    /// one tracker call per directory instead of one per name. Entries live no longer than the
-    /// entry timeout (what the kernel may cache anyway) and any change made here drops them all.
-    private var listings: [UInt64: (at: Date, entries: [String: FSAttributes])] = [:]
-    /// While this mount is writing, listings would be refetched after every change: use plain lookups.
-    private var lastChange = Date.distantPast
     private var nextHandle: UInt64 = 1
 
     /// Connects to the tracker and resolves the mounted domain, if any.
@@ -43,6 +37,9 @@ public final class ClusterFS: @unchecked Sendable {
     }
 
     static let readOnlyCommands: Set<String> = ["fs_root", "fs_lookup", "fs_getattr", "fs_readdir", "fs_readlink", "get_domains", "statfs", "meta_get", "meta_list"]
+    /// Changes whose effect on directory listings the methods making them apply themselves
+    /// (`DirectoryCache`); any other change drops every listing.
+    static let listedChanges: Set<String> = ["fs_create", "fs_unlink", "fs_rename", "fs_link", "fs_setattr", "meta_set", "meta_remove", "fs_sync"]
 
     /// Commands that change entries or attributes of the inodes they name (and perhaps of files
     /// they reach through those names).
@@ -51,7 +48,7 @@ public final class ClusterFS: @unchecked Sendable {
     static let sweepingCommands: Set<String> = ["set_dir_class", "create_domain", "delete_domain"]
 
     func call(_ cmd: String, _ args: [(String, String)]) throws -> Args {
-        if !Self.readOnlyCommands.contains(cmd) { forgetListings() }
+        if !Self.readOnlyCommands.contains(cmd), !Self.listedChanges.contains(cmd) { listings.forgetAll() }
         if Self.namespaceCommands.contains(cmd) {
             let named = args.filter { ["ino", "parent", "newparent"].contains($0.0) }.compactMap { Ino($0.1) }
             context.recentAttributes.forget(filesAnd: named)
@@ -90,32 +87,31 @@ public final class ClusterFS: @unchecked Sendable {
         return FSAttributes(ino: InodeMap.root, mode: 0o040755, nlink: 2, uid: 0, gid: 0, size: 0, atime: now, mtime: now, ctime: now)
     }
 
+    var listings: DirectoryCache { context.listings }
+
     public func lookup(parent: UInt64, name: String) throws -> FSAttributes {
         if isDomainRoot(parent) { return try attributes(call("fs_root", [("domain", name)])) }
-        let writing = lock.withLock { Date().timeIntervalSince(lastChange) < 2 }
-        if options.entryTimeout > 0, !writing, let entries = try cachedListing(parent) {
-            guard let a = entries[name] else { throw FSError(ENOENT) }
-            return a
+        let dir = try cairn(parent)
+        switch try listedEntry(dir, name) {
+        case .absent: throw FSError(ENOENT)
+        case .present(let w, current: true): return map.attributes(w)
+        case .present(let w, current: false): if let fresh = context.recentAttributes.fresh(w.ino) { return map.attributes(fresh) }
+        case .unknown: break
         }
-        return try attributes(call("fs_lookup", [("parent", String(try cairn(parent))), ("name", name)]))
+        return try attributes(call("fs_lookup", [("parent", String(dir)), ("name", name)]))
     }
 
-    /// The directory's entries from a fresh listing (one page), or nil for a large directory.
-    private func cachedListing(_ dir: UInt64) throws -> [String: FSAttributes]? {
-        let now = Date()
-        if let l = lock.withLock({ listings[dir] }), now.timeIntervalSince(l.at) < options.entryTimeout { return l.entries }
-        let page = try fetchPage(directory: dir, after: nil)
-        guard !page.more else { return nil }
-        let entries = Dictionary(page.entries.map { ($0.name, $0.attributes) }, uniquingKeysWith: { a, _ in a })
-        lock.withLock {
-            if listings.count > 1024 { listings.removeAll() }
-            listings[dir] = (now, entries)
-        }
-        return entries
+    /// The name in the directory's listing, fetched now (one page) when not cached and the
+    /// directory is small.
+    private func listedEntry(_ dir: Ino, _ name: String) throws -> DirectoryCache.Answer {
+        guard listings.enabled else { return .unknown }
+        let cached = listings.answer(dir, name)
+        guard cached == .unknown, listings.shouldList(dir) else { return cached }
+        let since = listings.beginFetch()
+        let page = try fetchWirePage(directory: dir, after: nil)
+        guard listings.store(dir, entries: page.more ? nil : page.entries, since: since) else { return .unknown }
+        return listings.answer(dir, name)
     }
-
-    /// Any change made through this mount: cached listings may be wrong now.
-    func forgetListings() { lock.withLock { listings.removeAll(); lastChange = Date() } }
 
     public func getattr(_ ino: UInt64) throws -> FSAttributes {
         if isDomainRoot(ino) { return rootAttributes() }
@@ -141,6 +137,7 @@ public final class ClusterFS: @unchecked Sendable {
     public func setattr(_ ino: UInt64, _ c: AttributeChange) throws -> FSAttributes {
         if isDomainRoot(ino) { throw FSError(EPERM) }
         let cino = try cairn(ino)
+        defer { listings.attributesChanged(cino) }
         var args: [(String, String)] = [("ino", String(cino))]
         if let m = c.mode { args.append(("mode", String(m))) }
         if let u = c.uid { args.append(("uid", String(u))) }
@@ -170,13 +167,20 @@ public final class ClusterFS: @unchecked Sendable {
             _ = try call("create_domain", [("domain", name)])
             return try lookup(parent: parent, name: name)
         }
-        return try attributes(call("fs_create", [("parent", String(try cairn(parent))), ("name", name), ("kind", "d"),
-                                                 ("mode", String(mode)), ("uid", String(uid)), ("gid", String(gid))]))
+        return try created(in: parent, name, call("fs_create", [("parent", String(try cairn(parent))), ("name", name), ("kind", "d"),
+                                                                ("mode", String(mode)), ("uid", String(uid)), ("gid", String(gid))]))
+    }
+
+    /// A new name's attributes, the directory's listing told of it.
+    private func created(in parent: UInt64, _ name: String, _ reply: Args) throws -> FSAttributes {
+        guard let w = WireAttributes(reply) else { throw FSError(EIO, "reply without attributes") }
+        listings.added(try cairn(parent), name, w)
+        return map.attributes(w)
     }
 
     public func symlink(parent: UInt64, name: String, target: String, uid: UInt32, gid: UInt32) throws -> FSAttributes {
-        try attributes(call("fs_create", [("parent", String(try cairn(parent))), ("name", name), ("kind", "l"), ("target", target),
-                                          ("mode", "511"), ("uid", String(uid)), ("gid", String(gid))]))
+        try created(in: parent, name, call("fs_create", [("parent", String(try cairn(parent))), ("name", name), ("kind", "l"), ("target", target),
+                                                         ("mode", "511"), ("uid", String(uid)), ("gid", String(gid))]))
     }
 
     public func readlink(_ ino: UInt64) throws -> String {
@@ -191,18 +195,23 @@ public final class ClusterFS: @unchecked Sendable {
             lock.withLock { hidden[c] = (parent, hiddenName) }
             return
         }
-        _ = try call("fs_unlink", [("parent", String(try cairn(parent))), ("name", name)])
+        let dir = try cairn(parent)
+        _ = try call("fs_unlink", [("parent", String(dir)), ("name", name)])
+        listings.removed(dir, name)
     }
 
     /// Removes a hidden (unlinked-while-open) file once nothing here has it open.
     private func removeHiddenIfClosed(_ ino: Ino) {
-        guard openFiles(ofInode: ino).isEmpty, let h = lock.withLock({ hidden.removeValue(forKey: ino) }) else { return }
-        _ = try? call("fs_unlink", [("parent", String(map.cairn(h.parent) ?? 0)), ("name", h.name)])
+        guard openFiles(ofInode: ino).isEmpty, let h = lock.withLock({ hidden.removeValue(forKey: ino) }), let dir = map.cairn(h.parent) else { return }
+        _ = try? call("fs_unlink", [("parent", String(dir)), ("name", h.name)])
+        listings.removed(dir, h.name)
     }
 
     public func rmdir(parent: UInt64, name: String) throws {
         if isDomainRoot(parent) { _ = try call("delete_domain", [("domain", name)]); return }
-        _ = try call("fs_unlink", [("parent", String(try cairn(parent))), ("name", name), ("dir", "1")])
+        let dir = try cairn(parent)
+        _ = try call("fs_unlink", [("parent", String(dir)), ("name", name), ("dir", "1")])
+        listings.removed(dir, name)
     }
 
     public static let renameNoReplace: UInt32 = 1
@@ -210,12 +219,17 @@ public final class ClusterFS: @unchecked Sendable {
 
     public func rename(parent: UInt64, name: String, newParent: UInt64, newName: String, flags: UInt32) throws {
         let mode = flags & Self.renameExchange != 0 ? "exchange" : flags & Self.renameNoReplace != 0 ? "noreplace" : "replace"
-        _ = try call("fs_rename", [("parent", String(try cairn(parent))), ("name", name), ("newparent", String(try cairn(newParent))),
-                                   ("newname", newName), ("mode", mode)])
+        let dir = try cairn(parent), newDir = try cairn(newParent)
+        _ = try call("fs_rename", [("parent", String(dir)), ("name", name), ("newparent", String(newDir)), ("newname", newName), ("mode", mode)])
+        listings.renamed(dir, name, to: newDir, newName, exchange: mode == "exchange")
     }
 
     public func link(_ ino: UInt64, newParent: UInt64, newName: String) throws -> FSAttributes {
-        try attributes(call("fs_link", [("ino", String(try cairn(ino))), ("newparent", String(try cairn(newParent))), ("newname", newName)]))
+        let newDir = try cairn(newParent)
+        let r = try call("fs_link", [("ino", String(try cairn(ino))), ("newparent", String(newDir)), ("newname", newName)])
+        guard let w = WireAttributes(r) else { throw FSError(EIO, "reply without attributes") }
+        listings.linked(newDir, newName, w)
+        return map.attributes(w)
     }
 
     public func statfs() throws -> (total: Int64, free: Int64) {
@@ -232,7 +246,7 @@ public final class ClusterFS: @unchecked Sendable {
         if let cls = options.className { args.append(("class", cls)) }
         args.append(("alloc", "1"))
         let r = try call("fs_create", args)
-        let attrs = try attributes(r)
+        let attrs = try created(in: parent, name, r)
         let layout: FileLayout
         do { layout = try FileLayout(r) } catch { throw FSError.from(error) }
         return (attrs, open(layout, writable: true, preallocated: ChunkTransfer.Allocation(r, prefix: "upload_")).handle)
@@ -282,7 +296,6 @@ public final class ClusterFS: @unchecked Sendable {
     /// flush (close): the data has its synchronous copies and is visible when this returns.
     public func flush(_ fh: UInt64) throws {
         let f = try file(fh)
-        if f.isDirty { forgetListings() }
         do { try f.commit() } catch { throw FSError.from(error) }
     }
 
@@ -304,7 +317,6 @@ public final class ClusterFS: @unchecked Sendable {
     public func release(_ fh: UInt64) throws {
         guard let f = lock.withLock({ files.removeValue(forKey: fh) }) else { return }
         defer { removeHiddenIfClosed(f.ino) }
-        if f.isDirty { forgetListings() }
         do { try f.commit() } catch { throw FSError.from(error) }
     }
 
@@ -352,14 +364,21 @@ public final class ClusterFS: @unchecked Sendable {
             let entries = try names.map { DirectoryListing.Entry(name: $0, attributes: try lookup(parent: ino, name: $0)) }
             return (entries, false)
         }
-        var args = [("ino", String(try cairn(ino))), ("limit", "1000")]
+        let page = try fetchWirePage(directory: try cairn(ino), after: after)
+        return (page.entries.map { DirectoryListing.Entry(name: $0.0, attributes: map.attributes($0.1)) }, page.more)
+    }
+
+    /// One page of a directory's entries, as the tracker answers (hidden names left out).
+    func fetchWirePage(directory: Ino, after: String?) throws -> (entries: [(String, WireAttributes)], more: Bool) {
+        var args = [("ino", String(directory)), ("limit", "1000")]
         if let after { args.append(("after", after)) }
         let r = try call("fs_readdir", args)
         let n = Int(r.int("count") ?? 0)
         let entries = try (0..<n).map { i in
-            DirectoryListing.Entry(name: r["e\(i + 1)_name"] ?? "", attributes: try attributes(r, prefix: "e\(i + 1)_"))
+            guard let w = WireAttributes(r, prefix: "e\(i + 1)_") else { throw FSError(EIO, "directory listing without attributes") }
+            return (r["e\(i + 1)_name"] ?? "", w)
         }
-        return (entries.filter { !$0.name.hasPrefix(Self.hiddenPrefix) }, n == 1000)
+        return (entries.filter { !$0.0.hasPrefix(Self.hiddenPrefix) }, n == 1000)
     }
 }
 

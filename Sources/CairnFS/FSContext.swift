@@ -19,6 +19,8 @@ final class FSContext: @unchecked Sendable {
     /// after each change and asks at once (rsync: after write, utimes, chmod); these answer it
     /// within the attribute timeout, the staleness the kernel's own cache already allows.
     let recentAttributes: RecentAttributes
+    /// Listings of the directories this mount works in (see `DirectoryCache`).
+    let listings: DirectoryCache
 
     init(tracker: TrackerClient, options: MountOptions) {
         self.tracker = tracker
@@ -27,6 +29,7 @@ final class FSContext: @unchecked Sendable {
         self.options = options
         self.uploadGate = DispatchSemaphore(value: max(1, options.writeBuffers))
         self.recentAttributes = RecentAttributes(maxAge: options.attrTimeout)
+        self.listings = DirectoryCache(maxAge: options.entryTimeout)
     }
 
 

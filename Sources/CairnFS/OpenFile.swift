@@ -191,6 +191,7 @@ final class OpenFile: @unchecked Sendable {
                                                              ("size", String(size)), ("chunks", specs.joined(separator: ",")),
                                                              ("mtime", String(Clock.nowNanos()))])
         layout = try FileLayout(reply)
+        context.listings.attributesChanged(ino)
         uploaded.removeAll()
         changed = false
         context.rememberContent(ino: ino, layout.attributes)

@@ -42,6 +42,8 @@ public final class HTTPTransfer: Sendable {
     }
 
     public static let shared = HTTPTransfer()
+    /// PUT bodies up to this size are sent with the headers (curl's limit for that is 64 KiB).
+    static let inlineBodyLimit = 60 << 10
 
     /// What to send as the request body.
     public enum Body {
@@ -72,7 +74,17 @@ public final class HTTPTransfer: Sendable {
         ccurl_setopt_fn(h, CURLOPT_HEADERFUNCTION, transferHeaderCallback)
         ccurl_setopt_ptr(h, CURLOPT_HEADERDATA, ud)
 
+        // A small body goes out with the request's headers, in one send (and one read on the
+        // node) instead of a send per part; curl rewinds it itself for a retry.
+        var inline = false
+        if method == "PUT", case .bytes(let buf) = body, buf.count <= Self.inlineBodyLimit, let base = buf.baseAddress {
+            ccurl_setopt_string(h, CURLOPT_CUSTOMREQUEST, "PUT")
+            ccurl_setopt_off(h, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(buf.count))
+            ccurl_setopt_ptr(h, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: base))
+            inline = true
+        }
         switch method {
+        case _ where inline: break
         case "GET": break
         case "HEAD": ccurl_setopt_long(h, CURLOPT_NOBODY, 1)
         case "PUT":
@@ -83,12 +95,13 @@ public final class HTTPTransfer: Sendable {
             if case .none = body {} else { ccurl_setopt_long(h, CURLOPT_UPLOAD, 1) }
         }
         switch body {
+        case _ where inline: break
         case .none:
             if method == "PUT" { ccurl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, 0) }
         case .bytes(let buf):
             ccurl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, curl_off_t(buf.count))
         }
-        if case .none = body {} else {
+        if case .none = body {} else if !inline {
             ccurl_setopt_fn(h, CURLOPT_READFUNCTION, transferReadCallback)
             ccurl_setopt_ptr(h, CURLOPT_READDATA, ud)
             // curl resends the body when a kept-alive connection turns out closed by the node.
@@ -100,6 +113,7 @@ public final class HTTPTransfer: Sendable {
         var list: UnsafeMutablePointer<curl_slist>? = nil
         // No 100-continue round trip: our nodes answer errors early anyway.
         list = curl_slist_append(list, "Expect:")
+        if inline { list = curl_slist_append(list, "Content-Type:") }  // not a form post
         for (k, v) in headers { list = curl_slist_append(list, "\(k): \(v)") }
         ccurl_setopt_ptr(h, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(list))
         defer { curl_slist_free_all(list) }
@@ -153,14 +167,27 @@ private let transferWriteCallback: ccurl_data_fn = { ptr, size, nmemb, ud in
 private let transferHeaderCallback: ccurl_data_fn = { ptr, size, nmemb, ud in
     let ctx = Unmanaged<TransferContext>.fromOpaque(ud!).takeUnretainedValue()
     let n = size * nmemb
-    let line = String(decoding: UnsafeRawBufferPointer(start: ptr, count: n), as: UTF8.self)
-    if line.hasPrefix("HTTP/") { ctx.headers = [:] }  // a new response (after a 100 or a redirect)
-    if let colon = line.firstIndex(of: ":") {
-        let name = line[..<colon].lowercased()
-        let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
-        ctx.headers[name] = value
-    }
+    let line = UnsafeRawBufferPointer(start: ptr, count: n)
+    if line.starts(with: "HTTP/".utf8) { ctx.headers = [:] }  // a new response (after a 100 or a redirect)
+    if let header = HeaderLine(line) { ctx.headers[header.name] = header.value }
     return n
+}
+
+/// One `Name: value` header line, parsed from bytes (this runs for every header of every
+/// transfer: Foundation's trimming and case mapping cost more than the small PUT itself).
+struct HeaderLine {
+    let name: String
+    let value: String
+
+    init?(_ line: UnsafeRawBufferPointer) {
+        guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return nil }
+        func isSpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0D || b == 0x0A }
+        var start = colon + 1, end = line.count
+        while start < end, isSpace(line[start]) { start += 1 }
+        while end > start, isSpace(line[end - 1]) { end -= 1 }
+        name = String(decoding: line[..<colon].lazy.map { (0x41...0x5A).contains($0) ? $0 + 0x20 : $0 }, as: UTF8.self)
+        value = String(decoding: UnsafeRawBufferPointer(rebasing: line[start..<end]), as: UTF8.self)
+    }
 }
 
 private let transferReadCallback: ccurl_data_fn = { ptr, size, nmemb, ud in

@@ -1,0 +1,137 @@
+import CairnCore
+import CairnProtocol
+import Foundation
+
+/// Recent complete listings of small directories, so that lookups — of names present and of
+/// names missing — are answered without a tracker call while a walk or a copy works in a
+/// directory (`rsync`, `cp -r`, `ls -lR`, `find`, a program creating files). A listing lives no
+/// longer than the entry timeout: other clients' changes show within it, the staleness the
+/// kernel's own entry cache already allows. This mount's own changes are applied to the
+/// listings as they are made, so writing into a directory keeps its listing.
+///
+/// Attributes in a listing are a snapshot: an inode changed here since (a commit, a setattr, a
+/// link) is marked, and its lookups take fresher attributes. Keyed by tracker inode.
+final class DirectoryCache: @unchecked Sendable {
+    enum Answer: Equatable {
+        /// Not listed: ask the tracker.
+        case unknown
+        case absent
+        /// `current` is false when the inode changed here after the listing was fetched.
+        case present(WireAttributes, current: Bool)
+    }
+
+    /// `since`: the generation its fetch began at.
+    private struct Listing { let fetched: Date; let since: Int; var entries: [String: WireAttributes] }
+    private let lock = NSLock()
+    private var listings: [Ino: Listing] = [:]
+    /// Directories too large for one page: not listed again until their entry's time is up.
+    private var large: [Ino: Date] = [:]
+    /// Inodes whose attributes changed here while listings were held → the generation then.
+    private var changed: [Ino: Int] = [:]
+    /// Bumped by every change: a listing fetched while a change was made is not kept.
+    private var generation = 0
+    let maxAge: TimeInterval
+    static let maxDirectories = 1024
+
+    init(maxAge: TimeInterval) { self.maxAge = maxAge }
+
+    var enabled: Bool { maxAge > 0 }
+
+    func answer(_ dir: Ino, _ name: String) -> Answer {
+        lock.withLock {
+            guard let l = listings[dir], Date().timeIntervalSince(l.fetched) < maxAge else { return .unknown }
+            guard let e = l.entries[name] else { return .absent }
+            return .present(e, current: (changed[e.ino] ?? Int.min) <= l.since)
+        }
+    }
+
+    /// True when the directory is worth listing now (not known to be too large for one page).
+    func shouldList(_ dir: Ino) -> Bool {
+        lock.withLock { large[dir].map { Date().timeIntervalSince($0) >= maxAge } ?? true }
+    }
+
+    /// Call before fetching a listing; give the result to `store`.
+    func beginFetch() -> Int { lock.withLock { generation } }
+
+    /// Keeps a listing fetched since `beginFetch` answered `since`, unless a change came between.
+    /// `complete` false: the directory needs more than one page, and is not listed for a while.
+    func store(_ dir: Ino, entries: [(String, WireAttributes)]?, since: Int) -> Bool {
+        lock.withLock {
+            guard let entries else {
+                if large.count >= Self.maxDirectories { large.removeAll() }
+                large[dir] = Date()
+                return false
+            }
+            guard since == generation else { return false }
+            if listings.count >= Self.maxDirectories {
+                let now = Date()
+                listings = listings.filter { now.timeIntervalSince($0.value.fetched) < maxAge }
+                if listings.count >= Self.maxDirectories / 2 { dropAll() }
+            }
+            listings[dir] = Listing(fetched: Date(), since: since, entries: Dictionary(entries, uniquingKeysWith: { a, _ in a }))
+            return true
+        }
+    }
+
+    /// A new name (create, mkdir, symlink, link): `attributes` are the inode's as the tracker answered.
+    func added(_ dir: Ino, _ name: String, _ attributes: WireAttributes) {
+        change {
+            mark(dir)
+            listings[dir]?.entries[name] = attributes
+        }
+    }
+
+    /// A hard link: a new name, and the inode's link count changed under its other names.
+    func linked(_ dir: Ino, _ name: String, _ attributes: WireAttributes) {
+        change { mark(attributes.ino) }
+        added(dir, name, attributes)
+    }
+
+    func removed(_ dir: Ino, _ name: String) {
+        change {
+            mark(dir)
+            guard listings[dir] != nil else {
+                // Which inode lost a name is not known here: another listing may hold it.
+                dropAll()
+                return
+            }
+            if let victim = listings[dir]?.entries.removeValue(forKey: name) { mark(victim.ino) }
+        }
+    }
+
+    func renamed(_ dir: Ino, _ name: String, to newDir: Ino, _ newName: String, exchange: Bool) {
+        change {
+            mark(dir)
+            mark(newDir)
+            // The name replaced (if any) is known only from a listing of its directory.
+            guard !exchange, let target = listings[newDir] else { dropAll(); return }
+            if let victim = target.entries[newName] { mark(victim.ino) }
+            if let moved = listings[dir]?.entries.removeValue(forKey: name) {
+                mark(moved.ino)
+                listings[newDir]?.entries[newName] = moved
+            } else {
+                listings[newDir] = nil
+            }
+        }
+    }
+
+    /// Content, attributes or link count of `ino` changed through this mount.
+    func attributesChanged(_ ino: Ino) { change { mark(ino) } }
+
+    func forgetAll() { change { dropAll() } }
+
+    private func change(_ body: () -> Void) {
+        lock.withLock {
+            generation &+= 1
+            body()
+            if listings.isEmpty || changed.count > 4 * Self.maxDirectories { dropAll() }
+        }
+    }
+
+    private func mark(_ ino: Ino) { changed[ino] = generation }
+
+    private func dropAll() {
+        listings.removeAll()
+        changed.removeAll()
+    }
+}

@@ -1,0 +1,70 @@
+import CairnFS
+import CairnTestSupport
+import Foundation
+import Testing
+
+/// The mount's directory listings (`DirectoryCache`), driven through `ClusterFS` without the
+/// kernel, whose own entry cache would hide what the mount answers.
+@Suite(.serialized) struct DirectoryCacheTests {
+    func fileSystem(_ c: TestCluster, entryTimeout: Double) throws -> ClusterFS {
+        var o = MountOptions()
+        o.domain = "test"
+        o.entryTimeout = entryTimeout
+        o.attrTimeout = entryTimeout
+        o.localReads = false
+        return try ClusterFS(tracker: c.client, options: o)
+    }
+
+    func lookups(_ c: TestCluster) throws -> Int { try trackerStats(port: c.trackerPort)["queries_fs_lookup"] ?? 0 }
+
+    func isMissing(_ fs: ClusterFS, _ dir: UInt64, _ name: String) -> Bool {
+        do { _ = try fs.lookup(parent: dir, name: name); return false } catch { return true }
+    }
+
+    @Test func thisMountsChangesAreSeenAtOnceWithoutLookups() throws {
+        let c = try TestCluster(nodes: 2)
+        defer { c.stop() }
+        let fs = try fileSystem(c, entryTimeout: 60)
+        let d = try fs.mkdir(parent: 1, name: "d", mode: 0o755, uid: 0, gid: 0).ino
+        let before = try lookups(c)
+        #expect(isMissing(fs, d, "x"))  // the listing is fetched here
+        let (_, fh) = try fs.create(parent: d, name: "x", mode: 0o644, uid: 0, gid: 0)
+        _ = try Array("hello".utf8).withUnsafeBytes { try fs.write(fh, offset: 0, bytes: $0) }
+        try fs.release(fh)
+        #expect(try fs.lookup(parent: d, name: "x").size == 5, "a file written here has its new size at once")
+        _ = try fs.mkdir(parent: d, name: "sub", mode: 0o700, uid: 0, gid: 0)
+        #expect(try fs.lookup(parent: d, name: "sub").mode & 0o777 == 0o700)
+        #expect(try lookups(c) == before, "every answer above came from the directory's listing")
+
+        // Renames, attribute changes, links and removals: the names and attributes seen after each.
+        try fs.rename(parent: d, name: "x", newParent: d, newName: "y", flags: 0)
+        #expect(isMissing(fs, d, "x"))
+        #expect(try fs.lookup(parent: d, name: "y").size == 5)
+
+        let y = try fs.lookup(parent: d, name: "y")
+        _ = try fs.setattr(y.ino, ClusterFS.AttributeChange(mode: 0o100600))
+        #expect(try fs.lookup(parent: d, name: "y").mode & 0o777 == 0o600)
+        _ = try fs.link(y.ino, newParent: d, newName: "z")
+        #expect(try fs.lookup(parent: d, name: "y").nlink == 2, "a new link shows under the old name")
+        try fs.unlink(parent: d, name: "z")
+        #expect(isMissing(fs, d, "z"))
+        #expect(try fs.lookup(parent: d, name: "y").nlink == 1)
+        try fs.rmdir(parent: d, name: "sub")
+        #expect(isMissing(fs, d, "sub"))
+    }
+
+    @Test func otherClientsChangesShowWithinTheEntryTimeout() throws {
+        let c = try TestCluster(nodes: 2)
+        defer { c.stop() }
+        let fs = try fileSystem(c, entryTimeout: 0.5)
+        let d = try fs.mkdir(parent: 1, name: "d", mode: 0o755, uid: 0, gid: 0).ino
+        #expect(isMissing(fs, d, "theirs"))
+        let src = try writeTemp(Array("12345678".utf8), dir: c.root, name: "theirs")
+        #expect(try c.cli(["put", "test", "d/theirs", src]).status == 0)
+        Thread.sleep(forTimeInterval: 0.6)
+        #expect(try fs.lookup(parent: d, name: "theirs").size == 8)
+        #expect(try c.cli(["rm", "test", "d/theirs"]).status == 0)
+        Thread.sleep(forTimeInterval: 0.6)
+        #expect(isMissing(fs, d, "theirs"))
+    }
+}
