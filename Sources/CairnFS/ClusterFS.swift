@@ -137,6 +137,7 @@ public final class ClusterFS: @unchecked Sendable {
     public func setattr(_ ino: UInt64, _ c: AttributeChange) throws -> FSAttributes {
         if isDomainRoot(ino) { throw FSError(EPERM) }
         let cino = try cairn(ino)
+        if let same = unchangedBy(c, cino) { return same }
         defer { listings.attributesChanged(cino) }
         var args: [(String, String)] = [("ino", String(cino))]
         if let m = c.mode { args.append(("mode", String(m))) }
@@ -148,7 +149,7 @@ public final class ClusterFS: @unchecked Sendable {
             let open = openFiles(ofInode: cino)
             if open.contains(where: \.isDirty) {
                 // Unwritten data: the open handles apply the new size and commit it later.
-                for f in open { f.truncate(to: size) }
+                for f in open { try f.truncate(to: size) }
             } else {
                 args.append(("size", String(size)))
                 defer { for f in open { try? f.reload() } }
@@ -160,6 +161,18 @@ public final class ClusterFS: @unchecked Sendable {
         return a
     }
 
+    /// A chmod or chown of a file this mount is creating (open since its create) to the values
+    /// the create gave it — rsync's fchmod right after creating its temporary file: nothing to
+    /// do but touch ctime, which is left as the create set it.
+    private func unchangedBy(_ c: AttributeChange, _ ino: Ino) -> FSAttributes? {
+        guard c.size == nil, c.atime == nil, c.mtime == nil, openFiles(ofInode: ino).contains(where: \.createdHere),
+              let known = context.recentAttributes.fresh(ino) else { return nil }
+        if let m = c.mode, m & 0o7777 != known.mode & 0o7777 { return nil }
+        if let u = c.uid, u != known.uid { return nil }
+        if let g = c.gid, g != known.gid { return nil }
+        return map.attributes(known)
+    }
+
     // MARK: namespace
 
     public func mkdir(parent: UInt64, name: String, mode: UInt32, uid: UInt32, gid: UInt32) throws -> FSAttributes {
@@ -167,8 +180,10 @@ public final class ClusterFS: @unchecked Sendable {
             _ = try call("create_domain", [("domain", name)])
             return try lookup(parent: parent, name: name)
         }
-        return try created(in: parent, name, call("fs_create", [("parent", String(try cairn(parent))), ("name", name), ("kind", "d"),
-                                                                ("mode", String(mode)), ("uid", String(uid)), ("gid", String(gid))]))
+        let a = try created(in: parent, name, call("fs_create", [("parent", String(try cairn(parent))), ("name", name), ("kind", "d"),
+                                                                 ("mode", String(mode)), ("uid", String(uid)), ("gid", String(gid))]))
+        if let dir = map.cairn(a.ino) { listings.createdEmpty(dir) }
+        return a
     }
 
     /// A new name's attributes, the directory's listing told of it.
@@ -249,23 +264,29 @@ public final class ClusterFS: @unchecked Sendable {
         let attrs = try created(in: parent, name, r)
         let layout: FileLayout
         do { layout = try FileLayout(r) } catch { throw FSError.from(error) }
-        return (attrs, open(layout, writable: true, preallocated: ChunkTransfer.Allocation(r, prefix: "upload_")).handle)
+        return (attrs, open(layout, writable: true, created: true, preallocated: ChunkTransfer.Allocation(r, prefix: "upload_")).handle)
     }
 
     /// Opens a file: its layout is fetched now (close-to-open: the newest committed content).
+    /// A file this mount has just changed (its attributes are fresh here) gets its layout at its
+    /// first read or write instead: rsync's open to fchmod the file it has just written then
+    /// costs no tracker call. Its cached pages are dropped, as the layout is not known yet.
     public func open(_ ino: UInt64, writable: Bool) throws -> (handle: UInt64, keepCache: Bool) {
         let c = try cairn(ino)
+        if let known = context.recentAttributes.fresh(c), known.kind == "f" {
+            return (register(OpenFile(lazy: c, size: known.size, context: context, writable: writable)), false)
+        }
         let layout: FileLayout
         do { layout = try FileLayout.fetch(ino: c, tracker: tracker) } catch { throw FSError.from(error) }
         guard layout.attributes.kind == "f" else { throw FSError(EISDIR) }
         return open(layout, writable: writable)
     }
 
-    private func open(_ layout: FileLayout, writable: Bool, preallocated: ChunkTransfer.Allocation? = nil) -> (handle: UInt64, keepCache: Bool) {
+    private func open(_ layout: FileLayout, writable: Bool, created: Bool = false, preallocated: ChunkTransfer.Allocation? = nil) -> (handle: UInt64, keepCache: Bool) {
         let ino = layout.attributes.ino
         let keep = context.contentUnchanged(ino: ino, layout.attributes)
         context.rememberContent(ino: ino, layout.attributes)
-        return (register(OpenFile(ino: ino, layout: layout, context: context, writable: writable, preallocated: preallocated)), keep)
+        return (register(OpenFile(ino: ino, layout: layout, context: context, writable: writable, createdHere: created, preallocated: preallocated)), keep)
     }
 
     private func register(_ f: OpenFile) -> UInt64 {

@@ -2,12 +2,16 @@ import CairnCore
 import CairnProtocol
 import Foundation
 
-/// Recent complete listings of small directories, so that lookups — of names present and of
-/// names missing — are answered without a tracker call while a walk or a copy works in a
-/// directory (`rsync`, `cp -r`, `ls -lR`, `find`, a program creating files). A listing lives no
-/// longer than the entry timeout: other clients' changes show within it, the staleness the
-/// kernel's own entry cache already allows. This mount's own changes are applied to the
-/// listings as they are made, so writing into a directory keeps its listing.
+/// Recent complete listings of small directories, so that lookups are answered without a
+/// tracker call while a walk or a copy works in a directory (`rsync`, `cp -r`, `ls -lR`,
+/// `find`, a program creating files). A listing lives no longer than the entry timeout, the
+/// staleness the kernel's own entry cache already allows for names it has seen; this mount's
+/// own changes are applied to the listings as they are made.
+///
+/// A name missing from a listing is answered "absent" only in a directory this mount itself
+/// changed within the entry timeout (creating files there, each new name is first looked up
+/// and found missing). Elsewhere the tracker is asked: a file another client has just made
+/// (`cairn put`, then open through the mount) is seen at once.
 ///
 /// Attributes in a listing are a snapshot: an inode changed here since (a commit, a setattr, a
 /// link) is marked, and its lookups take fresher attributes. Keyed by tracker inode.
@@ -28,6 +32,8 @@ final class DirectoryCache: @unchecked Sendable {
     private var large: [Ino: Date] = [:]
     /// Inodes whose attributes changed here while listings were held → the generation then.
     private var changed: [Ino: Int] = [:]
+    /// Directories changed through this mount → when.
+    private var ownChanges: [Ino: Date] = [:]
     /// Bumped by every change: a listing fetched while a change was made is not kept.
     private var generation = 0
     let maxAge: TimeInterval
@@ -39,8 +45,11 @@ final class DirectoryCache: @unchecked Sendable {
 
     func answer(_ dir: Ino, _ name: String) -> Answer {
         lock.withLock {
-            guard let l = listings[dir], Date().timeIntervalSince(l.fetched) < maxAge else { return .unknown }
-            guard let e = l.entries[name] else { return .absent }
+            let now = Date()
+            guard let l = listings[dir], now.timeIntervalSince(l.fetched) < maxAge else { return .unknown }
+            guard let e = l.entries[name] else {
+                return ownChanges[dir].map { now.timeIntervalSince($0) < maxAge } == true ? .absent : .unknown
+            }
             return .present(e, current: (changed[e.ino] ?? Int.min) <= l.since)
         }
     }
@@ -76,8 +85,17 @@ final class DirectoryCache: @unchecked Sendable {
     /// A new name (create, mkdir, symlink, link): `attributes` are the inode's as the tracker answered.
     func added(_ dir: Ino, _ name: String, _ attributes: WireAttributes) {
         change {
-            mark(dir)
+            mark(dir, own: true)
             listings[dir]?.entries[name] = attributes
+        }
+    }
+
+    /// A directory this mount just created: empty, so its names need no fetch (a copy of a
+    /// tree then lists none of the directories it makes).
+    func createdEmpty(_ dir: Ino) {
+        lock.withLock {
+            listings[dir] = Listing(fetched: Date(), since: generation, entries: [:])
+            ownChanges[dir] = Date()
         }
     }
 
@@ -89,7 +107,7 @@ final class DirectoryCache: @unchecked Sendable {
 
     func removed(_ dir: Ino, _ name: String) {
         change {
-            mark(dir)
+            mark(dir, own: true)
             guard listings[dir] != nil else {
                 // Which inode lost a name is not known here: another listing may hold it.
                 dropAll()
@@ -101,8 +119,8 @@ final class DirectoryCache: @unchecked Sendable {
 
     func renamed(_ dir: Ino, _ name: String, to newDir: Ino, _ newName: String, exchange: Bool) {
         change {
-            mark(dir)
-            mark(newDir)
+            mark(dir, own: true)
+            mark(newDir, own: true)
             // The name replaced (if any) is known only from a listing of its directory.
             guard !exchange, let target = listings[newDir] else { dropAll(); return }
             if let victim = target.entries[newName] { mark(victim.ino) }
@@ -128,10 +146,15 @@ final class DirectoryCache: @unchecked Sendable {
         }
     }
 
-    private func mark(_ ino: Ino) { changed[ino] = generation }
+    /// `own`: a directory whose entries this mount changed.
+    private func mark(_ ino: Ino, own: Bool = false) {
+        changed[ino] = generation
+        if own { ownChanges[ino] = Date() }
+    }
 
     private func dropAll() {
         listings.removeAll()
         changed.removeAll()
+        ownChanges.removeAll()
     }
 }

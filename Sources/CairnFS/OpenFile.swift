@@ -15,9 +15,9 @@ final class OpenFile: @unchecked Sendable {
     let ino: Ino
     let lock = NSLock()
     private let context: FSContext
-    private(set) var layout: FileLayout
+    /// The committed layout; nil until first needed when the open did not fetch it.
+    private var committed: FileLayout?
     private(set) var size: Int64
-    var chunkSize: Int64 { layout.chunkSize }
     /// Chunk index → bytes of that chunk being rewritten (count = its current length).
     private var buffers: [Int: [UInt8]] = [:]
     /// Chunk index → uploaded, uncommitted chunk.
@@ -36,13 +36,38 @@ final class OpenFile: @unchecked Sendable {
     /// Where chunk 0 of a new file may go without asking the tracker (from its create).
     private var preallocated: ChunkTransfer.Allocation?
 
-    init(ino: Ino, layout: FileLayout, context: FSContext, writable: Bool, preallocated: ChunkTransfer.Allocation? = nil) {
+    /// Opened by its create on this mount.
+    let createdHere: Bool
+
+    init(ino: Ino, layout: FileLayout, context: FSContext, writable: Bool, createdHere: Bool = false, preallocated: ChunkTransfer.Allocation? = nil) {
         self.preallocated = preallocated
+        self.createdHere = createdHere
         self.ino = ino
-        self.layout = layout
+        self.committed = layout
         self.size = layout.attributes.size
         self.context = context
         self.writable = writable
+    }
+
+    /// An open whose layout is fetched at its first read or write (close-to-open holds: that
+    /// is later than the open). `size` is what this mount last saw.
+    init(lazy ino: Ino, size: Int64, context: FSContext, writable: Bool) {
+        self.preallocated = nil
+        self.createdHere = false
+        self.ino = ino
+        self.committed = nil
+        self.size = size
+        self.context = context
+        self.writable = writable
+    }
+
+    /// The committed layout, fetched now if the open did not. Call with the lock held.
+    private func layout() throws -> FileLayout {
+        if let committed { return committed }
+        let l = try FileLayout.fetch(ino: ino, tracker: context.tracker)
+        committed = l
+        if !changed { size = l.attributes.size }
+        return l
     }
 
     var isDirty: Bool { lock.withLock { changed } }
@@ -53,6 +78,7 @@ final class OpenFile: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         if let e = uploadError { throw FSError.from(e) }
+        let chunkSize = try layout().chunkSize
         var done = 0
         while done < bytes.count {
             let pos = offset + Int64(done)
@@ -90,6 +116,7 @@ final class OpenFile: @unchecked Sendable {
             defer { lock.lock() }
             try commit()
         }
+        let layout = try layout(), chunkSize = layout.chunkSize
         var empty = [UInt8]()
         empty.reserveCapacity(Int(chunkSize))
         guard let chunk = layout.chunks.first(where: { $0.index == index }) else { return empty }
@@ -104,7 +131,8 @@ final class OpenFile: @unchecked Sendable {
     /// `inline`: upload on the calling thread and return when done (the caller waits anyway;
     /// a small file's close then costs no thread hand-offs).
     private func startUpload(_ index: Int, inline: Bool = false) {
-        guard let bytes = buffers.removeValue(forKey: index) else { return }
+        // A buffer exists only after a write fetched the layout.
+        guard let layout = committed, let bytes = buffers.removeValue(forKey: index) else { return }
         inFlight[index] = bytes
         uploads.enter()
         lock.unlock()
@@ -136,8 +164,9 @@ final class OpenFile: @unchecked Sendable {
     }
 
     /// Truncate or extend (setattr size) while open: buffers and pending chunks follow.
-    func truncate(to newSize: Int64) {
-        lock.withLock {
+    func truncate(to newSize: Int64) throws {
+        try lock.withLock {
+            let chunkSize = try layout().chunkSize
             let keepChunks = Int((newSize + chunkSize - 1) / chunkSize)
             buffers = buffers.filter { $0.key < keepChunks }
             uploaded = uploaded.filter { $0.key < keepChunks }
@@ -176,6 +205,7 @@ final class OpenFile: @unchecked Sendable {
             throw FSError.from(e)
         }
         guard changed else { return }
+        let layout = try layout(), chunkSize = layout.chunkSize
         var specs: [String] = []
         let count = Int((size + chunkSize - 1) / chunkSize)
         for index in 0..<count {
@@ -190,12 +220,13 @@ final class OpenFile: @unchecked Sendable {
         let reply = try context.tracker.call("commit_file", [("domain", layout.domain), ("ino", String(ino)),
                                                              ("size", String(size)), ("chunks", specs.joined(separator: ",")),
                                                              ("mtime", String(Clock.nowNanos()))])
-        layout = try FileLayout(reply)
+        let now = try FileLayout(reply)
+        committed = now
         context.listings.attributesChanged(ino)
         uploaded.removeAll()
         changed = false
-        context.rememberContent(ino: ino, layout.attributes)
-        context.recentAttributes.remember(layout.attributes)
+        context.rememberContent(ino: ino, now.attributes)
+        context.recentAttributes.remember(now.attributes)
     }
 
     // MARK: reads
@@ -203,6 +234,7 @@ final class OpenFile: @unchecked Sendable {
     func read(offset: Int64, count: Int) throws -> [UInt8] {
         lock.lock()
         defer { lock.unlock() }
+        let chunkSize = try layout().chunkSize  // before the size check: a lazy open learns the size here
         guard offset < size, count > 0 else { return [] }
         let end = min(size, offset + Int64(count))
         // The kernel's read-ahead sends neighbouring requests out of order: near enough counts.
@@ -226,7 +258,7 @@ final class OpenFile: @unchecked Sendable {
                 do { try commit() } catch { lock.lock(); throw error }
                 lock.lock()
                 continue
-            } else if let chunk = layout.chunks.first(where: { $0.index == index }) {
+            } else if let chunk = try layout().chunks.first(where: { $0.index == index }) {
                 out += sequential ? try readCommitted(chunk, chunkStart: chunkStart, within: within, count: n)
                                   : try readExact(chunk, within: within, count: n)
             } else {
@@ -287,7 +319,7 @@ final class OpenFile: @unchecked Sendable {
     func reload() throws {
         let l = try FileLayout.fetch(ino: ino, tracker: context.tracker)
         lock.withLock {
-            if !changed { layout = l; size = l.attributes.size; segments.removeAll() }
+            if !changed { committed = l; size = l.attributes.size; segments.removeAll() }
         }
     }
 }

@@ -61,8 +61,13 @@ import Testing
         #expect(isMissing(fs, d, "theirs"))
         let src = try writeTemp(Array("12345678".utf8), dir: c.root, name: "theirs")
         #expect(try c.cli(["put", "test", "d/theirs", src]).status == 0)
+        // d was made here a moment ago: its listing still answers for it.
+        #expect(isMissing(fs, d, "theirs"))
         Thread.sleep(forTimeInterval: 0.6)
         #expect(try fs.lookup(parent: d, name: "theirs").size == 8)
+        // In a directory this mount only reads, another client's new file is seen at once.
+        #expect(try c.cli(["put", "test", "d/new", src]).status == 0)
+        #expect(try fs.lookup(parent: d, name: "new").size == 8)
         #expect(try c.cli(["rm", "test", "d/theirs"]).status == 0)
         Thread.sleep(forTimeInterval: 0.6)
         #expect(isMissing(fs, d, "theirs"))
