@@ -59,6 +59,15 @@ final class UsageMeter: @unchecked Sendable {
     init(capacity: Int64? = nil) { self.capacity = capacity }
 
     func measure(_ folders: DeviceFolders, id: DeviceID, reserveBytes: Int64) -> DeviceUsage? {
+        guard let (total, used, free) = space(folders, id: id) else { return nil }
+        return DeviceUsage(id: id, totalBytes: total, usedBytes: used, freeBytes: free,
+                           ioUtilization: utilization(folders.devicePath(id), id: id),
+                           writeable: free > FreeSpaceReserve.bytes(total: total, cap: reserveBytes) && access(folders.devicePath(id), W_OK) == 0)
+    }
+
+    /// Total, used and free bytes only (one statvfs): what a PUT checks before it writes.
+    /// I/O utilisation is left to the status polls, whose interval it is measured over.
+    func space(_ folders: DeviceFolders, id: DeviceID) -> (total: Int64, used: Int64, free: Int64)? {
         var vfs = statvfs()
         guard statvfs(folders.devicePath(id), &vfs) == 0 else { return nil }
         var total = Int64(vfs.f_blocks) * Int64(vfs.f_frsize)
@@ -69,9 +78,7 @@ final class UsageMeter: @unchecked Sendable {
             total = capacity
             free = max(0, min(free, capacity - used))
         }
-        return DeviceUsage(id: id, totalBytes: total, usedBytes: used, freeBytes: free,
-                           ioUtilization: utilization(folders.devicePath(id), id: id),
-                           writeable: free > FreeSpaceReserve.bytes(total: total, cap: reserveBytes) && access(folders.devicePath(id), W_OK) == 0)
+        return (total, used, free)
     }
 
     private func blobBytes(_ folders: DeviceFolders, id: DeviceID) -> Int64 {

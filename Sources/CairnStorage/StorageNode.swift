@@ -207,9 +207,9 @@ public final class StorageNode: Sendable {
         let durable = request.headers[HTTPField.Name("Cairn-Durability")!] != "deferred"
         // A copy request has an empty body; the size is the source's.
         let expected = copySource == nil ? request.headers[.contentLength].flatMap { Int64($0) } : nil
-        if let expected, let u = meter.measure(folders, id: device, reserveBytes: config.reserveBytes),
-           u.freeBytes - expected < FreeSpaceReserve.bytes(total: u.totalBytes, cap: config.reserveBytes) {
-            return text(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), "device \(device) on \(config.name) is nearly full (\(u.freeBytes) bytes free); the tracker will place the blob elsewhere")
+        if let expected, let u = meter.space(folders, id: device),
+           u.free - expected < FreeSpaceReserve.bytes(total: u.total, cap: config.reserveBytes) {
+            return text(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), "device \(device) on \(config.name) is nearly full (\(u.free) bytes free); the tracker will place the blob elsewhere")
         }
         if copySource == nil, let expected, expected <= Self.smallBlob {
             // Most blobs of a tree of files: the body in memory, then one blocking job creates,
