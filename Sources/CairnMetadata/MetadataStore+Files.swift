@@ -87,8 +87,7 @@ extension MetadataStore {
         return try await write { db in
             let a = try Self.requireAttributes(db, ino: ino)
             guard a.kind == .file else { throw StoreError("is_a_directory", "inode \(ino) is not a file", errno: EISDIR) }
-            try Self.replaceContent(db, ino: ino, domain: a.domain, classID: a.classID, size: size, indexed: indexed, replicas: replicas)
-            if let mtime { try db.cachedStatement(sql: "UPDATE inode SET mtime = ? WHERE ino = ?").execute(arguments: [mtime, ino]) }
+            try Self.replaceContent(db, ino: ino, domain: a.domain, classID: a.classID, size: size, indexed: indexed, replicas: replicas, mtime: mtime)
             return try Self.layout(db, ino: ino)
         }
     }
@@ -99,8 +98,9 @@ extension MetadataStore {
                            indexed: chunks.enumerated().map { ($0.offset, $0.element) }, replicas: replicas)
     }
 
+    /// `mtime`: the writer's (the mount's close), else now.
     static func replaceContent(_ db: Database, ino: Ino, domain: DomainID, classID: ClassID, size: Int64,
-                               indexed: [(Int, CommittedChunk)], replicas: Int) throws {
+                               indexed: [(Int, CommittedChunk)], replicas: Int, mtime: UnixNanos? = nil) throws {
         let keep = Set(indexed.map(\.1.fid))
         try queueChunksForDeletion(db, ino: ino, keeping: keep)
         try db.cachedStatement(sql: "DELETE FROM chunk WHERE ino = ?").execute(arguments: [ino])
@@ -123,7 +123,7 @@ extension MetadataStore {
         let now = Clock.nowNanos()
         let checksum = indexed.count == 1 ? indexed[0].1.checksum : nil
         try db.cachedStatement(sql: "UPDATE inode SET size = ?, classid = ?, mtime = ?, ctime = ?, checksum = ? WHERE ino = ?").execute(
-                       arguments: [size, classID, now, now, checksum, ino])
+                       arguments: [size, classID, mtime ?? now, now, checksum, ino])
     }
 
     /// Queues the blobs of `ino` that are not in `keeping` (and no other inode uses) for deletion.
