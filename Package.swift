@@ -72,7 +72,7 @@ let package = Package(
         .target(name: "CairnFUSE", dependencies: ["CairnFS", "CFuse3"], swiftSettings: swiftSettings),
         // The executable: argument parsing and wiring only.
         .executableTarget(name: "cairn", dependencies: [
-            "CairnCore", "CairnProtocol", "CairnClient", "CairnTracker", "CairnStorage", "CairnMetadata", "CairnFS", "CairnFUSE",
+            "CairnCore", "CairnProtocol", "CairnClient", "CairnTracker", "CairnStorage", "CairnMetadata", "CairnFS", "CairnFUSE", "CSys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
