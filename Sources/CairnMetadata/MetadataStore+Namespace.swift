@@ -381,7 +381,7 @@ extension MetadataStore {
 
     /// One page of a directory, with attributes, in name order after `after`.
     public func readdir(ino: Ino, after: String?, limit: Int) async throws -> [DirectoryEntry] {
-        try await read { db in
+        try await readOneStatement { db in
             let rows = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT d.name, \(Self.inodeColumnsOfI)
                 FROM dirent d JOIN inode i ON i.ino = d.ino
@@ -394,13 +394,13 @@ extension MetadataStore {
     // MARK: custom metadata (xattrs)
 
     public func xattrGet(ino: Ino, name: String) async throws -> [UInt8]? {
-        try await read { db in
+        try await readOneStatement { db in
             try Data.fetchOne(db.cachedStatement(sql: "SELECT value FROM xattr WHERE ino = ? AND name = ?"), arguments: [ino, name]).map { Array($0) }
         }
     }
 
     public func xattrList(ino: Ino) async throws -> [(String, [UInt8])] {
-        try await read { db in
+        try await readOneStatement { db in
             try Row.fetchAll(db.cachedStatement(sql: "SELECT name, value FROM xattr WHERE ino = ? ORDER BY name"), arguments: [ino])
                 .map { (String($0["name"] as String), Array($0["value"] as Data)) }
         }
