@@ -63,7 +63,7 @@ final class DirectoryCache: @unchecked Sendable {
     func beginFetch() -> Int { lock.withLock { generation } }
 
     /// Keeps a listing fetched since `beginFetch` answered `since`, unless a change came between.
-    /// `complete` false: the directory needs more than one page, and is not listed for a while.
+    /// `entries` nil: the directory needs more than one page, and is not listed for a while.
     func store(_ dir: Ino, entries: [(String, WireAttributes)]?, since: Int) -> Bool {
         lock.withLock {
             guard let entries else {
@@ -121,9 +121,10 @@ final class DirectoryCache: @unchecked Sendable {
         change {
             mark(dir, own: true)
             mark(newDir, own: true)
-            // The name replaced (if any) is known only from a listing of its directory.
-            guard !exchange, let target = listings[newDir] else { dropAll(); return }
-            if let victim = target.entries[newName] { mark(victim.ino) }
+            // The name replaced (if any) is known only from a listing of its directory. (No local
+            // copy of that listing: mutating it below would then copy all its entries.)
+            guard !exchange, listings[newDir] != nil else { dropAll(); return }
+            if let victim = listings[newDir]?.entries[newName] { mark(victim.ino) }
             if let moved = listings[dir]?.entries.removeValue(forKey: name) {
                 mark(moved.ino)
                 listings[newDir]?.entries[newName] = moved
@@ -142,7 +143,10 @@ final class DirectoryCache: @unchecked Sendable {
         lock.withLock {
             generation &+= 1
             body()
-            if listings.isEmpty || changed.count > 4 * Self.maxDirectories { dropAll() }
+            // Marks matter only against listings held now; own changes also answer for listings
+            // fetched later, so they outlive an empty cache (bounded apart).
+            if listings.isEmpty { changed.removeAll() }
+            if changed.count > 4 * Self.maxDirectories || ownChanges.count > Self.maxDirectories { dropAll() }
         }
     }
 

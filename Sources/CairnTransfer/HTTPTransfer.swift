@@ -74,39 +74,16 @@ public final class HTTPTransfer: Sendable {
         ccurl_setopt_fn(h, CURLOPT_HEADERFUNCTION, transferHeaderCallback)
         ccurl_setopt_ptr(h, CURLOPT_HEADERDATA, ud)
 
-        // A small body goes out with the request's headers, in one send (and one read on the
-        // node) instead of a send per part; curl rewinds it itself for a retry.
+        // A small PUT body goes out with the request's headers, in one send (and one read on
+        // the node) instead of a send per part; curl rewinds it itself for a retry.
         var inline = false
         if method == "PUT", case .bytes(let buf) = body, buf.count <= Self.inlineBodyLimit, let base = buf.baseAddress {
             ccurl_setopt_string(h, CURLOPT_CUSTOMREQUEST, "PUT")
             ccurl_setopt_off(h, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(buf.count))
             ccurl_setopt_ptr(h, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: base))
             inline = true
-        }
-        switch method {
-        case _ where inline: break
-        case "GET": break
-        case "HEAD": ccurl_setopt_long(h, CURLOPT_NOBODY, 1)
-        case "PUT":
-            ccurl_setopt_long(h, CURLOPT_UPLOAD, 1)
-        default:
-            ccurl_setopt_string(h, CURLOPT_CUSTOMREQUEST, method)
-            // curl sends a body only for uploads; the custom verb replaces the upload's PUT.
-            if case .none = body {} else { ccurl_setopt_long(h, CURLOPT_UPLOAD, 1) }
-        }
-        switch body {
-        case _ where inline: break
-        case .none:
-            if method == "PUT" { ccurl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, 0) }
-        case .bytes(let buf):
-            ccurl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, curl_off_t(buf.count))
-        }
-        if case .none = body {} else if !inline {
-            ccurl_setopt_fn(h, CURLOPT_READFUNCTION, transferReadCallback)
-            ccurl_setopt_ptr(h, CURLOPT_READDATA, ud)
-            // curl resends the body when a kept-alive connection turns out closed by the node.
-            ccurl_setopt_seek_fn(h, transferSeekCallback)
-            ccurl_setopt_ptr(h, CURLOPT_SEEKDATA, ud)
+        } else {
+            Self.setMethod(h, method, body: body, context: ud)
         }
         if let range { ccurl_setopt_string(h, CURLOPT_RANGE, "\(range.lowerBound)-\(range.upperBound)") }
 
@@ -126,6 +103,30 @@ public final class HTTPTransfer: Sendable {
         var status = 0
         ccurl_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
         return HTTPResponse(status: status, headers: ctx.headers, body: ctx.body)
+    }
+
+    /// The verb and, for uploads, the body through curl's read and seek callbacks.
+    private static func setMethod(_ h: UnsafeMutableRawPointer, _ method: String, body: Body, context ud: UnsafeMutableRawPointer) {
+        switch method {
+        case "GET": break
+        case "HEAD": ccurl_setopt_long(h, CURLOPT_NOBODY, 1)
+        case "PUT": ccurl_setopt_long(h, CURLOPT_UPLOAD, 1)
+        default:
+            ccurl_setopt_string(h, CURLOPT_CUSTOMREQUEST, method)
+            // curl sends a body only for uploads; the custom verb replaces the upload's PUT.
+            if case .none = body {} else { ccurl_setopt_long(h, CURLOPT_UPLOAD, 1) }
+        }
+        switch body {
+        case .none:
+            if method == "PUT" { ccurl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, 0) }
+        case .bytes(let buf):
+            ccurl_setopt_off(h, CURLOPT_INFILESIZE_LARGE, curl_off_t(buf.count))
+            ccurl_setopt_fn(h, CURLOPT_READFUNCTION, transferReadCallback)
+            ccurl_setopt_ptr(h, CURLOPT_READDATA, ud)
+            // curl resends the body when a kept-alive connection turns out closed by the node.
+            ccurl_setopt_seek_fn(h, transferSeekCallback)
+            ccurl_setopt_ptr(h, CURLOPT_SEEKDATA, ud)
+        }
     }
 
     // Conveniences.

@@ -72,4 +72,34 @@ import Testing
         Thread.sleep(forTimeInterval: 0.6)
         #expect(isMissing(fs, d, "theirs"))
     }
+
+    /// The open of a file this mount has just written fetches its layout at the first read:
+    /// a newer version another client wrote in between is what that read returns. A chmod of a
+    /// file still open from its create, to the mode it has, asks nothing; to another mode, it does.
+    @Test func lazyOpensReadTheNewestContentAndNoOpChmodsAskNothing() throws {
+        let c = try TestCluster(nodes: 2)
+        defer { c.stop() }
+        let fs = try fileSystem(c, entryTimeout: 60)
+        let d = try fs.mkdir(parent: 1, name: "d", mode: 0o755, uid: 0, gid: 0).ino
+        let (a, fh) = try fs.create(parent: d, name: "x", mode: 0o100600, uid: 0, gid: 0)
+        func setattrs() throws -> Int { try trackerStats(port: c.trackerPort)["queries_fs_setattr"] ?? 0 }
+        let before = try setattrs()
+        _ = try fs.setattr(a.ino, ClusterFS.AttributeChange(mode: 0o100600))
+        #expect(try setattrs() == before, "a chmod to the mode the create gave asked the tracker")
+        _ = try Array("old".utf8).withUnsafeBytes { try fs.write(fh, offset: 0, bytes: $0) }
+        try fs.release(fh)
+
+        let newer = Array("newer content".utf8)
+        let src = try writeTemp(newer, dir: c.root, name: "newer")
+        #expect(try c.cli(["put", "test", "d/x", src]).status == 0)
+        let (rh, _) = try fs.open(a.ino, writable: false)
+        #expect(try fs.read(rh, offset: 0, count: 100) == newer, "the open read a layout older than the open")
+        try fs.release(rh)
+
+        let (wh, _) = try fs.open(a.ino, writable: true)
+        _ = try fs.setattr(a.ino, ClusterFS.AttributeChange(mode: 0o100640))
+        try fs.release(wh)
+        #expect(try setattrs() == before + 1)
+        #expect(try fs.getattr(a.ino).mode & 0o777 == 0o640)
+    }
 }
