@@ -17,11 +17,34 @@ extension ClusterFS {
     public func getxattr(_ ino: UInt64, name: String) throws -> [UInt8] {
         guard name.hasPrefix(Self.userPrefix) || name.hasPrefix("cairn.") else { throw FSError(ENOTSUP) }
         guard let c = map.cairn(ino) else { throw FSError(ENODATA) }
-        if name.hasPrefix(Self.userPrefix) {
-            let r = try call("meta_get", [("ino", String(c)), ("name", String(name.dropFirst(Self.userPrefix.count)))])
-            return Hex.decode(r["value_hex"] ?? "") ?? []
+        guard name.hasPrefix(Self.userPrefix) else { return Array(try storageAttribute(c, name).utf8) }
+        let key = String(name.dropFirst(Self.userPrefix.count))
+        switch xattrs.answer(c, key) {
+        case .value(let v): return v
+        case .absent: throw FSError(ENODATA)
+        case .unknown: break
         }
-        return Array(try storageAttribute(c, name).utf8)
+        if xattrs.fetchesWhole(c) {
+            guard let v = try userAttributes(c)[key] else { throw FSError(ENODATA) }
+            return v
+        }
+        let r = try call("meta_get", [("ino", String(c)), ("name", key)])
+        return Hex.decode(r["value_hex"] ?? "") ?? []
+    }
+
+    var xattrs: XattrCache { context.xattrs }
+
+    /// Every custom attribute of the file, in one call; the cache keeps them.
+    private func userAttributes(_ ino: Ino) throws -> [String: [UInt8]] {
+        let since = xattrs.beginFetch()
+        let r = try call("meta_list", [("ino", String(ino))])
+        var all: [String: [UInt8]] = [:]
+        for i in 0..<Int(r.int("count") ?? 0) {
+            guard let name = r["name_\(i + 1)"] else { continue }
+            all[name] = Hex.decode(r["value_hex_\(i + 1)"] ?? "") ?? []
+        }
+        xattrs.storeAll(ino, all, since: since)
+        return all
     }
 
     func storageAttribute(_ ino: Ino, _ name: String) throws -> String {
@@ -47,9 +70,8 @@ extension ClusterFS {
 
     public func listxattr(_ ino: UInt64) throws -> [String] {
         guard let c = map.cairn(ino) else { return [] }
-        let r = try call("meta_list", [("ino", String(c))])
-        let user = (0..<Int(r.int("count") ?? 0)).compactMap { r["name_\($0 + 1)"] }.map { Self.userPrefix + $0 }
-        let attrs = try attributes(call("fs_getattr", [("ino", String(c))]))
+        let user = try (xattrs.names(c) ?? userAttributes(c).keys.sorted()).map { Self.userPrefix + $0 }
+        let attrs = try context.recentAttributes.fresh(c).map(map.attributes) ?? attributes(call("fs_getattr", [("ino", String(c))]))
         if attrs.isDirectory { return user + ["cairn.class"] }
         if attrs.mode & 0o170000 == 0o120000 { return user }
         return user + Self.storageAttributes.filter { $0 != "cairn.checksum" }
@@ -61,10 +83,15 @@ extension ClusterFS {
         if name.hasPrefix(Self.userPrefix) {
             guard name.count > Self.userPrefix.count else { throw FSError(EINVAL) }
             guard value.count <= Self.maxValue else { throw FSError(E2BIG, "values are limited to 64 KiB") }
-            var args = [("ino", String(c)), ("name", String(name.dropFirst(Self.userPrefix.count))), ("value_hex", Hex.encode(value))]
+            let key = String(name.dropFirst(Self.userPrefix.count))
+            var args = [("ino", String(c)), ("name", key), ("value_hex", Hex.encode(value))]
             if flags & 1 != 0 { args.append(("mode", "create")) }
             if flags & 2 != 0 { args.append(("mode", "replace")) }
-            _ = try call("meta_set", args)
+            do { _ = try call("meta_set", args) } catch {
+                xattrs.forget(c)
+                throw error
+            }
+            xattrs.set(c, key, value)
             listings.attributesChanged(c)  // its ctime
             return
         }
@@ -81,7 +108,12 @@ extension ClusterFS {
     public func removexattr(_ ino: UInt64, name: String) throws {
         let c = try cairn(ino)
         guard name.hasPrefix(Self.userPrefix) else { throw name.hasPrefix("cairn.") ? FSError(EPERM) : FSError(ENOTSUP) }
-        _ = try call("meta_remove", [("ino", String(c)), ("name", String(name.dropFirst(Self.userPrefix.count)))])
+        let key = String(name.dropFirst(Self.userPrefix.count))
+        do { _ = try call("meta_remove", [("ino", String(c)), ("name", key)]) } catch {
+            xattrs.forget(c)
+            throw error
+        }
+        xattrs.removed(c, key)
         listings.attributesChanged(c)
     }
 }

@@ -27,6 +27,8 @@ public struct MountOptions: Sendable {
     /// Seconds the kernel may cache attributes and entries (close-to-open still holds: open revalidates).
     public var attrTimeout: Double = 1
     public var entryTimeout: Double = 1
+    /// Seconds custom metadata read or set here is kept (nil: the attribute timeout).
+    public var xattrTimeout: Double?
     /// Class of new files when their directory names none (default: the domain's `default`).
     public var className: String?
     /// Chunk uploads in flight across the mount (each holds one chunk of memory).

@@ -21,6 +21,8 @@ final class FSContext: @unchecked Sendable {
     let recentAttributes: RecentAttributes
     /// Listings of the directories this mount works in (see `DirectoryCache`).
     let listings: DirectoryCache
+    /// Custom metadata of the files this mount works with (see `XattrCache`).
+    let xattrs: XattrCache
 
     init(tracker: TrackerClient, options: MountOptions) {
         self.tracker = tracker
@@ -30,6 +32,7 @@ final class FSContext: @unchecked Sendable {
         self.uploadGate = DispatchSemaphore(value: max(1, options.writeBuffers))
         self.recentAttributes = RecentAttributes(maxAge: options.attrTimeout)
         self.listings = DirectoryCache(maxAge: options.entryTimeout)
+        self.xattrs = XattrCache(maxAge: options.xattrTimeout ?? options.attrTimeout)
     }
 
 

@@ -142,6 +142,8 @@ enum FuseOps {
                 let (fh, keep) = try FuseOps.fs(req).open(ino, writable: access != O_RDONLY)
                 fi!.pointee.fh = fh
                 fi!.pointee.keep_cache = keep ? 1 : 0
+                // Closing a read-only handle has nothing to commit: no FLUSH round trip at close().
+                fi!.pointee.noflush = access == O_RDONLY ? 1 : 0
                 fuse_reply_open(req, fi)
             } catch { FuseOps.fail(req, error) }
         }

@@ -64,6 +64,7 @@ struct MountCommand: ParsableCommand {
             switch kv[0] {
             case "attr_timeout": m.attrTimeout = try number(opt, value)
             case "entry_timeout": m.entryTimeout = try number(opt, value)
+            case "xattr_timeout": m.xattrTimeout = try number(opt, value)
             case "class": m.className = value
             case "local_reads":
                 guard value == "0" || value == "1" else { throw ValidationError("-o \(opt): give local_reads=0 or local_reads=1") }

@@ -6,16 +6,7 @@ import Testing
 /// The mount's directory listings (`DirectoryCache`), driven through `ClusterFS` without the
 /// kernel, whose own entry cache would hide what the mount answers.
 @Suite(.serialized) struct DirectoryCacheTests {
-    func fileSystem(_ c: TestCluster, entryTimeout: Double) throws -> ClusterFS {
-        var o = MountOptions()
-        o.domain = "test"
-        o.entryTimeout = entryTimeout
-        o.attrTimeout = entryTimeout
-        o.localReads = false
-        return try ClusterFS(tracker: c.client, options: o)
-    }
-
-    func lookups(_ c: TestCluster) throws -> Int { try trackerStats(port: c.trackerPort)["queries_fs_lookup"] ?? 0 }
+    func lookups(_ c: TestCluster) throws -> Int { try queries(c, "fs_lookup") }
 
     func isMissing(_ fs: ClusterFS, _ dir: UInt64, _ name: String) -> Bool {
         do { _ = try fs.lookup(parent: dir, name: name); return false } catch { return true }
@@ -24,7 +15,7 @@ import Testing
     @Test func thisMountsChangesAreSeenAtOnceWithoutLookups() throws {
         let c = try TestCluster(nodes: 2)
         defer { c.stop() }
-        let fs = try fileSystem(c, entryTimeout: 60)
+        let fs = try clusterFS(c, timeout: 60)
         let d = try fs.mkdir(parent: 1, name: "d", mode: 0o755, uid: 0, gid: 0).ino
         let before = try lookups(c)
         #expect(isMissing(fs, d, "x"))  // the listing is fetched here
@@ -56,7 +47,7 @@ import Testing
     @Test func otherClientsChangesShowWithinTheEntryTimeout() throws {
         let c = try TestCluster(nodes: 2)
         defer { c.stop() }
-        let fs = try fileSystem(c, entryTimeout: 0.5)
+        let fs = try clusterFS(c, timeout: 0.5)
         let d = try fs.mkdir(parent: 1, name: "d", mode: 0o755, uid: 0, gid: 0).ino
         #expect(isMissing(fs, d, "theirs"))
         let src = try writeTemp(Array("12345678".utf8), dir: c.root, name: "theirs")
@@ -79,10 +70,10 @@ import Testing
     @Test func lazyOpensReadTheNewestContentAndNoOpChmodsAskNothing() throws {
         let c = try TestCluster(nodes: 2)
         defer { c.stop() }
-        let fs = try fileSystem(c, entryTimeout: 60)
+        let fs = try clusterFS(c, timeout: 60)
         let d = try fs.mkdir(parent: 1, name: "d", mode: 0o755, uid: 0, gid: 0).ino
         let (a, fh) = try fs.create(parent: d, name: "x", mode: 0o100600, uid: 0, gid: 0)
-        func setattrs() throws -> Int { try trackerStats(port: c.trackerPort)["queries_fs_setattr"] ?? 0 }
+        func setattrs() throws -> Int { try queries(c, "fs_setattr") }
         let before = try setattrs()
         _ = try fs.setattr(a.ino, ClusterFS.AttributeChange(mode: 0o100600))
         #expect(try setattrs() == before, "a chmod to the mode the create gave asked the tracker")

@@ -1,0 +1,21 @@
+import CairnFS
+import CairnTestSupport
+import Foundation
+
+/// A `ClusterFS` on the test cluster's domain "test", driven without the kernel (whose own
+/// caches would hide what the mount answers); `timeout` is every cache's (entries, attributes,
+/// custom metadata). Reads go over HTTP.
+func clusterFS(_ c: TestCluster, timeout: Double) throws -> ClusterFS {
+    var o = MountOptions()
+    o.domain = "test"
+    o.entryTimeout = timeout
+    o.attrTimeout = timeout
+    o.localReads = false
+    return try ClusterFS(tracker: c.client, options: o)
+}
+
+/// How many times the tracker has answered each of `commands`, in all.
+func queries(_ c: TestCluster, _ commands: String...) throws -> Int {
+    let stats = try trackerStats(port: c.trackerPort)
+    return commands.reduce(0) { $0 + (stats["queries_\($1)"] ?? 0) }
+}
