@@ -31,11 +31,34 @@ public final class LocalReplicas: Sendable {
         return found
     }
 
+    /// Starts reading the first `count` bytes of the first local replica into the page cache,
+    /// in the background, and returns at once: a read expected soon (the open that is asking
+    /// the tracker for this layout) then finds the blob's inode and bytes in memory. Only nodes
+    /// already known to be local are used; a replica that is gone costs nothing.
+    public func warm(urls: [String], count: Int) {
+        guard count > 0, let local = urls.lazy.compactMap({ self.localPath(url: $0, ask: false) }).first else { return }
+        Self.warming.async {
+            let fd = open(local, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+            guard fd >= 0 else { return }
+            _ = posix_fadvise(fd, 0, off_t(count), Int32(POSIX_FADV_WILLNEED))
+            close(fd)
+        }
+    }
+
+    private static let warming = DispatchQueue(label: "cairn.local-replicas.warm", attributes: .concurrent)
+
+    /// The device-folder path of the blob `url` names, when its node is on this machine
+    /// (`ask`: find out now if not known yet, one status request).
+    private func localPath(url: String, ask: Bool) -> String? {
+        guard let (base, path) = Self.split(url), FidLayout.parse(devicePath: path) != nil else { return nil }
+        let dir = ask ? dataDir(of: base) : nodes.withLock({ $0[base]?.dataDir })
+        return dir.map { $0 + path }
+    }
+
     /// `count` bytes at `offset` of the blob `url` names, when its node is on this machine.
     private func read(url: String, offset: Int64, count: Int) -> [UInt8]? {
-        guard count > 0, let (base, path) = Self.split(url), FidLayout.parse(devicePath: path) != nil,
-              let dir = dataDir(of: base) else { return nil }
-        let fd = open(dir + path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard count > 0, let local = localPath(url: url, ask: true) else { return nil }
+        let fd = open(local, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, filled in

@@ -281,9 +281,15 @@ public final class ClusterFS: @unchecked Sendable {
         if let known = context.recentAttributes.fresh(c), known.kind == "f" {
             return (register(OpenFile(lazy: c, size: known.size, context: context, writable: writable)), false)
         }
+        // Reading is what a read-only open is for: its bytes start coming off the local disk
+        // while the tracker answers (cold small files: the disk read and the round trip overlap).
+        if !writable, let local = context.chunks.local, let last = context.firstChunks.chunk(c) {
+            local.warm(urls: last.urls, count: Int(min(last.length, options.readAheadBytes)))
+        }
         let layout: FileLayout
         do { layout = try FileLayout.fetch(ino: c, tracker: tracker) } catch { throw FSError.from(error) }
         guard layout.attributes.kind == "f" else { throw FSError(EISDIR) }
+        context.firstChunks.remember(layout)
         return open(layout, writable: writable)
     }
 

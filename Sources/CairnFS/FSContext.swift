@@ -23,6 +23,9 @@ final class FSContext: @unchecked Sendable {
     let listings: DirectoryCache
     /// Custom metadata of the files this mount works with (see `XattrCache`).
     let xattrs: XattrCache
+    /// Where each file's first chunk was when last seen here, to warm its local replica while
+    /// an open asks the tracker for the current layout (see `LocalReplicas.warm`).
+    let firstChunks = FirstChunks()
 
     init(tracker: TrackerClient, options: MountOptions) {
         self.tracker = tracker
@@ -82,4 +85,22 @@ final class RecentAttributes: @unchecked Sendable {
             for ino in inos { directories.removeValue(forKey: ino) }
         }
     }
+}
+
+/// The first chunk of files' layouts as last seen (at open or commit). Only a hint: every read
+/// uses the layout its open fetched; a hint that turned stale warms a blob nobody reads.
+final class FirstChunks: @unchecked Sendable {
+    private let lock = NSLock()
+    private var chunks: [Ino: FileLayout.Chunk] = [:]
+    static let capacity = 16384
+
+    func remember(_ layout: FileLayout) {
+        guard let first = layout.chunks.first(where: { $0.index == 0 }) else { return }
+        lock.withLock {
+            if chunks.count >= Self.capacity { chunks.removeAll(keepingCapacity: true) }
+            chunks[layout.attributes.ino] = first
+        }
+    }
+
+    func chunk(_ ino: Ino) -> FileLayout.Chunk? { lock.withLock { chunks[ino] } }
 }

@@ -227,6 +227,7 @@ final class OpenFile: @unchecked Sendable {
         changed = false
         context.rememberContent(ino: ino, now.attributes)
         context.recentAttributes.remember(now.attributes)
+        context.firstChunks.remember(now)
     }
 
     // MARK: reads

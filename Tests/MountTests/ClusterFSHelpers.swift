@@ -4,13 +4,13 @@ import Foundation
 
 /// A `ClusterFS` on the test cluster's domain "test", driven without the kernel (whose own
 /// caches would hide what the mount answers); `timeout` is every cache's (entries, attributes,
-/// custom metadata). Reads go over HTTP.
-func clusterFS(_ c: TestCluster, timeout: Double) throws -> ClusterFS {
+/// custom metadata). Reads go over HTTP unless `localReads`.
+func clusterFS(_ c: TestCluster, timeout: Double, localReads: Bool = false) throws -> ClusterFS {
     var o = MountOptions()
     o.domain = "test"
     o.entryTimeout = timeout
     o.attrTimeout = timeout
-    o.localReads = false
+    o.localReads = localReads
     return try ClusterFS(tracker: c.client, options: o)
 }
 
