@@ -13,7 +13,9 @@
 #     copies; fsck_{files,mib}_rate: a report-only fsck over everything (beside disk_read_cold).
 #     BENCH_HEAL=0 skips them.
 # Raw lines go to $BENCH_OUT (default /var/tmp/cairn-bench/<date>.jsonl); a summary row is appended
-# to bench/ledger.jsonl in the repository.  Builds the release binary first; needs root for drop_caches.
+# to bench/ledger.jsonl in the repository.  Works in $BENCH_WORK (default /var/tmp/cairn-bench/work),
+# emptied at the start and, but for its logs, at the end (BENCH_KEEP=1 keeps the cluster's data).
+# Builds the release binary first; needs root for drop_caches.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -65,7 +67,14 @@ fi
 mkdir -p "$WORK/mnt"
 "$BIN" up "$WORK/cluster" --port "$PORT" --storage-port $((PORT + 100)) --mount "$WORK/mnt" > "$WORK/up.log" 2>&1 &
 UP=$!
-trap 'kill -INT $UP 2>/dev/null; wait $UP 2>/dev/null; rm -f /dev/shm/cairn-bench-1g; mountpoint -q "$WORK/mnt" && fusermount3 -uz "$WORK/mnt"' EXIT
+# At exit the cluster's data (several GiB) goes too, logs stay; BENCH_KEEP=1 keeps it all.
+cleanup() {
+  kill -INT $UP 2>/dev/null; wait $UP 2>/dev/null || true
+  rm -f /dev/shm/cairn-bench-1g
+  if mountpoint -q "$WORK/mnt"; then fusermount3 -uz "$WORK/mnt"; fi
+  if [ "${BENCH_KEEP:-0}" != 1 ]; then find "$WORK" -mindepth 1 -maxdepth 1 ! -name '*.log' -exec rm -rf {} +; fi
+}
+trap cleanup EXIT
 for _ in $(seq 300); do grep -q "Cairn is up" "$WORK/up.log" && break; sleep 0.2; done
 export CAIRN_TRACKER=127.0.0.1:$PORT
 "$BIN" admin class add default one --replicas 2 --sync-copies 2 >/dev/null

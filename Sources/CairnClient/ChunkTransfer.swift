@@ -23,6 +23,8 @@ public struct UploadedChunk: Sendable, Equatable {
 
 public struct UploadError: Error, CustomStringConvertible {
     public let message: String
+    /// Every device asked was full (or the tracker had none with room): the store is full.
+    public var noSpace = false
     public var description: String { message }
 }
 
@@ -69,6 +71,7 @@ public struct ChunkTransfer: Sendable {
                        allocation: Allocation? = nil) throws -> UploadedChunk {
         var avoid: [DeviceID] = []
         var failures: [String] = []
+        var fullRefusals = 0
         var fid: Fid?
         var stored: [(device: DeviceID, checksum: String?, receipt: String?)] = []
         var given = allocation
@@ -85,31 +88,35 @@ public struct ChunkTransfer: Sendable {
                 let r: Args
                 do { r = try tracker.call("alloc_chunk", args) } catch let e as ProtocolError where e.code == "no_devices" {
                     if !stored.isEmpty { break }  // the tracker makes the other copies at commit
-                    throw UploadError(message: "chunk \(index): \(e.text)" + (failures.isEmpty ? "" : " (after: " + failures.joined(separator: "; ") + ")"))
+                    throw UploadError(message: "chunk \(index): \(e.text)" + (failures.isEmpty ? "" : " (after: " + failures.joined(separator: "; ") + ")"), noSpace: true)
                 }
                 guard let allocated = Allocation(r) else { throw UploadError(message: "alloc_chunk reply without fid or devices") }
                 place = allocated
             }
             fid = place.fid
             let targets = place.targets.map { ($0.device, $0.path) }
-            let (ok, errors) = put(bytes, to: targets)
+            let (ok, errors, full) = put(bytes, to: targets)
             stored += ok
             failures += errors
+            fullRefusals += full
             avoid += targets.map(\.0).filter { d in !ok.contains { $0.device == d } }
             if stored.count >= cls.syncCopies { break }
         }
         guard let fid, let first = stored.first else {
-            throw UploadError(message: "chunk \(index) could not be stored after \(Self.attempts) attempts: " + failures.joined(separator: "; "))
+            throw UploadError(message: "chunk \(index) could not be stored after \(Self.attempts) attempts: " + failures.joined(separator: "; "),
+                              noSpace: !failures.isEmpty && fullRefusals == failures.count)
         }
         return UploadedChunk(index: index, fid: fid, length: Int64(bytes.count), checksum: first.checksum, devices: stored.map(\.device),
                              receipts: stored.map { $0.receipt ?? "-" })
     }
 
     /// PUTs the same bytes to every target at once.
+    /// `full`: how many of the errors were devices refusing for lack of space (507).
     private func put(_ bytes: UnsafeRawBufferPointer, to targets: [(DeviceID, String)])
-        -> (ok: [(device: DeviceID, checksum: String?, receipt: String?)], errors: [String]) {
+        -> (ok: [(device: DeviceID, checksum: String?, receipt: String?)], errors: [String], full: Int) {
         let results = Mutex2<[(device: DeviceID, checksum: String?, receipt: String?)?]>(Array(repeating: nil, count: targets.count))
         let errors = Mutex2<[String]>([])
+        let full = Mutex2<Int>(0)
         let body = RawBytes(buffer: bytes)
         Parallel.run(targets.count) { i in
             let (dev, url) = targets[i]
@@ -120,13 +127,14 @@ public struct ChunkTransfer: Sendable {
                     deferred?.wrote(url: url)
                     results.withLock { $0[i] = (dev, resp.headers["x-cairn-checksum"], resp.headers["x-cairn-receipt"]) }
                 } else {
+                    if resp.status == 507 { full.withLock { $0 += 1 } }
                     errors.withLock { $0.append("device \(dev): HTTP \(resp.status) \(resp.text.trimmingCharacters(in: .whitespacesAndNewlines))") }
                 }
             } catch {
                 errors.withLock { $0.append("device \(dev): \(error)") }
             }
         }
-        return (results.withLock { $0.compactMap { $0 } }, errors.withLock { $0 })
+        return (results.withLock { $0.compactMap { $0 } }, errors.withLock { $0 }, full.withLock { $0 })
     }
 
     /// Fetches `range` (relative to the chunk) of a chunk, trying each replica in turn.

@@ -1,3 +1,4 @@
+import CairnClient
 import CairnProtocol
 import CairnTransfer
 import Foundation
@@ -29,6 +30,7 @@ public struct FSError: Error, CustomStringConvertible {
             default: EIO
             }
             return FSError(code, "\(e.code): \(e.text)")
+        case let e as UploadError: return FSError(e.noSpace ? ENOSPC : EIO, e.description)
         case let e as TransferError: return FSError(EIO, e.description)
         default: return FSError(EIO, "\(error)")
         }

@@ -410,13 +410,17 @@ extension MetadataStore {
 
     public func xattrSet(ino: Ino, name: String, value: [UInt8], mode: XattrMode = .any) async throws {
         try await write { db in
-            _ = try Self.requireAttributes(db, ino: ino)
-            let exists = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM xattr WHERE ino = ? AND name = ?)"), arguments: [ino, name]) ?? false
-            if mode == .create, exists { throw StoreError("xattr_exists", "attribute \(name) already exists", errno: EEXIST) }
-            if mode == .replace, !exists { throw StoreError("no_xattr", "attribute \(name) does not exist", errno: ENODATA) }
+            // The ctime update doubles as the check that the inode exists (the transaction
+            // rolls back if a later step throws).
+            try db.cachedStatement(sql: "UPDATE inode SET ctime = ? WHERE ino = ?").execute(arguments: [Clock.nowNanos(), ino])
+            if db.changesCount == 0 { throw StoreError("unknown_inode", "inode \(ino) does not exist", errno: ENOENT) }
+            if mode != .any {
+                let exists = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM xattr WHERE ino = ? AND name = ?)"), arguments: [ino, name]) ?? false
+                if mode == .create, exists { throw StoreError("xattr_exists", "attribute \(name) already exists", errno: EEXIST) }
+                if mode == .replace, !exists { throw StoreError("no_xattr", "attribute \(name) does not exist", errno: ENODATA) }
+            }
             try db.cachedStatement(sql: "INSERT INTO xattr(ino, name, value) VALUES (?, ?, ?) ON CONFLICT(ino, name) DO UPDATE SET value = excluded.value").execute(
                            arguments: [ino, name, Data(value)])
-            try db.cachedStatement(sql: "UPDATE inode SET ctime = ? WHERE ino = ?").execute(arguments: [Clock.nowNanos(), ino])
         }
     }
 

@@ -15,10 +15,15 @@ final class BlobFile {
     init(path: String, algorithm: ChecksumAlgorithm) throws {
         finalPath = path
         let dir = (path as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         tempPath = dir + "/.tmp-\(UInt64.random(in: 0...UInt64.max))"
-        fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw StorageError.io("cannot create \(tempPath): \(String(cString: strerror(errno)))") }
+        var fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        if fd < 0, errno == ENOENT {
+            // The fid's folder does not exist yet (one in a thousand fids starts one).
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            fd = open(tempPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        }
+        self.fd = fd
+        guard fd >= 0 else { throw StorageError.failed("cannot create \(tempPath)") }
         checksum = StreamingChecksum(algorithm)
     }
 
@@ -31,7 +36,7 @@ final class BlobFile {
             let n = Glibc.write(fd, bytes.baseAddress! + off, bytes.count - off)
             if n < 0 {
                 if errno == EINTR { continue }
-                throw StorageError.io("write to \(tempPath) failed: \(String(cString: strerror(errno)))")
+                throw StorageError.failed("write to \(tempPath) failed")
             }
             off += n
         }
@@ -45,9 +50,9 @@ final class BlobFile {
         let sum = checksum.finalize()
         if let sum { Self.storeChecksum(fd: fd, sum) }
         if durable {
-            guard fsync(fd) == 0 else { throw StorageError.io("fsync of \(tempPath) failed: \(String(cString: strerror(errno)))") }
+            guard fsync(fd) == 0 else { throw StorageError.failed("fsync of \(tempPath) failed") }
         }
-        guard rename(tempPath, finalPath) == 0 else { throw StorageError.io("rename to \(finalPath) failed: \(String(cString: strerror(errno)))") }
+        guard rename(tempPath, finalPath) == 0 else { throw StorageError.failed("rename to \(finalPath) failed") }
         if durable {
             let dirfd = open((finalPath as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY)
             if dirfd >= 0 { fsync(dirfd); close(dirfd) }
@@ -74,5 +79,14 @@ final class BlobFile {
 
 enum StorageError: Error, CustomStringConvertible {
     case io(String)
-    var description: String { switch self { case .io(let m): m } }
+    /// The device's file system is out of space (or quota): answered 507, so the writer
+    /// places the blob elsewhere or tells its user the store is full.
+    case full(String)
+    var description: String { switch self { case .io(let m), .full(let m): m } }
+
+    /// The failure `errno` describes, after `what`.
+    static func failed(_ what: String, errno e: Int32 = errno) -> StorageError {
+        let m = "\(what): \(String(cString: strerror(e)))"
+        return e == ENOSPC || e == EDQUOT ? .full(m) : .io(m)
+    }
 }

@@ -209,7 +209,7 @@ public final class StorageNode: Sendable {
         let expected = copySource == nil ? request.headers[.contentLength].flatMap { Int64($0) } : nil
         if let expected, let u = meter.space(folders, id: device),
            u.free - expected < FreeSpaceReserve.bytes(total: u.total, cap: config.reserveBytes) {
-            return text(HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage"), "device \(device) on \(config.name) is nearly full (\(u.free) bytes free); the tracker will place the blob elsewhere")
+            return text(Self.insufficientStorage, "device \(device) on \(config.name) is nearly full (\(u.free) bytes free); the tracker will place the blob elsewhere")
         }
         if copySource == nil, let expected, expected <= Self.smallBlob {
             // Most blobs of a tree of files: the body in memory, then one blocking job creates,
@@ -231,12 +231,12 @@ public final class StorageNode: Sendable {
                 }
                 return stored(device: device, fid: fid, size: expected, checksum: sum, durable: durable)
             } catch {
-                return text(.internalServerError, "upload to device \(device) on \(config.name) failed: \(error); nothing stored")
+                return uploadFailed(device, error, status: .internalServerError)
             }
         }
         let blob: BlobFile
         do { blob = try BlobFile(path: file, algorithm: algorithm) }
-        catch { return text(.internalServerError, "device \(device) on \(config.name): \(error)") }
+        catch { return uploadFailed(device, error, status: .internalServerError) }
         let box = BlobBox(blob)
         do {
             if let source = copySource {
@@ -252,8 +252,18 @@ public final class StorageNode: Sendable {
             return stored(device: device, fid: fid, size: blob.written, checksum: sum, durable: durable)
         } catch {
             blob.discard()
-            return text(.badRequest, "upload to device \(device) on \(config.name) failed: \(error); nothing stored")
+            return uploadFailed(device, error, status: .badRequest)
         }
+    }
+
+    static let insufficientStorage = HTTPResponse.Status(code: 507, reasonPhrase: "Insufficient Storage")
+
+    /// A PUT that stored nothing: 507 when the device ran out of space, else `status`.
+    func uploadFailed(_ device: DeviceID, _ error: any Error, status: HTTPResponse.Status) -> Response {
+        if case StorageError.full = error {
+            return text(Self.insufficientStorage, "device \(device) on \(config.name) is full: \(error); nothing stored, the tracker will place the blob elsewhere")
+        }
+        return text(status, "upload to device \(device) on \(config.name) failed: \(error); nothing stored")
     }
 
     /// Bodies up to this size are stored in one blocking job.

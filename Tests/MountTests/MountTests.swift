@@ -338,4 +338,18 @@ extension MountTests {
         #expect(try unflushed() == 0, "fsync returned only after every node flushed the mount's writes")
         #expect(Array(try c.cli(["get", "test", "deferred"]).out) == data)
     }
+
+    /// A store without room says so (ENOSPC, not EIO) and keeps what it had.
+    @Test func aFullStoreSaysNoSpaceAndKeepsWhatItHas() throws {
+        let (c, m, dir) = try mountedCluster(nodes: 2, nodeArgs: ["--capacity", "6"])
+        defer { m.unmount(); c.stop() }
+        let kept = randomBytes(chunk, seed: 41)
+        let src = try writeTemp(kept, dir: c.root, name: "kept")
+        #expect(try run("cp", [src, dir + "/kept"]).status == 0)
+        let big = try writeTemp(randomBytes(12 * chunk, seed: 42), dir: c.root, name: "big")
+        let r = try run("dd", ["if=" + big, "of=" + dir + "/big", "bs=1M"])
+        #expect(r.status != 0, "12 MiB fitted on two 6 MiB devices")
+        #expect(r.err.contains("No space left on device"), "dd said: \(r.err)")
+        #expect(try fileBytes(dir + "/kept") == kept)
+    }
 }

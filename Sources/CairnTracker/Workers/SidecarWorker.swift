@@ -3,23 +3,27 @@ import CairnMetadata
 
 /// Keeps every blob's sidecar current: inodes queued by the metadata's triggers (content,
 /// names, attributes, custom metadata or copies changed) have their sidecars rewritten on
-/// every device holding a copy, a second after their last change. A round takes up to 500
-/// queued inodes and sends each device one batch.
+/// every device holding a copy, one to one and a half seconds after their last change. A
+/// round takes up to 500 queued inodes and sends each device one batch.
 struct SidecarWorker {
     let ctx: TrackerContext
+    static let batch = 500
 
     func run() async {
         while !Task.isCancelled {
             var did = 0
             if ctx.jobMaster.isMaster {
                 do {
-                    let due = try await ctx.store.dueSidecars(settle: 1, limit: 500)
+                    let due = try await ctx.store.dueSidecars(settle: 1, limit: Self.batch)
                     if !due.isEmpty { try await write(due); did = due.count }
                 } catch {
                     ctx.logger.error("sidecar worker cannot read or update its queue in the metadata database: \(error); trying again shortly")
                 }
             }
-            if did == 0 { try? await Task.sleep(for: .milliseconds(500)) }
+            // Only a backlog (a full batch) goes on at once: while files are being written, a
+            // round every half second sends each device one batch of hundreds of sidecars, not
+            // a request per handful (a node's CPU per small file went to these).
+            if did < Self.batch { try? await Task.sleep(for: .milliseconds(500)) }
         }
     }
 
