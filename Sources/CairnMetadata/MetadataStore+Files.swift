@@ -297,20 +297,34 @@ public struct StoredLayout: Sendable {
 }
 
 extension MetadataStore {
+    /// Every open asks for this: one statement (its own snapshot, no transaction) brings the
+    /// attributes, the chunks with their copies and checksums, and the domain's name.
     public func layout(ino: Ino) async throws -> StoredLayout {
-        try await read { db in try Self.layout(db, ino: ino) }
+        try await readOneStatement { db in try Self.layout(db, ino: ino) }
     }
 
+    static let layoutQuery = """
+        SELECT \(inodeColumnsOfI), d.name, c.idx, c.fid, c.length, b.checksum,
+               (SELECT group_concat(devid) FROM file_on f WHERE f.fid = c.fid)
+        FROM inode i LEFT JOIN domain d ON d.dmid = i.dmid
+             LEFT JOIN chunk c ON c.ino = i.ino LEFT JOIN blob b ON b.fid = c.fid
+        WHERE i.ino = ? ORDER BY c.idx
+        """
+
     static func layout(_ db: Database, ino: Ino) throws -> StoredLayout {
-        let a = try Self.requireAttributes(db, ino: ino)
-        let chunks = try Self.chunks(db, ino: ino)
-        var copies: [Fid: [DeviceID]] = [:], sums: [Fid: String] = [:]
-        for c in chunks {
-            copies[c.fid] = try DeviceID.fetchAll(db.cachedStatement(sql: "SELECT devid FROM file_on WHERE fid = ?"), arguments: [c.fid])
-            if let s = try String.fetchOne(db.cachedStatement(sql: "SELECT checksum FROM blob WHERE fid = ?"), arguments: [c.fid]) { sums[c.fid] = s }
+        let rows = try Row.fetchAll(db.cachedStatement(sql: layoutQuery), arguments: [ino])
+        guard let first = rows.first else { throw StoreError("unknown_inode", "inode \(ino) does not exist", errno: ENOENT) }
+        let a = attributes(first)
+        let n = inodeColumnCount
+        var chunks: [ChunkRef] = [], copies: [Fid: [DeviceID]] = [:], sums: [Fid: String] = [:]
+        for row in rows {
+            guard let fid = row[n + 2] as Fid? else { continue }  // a file without chunks: one row, no chunk
+            chunks.append(ChunkRef(index: row[n + 1], fid: fid, length: row[n + 3]))
+            if let sum = row[n + 4] as String? { sums[fid] = sum }
+            copies[fid] = ((row[n + 5] as String?) ?? "").split(separator: ",").compactMap { DeviceID($0) }
         }
-        let name = try String.fetchOne(db.cachedStatement(sql: "SELECT name FROM domain WHERE dmid = ?"), arguments: [a.domain]) ?? ""
-        return StoredLayout(attributes: a, domainName: name, classRecord: try Self.classRecord(db, domain: a.domain, id: a.classID),
+        return StoredLayout(attributes: a, domainName: (first[n] as String?) ?? "",
+                            classRecord: try Self.classRecord(db, domain: a.domain, id: a.classID),
                             chunks: chunks, copies: copies, checksums: sums)
     }
 
