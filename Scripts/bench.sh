@@ -42,12 +42,17 @@ rm -f "$WORK/dd"
 SHARED=${BENCH_SHARED:-$PWD/../shared}
 RAW=${OUT%.jsonl}.tsv
 FS=0; [ "${BENCH_FS:-1}" = 1 ] && [ -f "$SHARED/bench/fsbench.sh" ] && FS=1
+# CPU time the hypervisor gave to other guests (steal), as "total steal" ticks: a run's figures
+# mean little when its steal is high, so each system's share is kept beside its figures.
+cpu_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9}' /proc/stat; }
 fsbench() { # label dir
+  local before; before=$(cpu_ticks)
   bash "$SHARED/bench/fsbench.sh" -l "$1" -o "$RAW" "$2" 2>>"$WORK/fsbench.log" | awk -F'\t' '$1=="RESULT" {print $3, $4, $5}' |
     while read -r name value unit; do
       case "$value" in ''|*[!0-9.]*) continue ;; esac
       emit "fs_${name}_$1" "$value" "$unit"
     done
+  emit "steal_pct_$1" "$(echo "$before $(cpu_ticks)" | awk '{d = $3 - $1; print (d > 0 ? int(1000 * ($4 - $2) / d) / 10 : 0)}')" %
 }
 # The local disk and the peers first, each alone on the machine (Cairn is not up yet).
 if [ "$FS" = 1 ]; then
