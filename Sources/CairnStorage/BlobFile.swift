@@ -84,9 +84,9 @@ enum StorageError: Error, CustomStringConvertible {
     case full(String)
     var description: String { switch self { case .io(let m), .full(let m): m } }
 
-    /// The failure `errno` describes, after `what`.
-    static func failed(_ what: String, errno e: Int32 = errno) -> StorageError {
-        let m = "\(what): \(String(cString: strerror(e)))"
+    /// The failure `errno` describes, after `what` (built only after errno is read).
+    static func failed(_ what: @autoclosure () -> String, errno e: Int32 = errno) -> StorageError {
+        let m = "\(what()): \(String(cString: strerror(e)))"
         return e == ENOSPC || e == EDQUOT ? .full(m) : .io(m)
     }
 }
