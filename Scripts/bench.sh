@@ -74,7 +74,8 @@ mkdir -p "$WORK/mnt"
 UP=$!
 # At exit the cluster's data (several GiB) goes too, logs stay; BENCH_KEEP=1 keeps it all.
 cleanup() {
-  kill -INT $UP 2>/dev/null; wait $UP 2>/dev/null || true
+  kill -INT $UP 2>/dev/null || true   # (errexit holds in traps too: a finished cluster must not end the cleanup)
+  wait $UP 2>/dev/null || true
   rm -f /dev/shm/cairn-bench-1g
   if mountpoint -q "$WORK/mnt"; then fusermount3 -uz "$WORK/mnt"; fi
   if [ "${BENCH_KEEP:-0}" != 1 ]; then find "$WORK" -mindepth 1 -maxdepth 1 ! -name '*.log' -exec rm -rf {} +; fi
