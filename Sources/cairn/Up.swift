@@ -34,15 +34,21 @@ struct Up: ParsableCommand {
             let tracker = "127.0.0.1:\(port)"
             let group = ProcessGroup(logs: logs)
             group.installSignalHandlers()
-            try group.start(name: "tracker", ["tracker", "--db", root + "/tracker.db", "--listen", tracker, "--secret-file", secretFile])
-            for i in 1...nodes {
-                try group.start(name: "node\(i)", ["storage", "--listen", "127.0.0.1:\(storagePort + i - 1)", "--data", root + "/node\(i)",
-                                                   "--tracker", tracker, "--name", "node\(i)", "--secret-file", secretFile])
-            }
-            let client = TrackerClient(trackers: [tracker], timeoutSeconds: 5)
-            try waitUntilReady(client: client, group: group)
-            if let mount {
-                try group.start(name: "mount", ["mount", mount, "--tracker", tracker, "-f"])
+            do {
+                try group.start(name: "tracker", ["tracker", "--db", root + "/tracker.db", "--listen", tracker, "--secret-file", secretFile])
+                for i in 1...nodes {
+                    try group.start(name: "node\(i)", ["storage", "--listen", "127.0.0.1:\(storagePort + i - 1)", "--data", root + "/node\(i)",
+                                                       "--tracker", tracker, "--name", "node\(i)", "--secret-file", secretFile])
+                }
+                let client = TrackerClient(trackers: [tracker], timeoutSeconds: 5)
+                try waitUntilReady(client: client, group: group)
+                if let mount {
+                    try group.start(name: "mount", ["mount", mount, "--tracker", tracker, "-f"])
+                }
+            } catch {
+                // Nothing half-started stays behind holding the ports and the data folder.
+                group.stopAll()
+                throw error
             }
             say("""
             Cairn is up.
@@ -135,6 +141,13 @@ final class ProcessGroup: @unchecked Sendable {
     /// Blocks until a signal arrives or a child exits, then stops all children (mount first).
     func waitForStop() -> Int32 {
         stopSignal.wait()
+        stopAll()
+        say("\nCairn stopped.")
+        return 0
+    }
+
+    /// Stops every child still running, the last started (the mount) first.
+    func stopAll() {
         let list = lock.withLock { children }
         for c in list.reversed() where c.process.isRunning {
             c.process.terminate()
@@ -142,8 +155,6 @@ final class ProcessGroup: @unchecked Sendable {
             while c.process.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
             if c.process.isRunning { kill(c.process.processIdentifier, SIGKILL) }
         }
-        say("\nCairn stopped.")
-        return 0
     }
 }
 

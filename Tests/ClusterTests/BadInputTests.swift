@@ -6,6 +6,44 @@ import CairnTestSupport
 import Testing
 
 @Suite(.serialized) struct BadInputTests {
+    /// `cairn up` that cannot start (a node's port is taken) says which part failed and stops
+    /// the parts it had started: nothing stays behind holding ports.
+    @Test func upThatCannotStartLeavesNothingRunning() throws {
+        let dir = NSTemporaryDirectory() + "cairn-up-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let trackerPort = TestCluster.freePort(), storagePort = TestCluster.freePort()
+        func socketOn(_ port: Int, listening: Bool) -> (fd: Int32, ok: Bool) {
+            let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            addr.sin_port = UInt16(port).bigEndian
+            let len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let rc = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { listening ? bind(s, $0, len) : connect(s, $0, len) }
+            }
+            if listening, rc == 0 { listen(s, 1) }
+            return (s, rc == 0)
+        }
+        let holder = socketOn(storagePort, listening: true)
+        defer { close(holder.fd) }
+        #expect(holder.ok)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: TestCluster.binary)
+        p.arguments = ["up", dir, "--nodes", "2", "--port", String(trackerPort), "--storage-port", String(storagePort)]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let said = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus != 0)
+        #expect(said.contains("node1 exited during start-up"), "cairn up said: \(said)")
+        let probe = socketOn(trackerPort, listening: false)
+        close(probe.fd)
+        #expect(!probe.ok, "the tracker cairn up started still listens on \(trackerPort)")
+    }
+
     @Test func trackerAnswersBadLinesAndKeepsServing() throws {
         let c = try TestCluster(nodes: 1)
         defer { c.stop() }
