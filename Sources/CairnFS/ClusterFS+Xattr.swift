@@ -34,6 +34,15 @@ extension ClusterFS {
 
     var xattrs: XattrCache { context.xattrs }
 
+    /// A change to a file's custom metadata; when it fails, what the cache holds for the file
+    /// may no longer be what the tracker has (another client's change made it fail): forgotten.
+    private func changingXattrs(of ino: Ino, _ change: () throws -> Void) throws {
+        do { try change() } catch {
+            xattrs.forget(ino)
+            throw error
+        }
+    }
+
     /// Every custom attribute of the file, in one call; the cache keeps them.
     private func userAttributes(_ ino: Ino) throws -> [String: [UInt8]] {
         let since = xattrs.beginFetch()
@@ -87,10 +96,7 @@ extension ClusterFS {
             var args = [("ino", String(c)), ("name", key), ("value_hex", Hex.encode(value))]
             if flags & 1 != 0 { args.append(("mode", "create")) }
             if flags & 2 != 0 { args.append(("mode", "replace")) }
-            do { _ = try call("meta_set", args) } catch {
-                xattrs.forget(c)
-                throw error
-            }
+            try changingXattrs(of: c) { _ = try call("meta_set", args) }
             xattrs.set(c, key, value)
             listings.attributesChanged(c)  // its ctime
             return
@@ -109,10 +115,7 @@ extension ClusterFS {
         let c = try cairn(ino)
         guard name.hasPrefix(Self.userPrefix) else { throw name.hasPrefix("cairn.") ? FSError(EPERM) : FSError(ENOTSUP) }
         let key = String(name.dropFirst(Self.userPrefix.count))
-        do { _ = try call("meta_remove", [("ino", String(c)), ("name", key)]) } catch {
-            xattrs.forget(c)
-            throw error
-        }
+        try changingXattrs(of: c) { _ = try call("meta_remove", [("ino", String(c)), ("name", key)]) }
         xattrs.removed(c, key)
         listings.attributesChanged(c)
     }

@@ -33,9 +33,16 @@ final class XattrCache: @unchecked Sendable {
 
     var enabled: Bool { maxAge > 0 }
 
+    /// The file's entry while it is younger than the timeout. Call with the lock held.
+    private func fresh(_ ino: Ino) -> Entry? {
+        entries[ino].flatMap { Date().timeIntervalSince($0.at) < maxAge ? $0 : nil }
+    }
+
+    private static func bytes(_ values: [String: [UInt8]]) -> Int { values.values.reduce(0) { $0 + $1.count } }
+
     func answer(_ ino: Ino, _ name: String) -> Answer {
         lock.withLock {
-            guard let e = entries[ino], Date().timeIntervalSince(e.at) < maxAge else { return .unknown }
+            guard let e = fresh(ino) else { return .unknown }
             if let v = e.values[name] { return .value(v) }
             return e.complete || e.absent.contains(name) ? .absent : .unknown
         }
@@ -45,13 +52,13 @@ final class XattrCache: @unchecked Sendable {
     /// bring them all for one name.
     func fetchesWhole(_ ino: Ino) -> Bool {
         guard enabled else { return false }
-        return lock.withLock { entries[ino].map { !$0.large || Date().timeIntervalSince($0.at) >= maxAge } ?? true }
+        return lock.withLock { fresh(ino)?.large != true }
     }
 
     /// Every name, when the whole set is known and fresh.
     func names(_ ino: Ino) -> [String]? {
         lock.withLock {
-            guard let e = entries[ino], e.complete, Date().timeIntervalSince(e.at) < maxAge else { return nil }
+            guard let e = fresh(ino), e.complete else { return nil }
             return e.values.keys.sorted()
         }
     }
@@ -62,7 +69,7 @@ final class XattrCache: @unchecked Sendable {
     /// All of a file's attributes, as fetched after `beginFetch` returned `since`.
     func storeAll(_ ino: Ino, _ values: [String: [UInt8]], since: UInt64) {
         guard enabled else { return }
-        let large = values.values.reduce(0, { $0 + $1.count }) > Self.maxBytesPerFile
+        let large = Self.bytes(values) > Self.maxBytesPerFile
         lock.withLock {
             guard changes == since else { return }
             makeRoom()
@@ -96,9 +103,9 @@ final class XattrCache: @unchecked Sendable {
     private func apply(_ ino: Ino, _ change: (inout Entry) -> Void) {
         lock.withLock {
             changes &+= 1
-            var e = entries[ino].flatMap { Date().timeIntervalSince($0.at) < maxAge ? $0 : nil } ?? Entry(at: Date(), values: [:], complete: false)
+            var e = fresh(ino) ?? Entry(at: Date(), values: [:], complete: false)
             change(&e)
-            if e.values.values.reduce(0, { $0 + $1.count }) > Self.maxBytesPerFile {
+            if Self.bytes(e.values) > Self.maxBytesPerFile {
                 entries.removeValue(forKey: ino)
                 return
             }

@@ -6,8 +6,8 @@ import GRDB
 /// custom metadata. Both the key-based MogileFS commands and the inode-based mount use it.
 extension MetadataStore {
     static let inodeColumns = "ino, dmid, kind, mode, uid, gid, size, atime, mtime, ctime, nlink, classid, checksum"
-    /// The same columns of an inode table aliased `i`, for joins.
     static let inodeColumnCount = inodeColumns.split(separator: ",").count
+    /// The same columns of an inode table aliased `i`, for joins.
     static let inodeColumnsOfI = inodeColumns.split(separator: ",").map { "i." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", ")
 
     /// Decodes `inodeColumns` starting at column `at`, by position: the hottest decoder (every
