@@ -74,6 +74,8 @@ let package = Package(
         .executableTarget(name: "cairn", dependencies: [
             "CairnCore", "CairnProtocol", "CairnClient", "CairnTracker", "CairnStorage", "CairnMetadata", "CairnFS", "CairnFUSE", "CSys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: swiftSettings),
 

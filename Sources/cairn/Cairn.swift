@@ -12,4 +12,14 @@ struct Cairn: AsyncParsableCommand {
             MountCommand.self, Admin.self,
         ]
     )
+
+    static func main() async {
+        ServerRuntime.prepare(arguments: CommandLine.arguments)
+        do {
+            var command = try parseAsRoot()
+            if var async = command as? any AsyncParsableCommand { try await async.run() } else { try command.run() }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
