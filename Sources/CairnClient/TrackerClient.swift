@@ -13,6 +13,8 @@ public final class TrackerClient: Sendable {
     public let timeoutSeconds: Int
     /// Arguments added to every call (the mount's `durable=0`).
     public let commonArgs: [(String, String)]
+    /// Arguments added to every call while set (the mount's `watcher=`, see `LeasedLayouts`).
+    private let sessionArgs = Mutex<[(String, String)]>([])
 
     public init(trackers: [String], timeoutSeconds: Int = 30, commonArgs: [(String, String)] = []) {
         self.trackers = trackers.isEmpty ? ["127.0.0.1:7001"] : trackers
@@ -28,7 +30,8 @@ public final class TrackerClient: Sendable {
             let conn: TrackerConnection
             do { conn = try connection(fresh: attempt > 0) } catch { lastError = error; rotate(); continue }
             do {
-                let result = try conn.call(command, commonArgs.isEmpty ? args : args + commonArgs)
+                let session = sessionArgs.withLock { $0 }
+                let result = try conn.call(command, commonArgs.isEmpty && session.isEmpty ? args : args + commonArgs + session)
                 idle.withLock { if $0.count < 16 { $0.append(Pooled(conn: conn)) } }
                 return try result.get()
             } catch let e as ProtocolError {
@@ -39,6 +42,14 @@ public final class TrackerClient: Sendable {
             }
         }
         throw lastError ?? TransferError(url: trackers.joined(separator: ","), reason: "no tracker answered")
+    }
+
+    /// Sets (or, with nil, removes) an argument sent with every call from now on.
+    public func setSessionArgument(_ key: String, _ value: String?) {
+        sessionArgs.withLock { args in
+            args.removeAll { $0.0 == key }
+            if let value { args.append((key, value)) }
+        }
     }
 
     private func connection(fresh: Bool) throws -> TrackerConnection {

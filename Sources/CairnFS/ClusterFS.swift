@@ -55,6 +55,8 @@ public final class ClusterFS: @unchecked Sendable {
         } else if Self.sweepingCommands.contains(cmd) {
             context.recentAttributes.forgetAll()
         }
+        let dropLeased = leasedLayoutsChanged(by: cmd, args)
+        defer { dropLeased?() }
         let r = try Self.call(tracker, cmd, args)
         // Creates, unlinks and renames answer with their directories' new attributes, creates
         // and setattrs with the inode's: the kernel asks for them next, and gets them without a call.
@@ -64,6 +66,30 @@ public final class ClusterFS: @unchecked Sendable {
             if let w = WireAttributes(r, prefix: prefix) { context.recentAttributes.remember(w) }
         }
         return r
+    }
+
+    /// What a change this mount makes does to the layouts it holds (the tracker sends a mount
+    /// no `INVAL` for its own changes): drops the inode it names, or the one the name it
+    /// removes or replaces held — all of them when the listing cannot tell which that is.
+    /// Worked out before the change (the listing knows the old name), applied after it.
+    private func leasedLayoutsChanged(by cmd: String, _ args: [(String, String)]) -> (() -> Void)? {
+        guard let leases = context.leases, !Self.readOnlyCommands.contains(cmd) else { return nil }
+        func arg(_ key: String) -> String? { args.first { $0.0 == key }?.1 }
+        func held(_ dirKey: String, _ nameKey: String) -> (() -> Void)? {
+            guard let dir = arg(dirKey).flatMap({ Ino($0) }), let name = arg(nameKey) else { return { leases.forget(nil) } }
+            switch listings.enabled ? listings.answer(dir, name) : .unknown {
+            case .absent: return nil
+            case .present(let w, _): return { leases.forget(w.ino) }
+            case .unknown: return { leases.forget(nil) }
+            }
+        }
+        switch cmd {
+        case "fs_create", "fs_link", "meta_set", "meta_remove", "fs_sync": return nil  // no file's content changes
+        case "fs_setattr": return { leases.forget(arg("ino").flatMap { Ino($0) }) }
+        case "fs_unlink": return held("parent", "name")
+        case "fs_rename": return arg("mode") == "exchange" ? nil : held("newparent", "newname")  // a rename moves names, not content
+        default: return { leases.forget(nil) }
+        }
     }
 
     func attributes(_ r: Args, prefix: String = "") throws -> FSAttributes {
@@ -278,6 +304,8 @@ public final class ClusterFS: @unchecked Sendable {
     /// costs no tracker call. Its cached pages are dropped, as the layout is not known yet.
     public func open(_ ino: UInt64, writable: Bool) throws -> (handle: UInt64, keepCache: Bool) {
         let c = try cairn(ino)
+        // A layout held under the lease is current: the tracker would have said otherwise.
+        if !writable, let held = context.leases?.layout(c) { return open(held, writable: false, leased: true) }
         if let known = context.recentAttributes.fresh(c), known.kind == "f" {
             return (register(OpenFile(lazy: c, size: known.size, context: context, writable: writable)), false)
         }
@@ -286,18 +314,22 @@ public final class ClusterFS: @unchecked Sendable {
         if !writable, let local = context.chunks.local, let last = context.firstChunks.chunk(c) {
             local.warm(urls: last.urls, count: Int(min(last.length, options.readAheadBytes)))
         }
+        let since = context.leases?.beginFetch()
         let layout: FileLayout
         do { layout = try FileLayout.fetch(ino: c, tracker: tracker) } catch { throw FSError.from(error) }
         guard layout.attributes.kind == "f" else { throw FSError(EISDIR) }
+        if let since { context.leases?.keep(layout, since: since) }
         context.firstChunks.remember(layout)
         return open(layout, writable: writable)
     }
 
-    private func open(_ layout: FileLayout, writable: Bool, created: Bool = false, preallocated: ChunkTransfer.Allocation? = nil) -> (handle: UInt64, keepCache: Bool) {
+    private func open(_ layout: FileLayout, writable: Bool, created: Bool = false, preallocated: ChunkTransfer.Allocation? = nil,
+                      leased: Bool = false) -> (handle: UInt64, keepCache: Bool) {
         let ino = layout.attributes.ino
         let keep = context.contentUnchanged(ino: ino, layout.attributes)
         context.rememberContent(ino: ino, layout.attributes)
-        return (register(OpenFile(ino: ino, layout: layout, context: context, writable: writable, createdHere: created, preallocated: preallocated)), keep)
+        return (register(OpenFile(ino: ino, layout: layout, context: context, writable: writable, createdHere: created,
+                                  preallocated: preallocated, leased: leased)), keep)
     }
 
     private func register(_ f: OpenFile) -> UInt64 {
@@ -396,8 +428,16 @@ public final class ClusterFS: @unchecked Sendable {
             let entries = try names.map { DirectoryListing.Entry(name: $0, attributes: try lookup(parent: ino, name: $0)) }
             return (entries, false)
         }
-        let page = try fetchWirePage(directory: try cairn(ino), after: after)
-        return (page.entries.map { DirectoryListing.Entry(name: $0.0, attributes: map.attributes($0.1)) }, page.more)
+        let dir = try cairn(ino)
+        func entries(_ wire: [(String, WireAttributes)]) -> [DirectoryListing.Entry] {
+            wire.map { DirectoryListing.Entry(name: $0.0, attributes: map.attributes($0.1)) }
+        }
+        if after == nil, let held = listings.heldEntries(dir) { return (entries(held), false) }
+        let since = listings.beginFetch()
+        let page = try fetchWirePage(directory: dir, after: after)
+        // A whole directory in one page is kept for lookups (and, under the lease, later listings).
+        if after == nil, !page.more, listings.enabled { _ = listings.store(dir, entries: page.entries, since: since) }
+        return (entries(page.entries), page.more)
     }
 
     /// One page of a directory's entries, as the tracker answers (hidden names left out).

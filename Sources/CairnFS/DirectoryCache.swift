@@ -15,6 +15,10 @@ import Foundation
 ///
 /// Attributes in a listing are a snapshot: an inode changed here since (a commit, a setattr, a
 /// link) is marked, and its lookups take fresher attributes. Keyed by tracker inode.
+///
+/// Under the mount's lease (`LeasedLayouts`) a listing fetched while it was current is held
+/// past the entry timeout, answers "absent" too, and serves `readdir`: the tracker's `INVAL`
+/// (any change by another client) ends what was held.
 final class DirectoryCache: @unchecked Sendable {
     enum Answer: Equatable {
         /// Not listed: ask the tracker.
@@ -24,8 +28,10 @@ final class DirectoryCache: @unchecked Sendable {
         case present(WireAttributes, current: Bool)
     }
 
-    /// `since`: the generation its fetch began at.
-    private struct Listing { let fetched: Date; let since: Int; var entries: [String: WireAttributes] }
+    /// `since`: the generation its fetch began at; `heldAt`: the lease's generation then.
+    private struct Listing { let fetched: Date; let since: Int; let heldAt: UInt64?; var entries: [String: WireAttributes] }
+    /// When a fetch began: see `beginFetch`.
+    struct FetchStamp { let generation: Int; let held: UInt64? }
     private let lock = NSLock()
     private var listings: [Ino: Listing] = [:]
     /// Directories too large for one page: not listed again until their entry's time is up.
@@ -38,19 +44,40 @@ final class DirectoryCache: @unchecked Sendable {
     private var generation = 0
     let maxAge: TimeInterval
     static let maxDirectories = 1024
+    /// The lease's generation while it is current (`LeasedLayouts.heldGeneration`).
+    private let leaseGeneration: @Sendable () -> UInt64?
 
-    init(maxAge: TimeInterval) { self.maxAge = maxAge }
+    init(maxAge: TimeInterval, leaseGeneration: @escaping @Sendable () -> UInt64? = { nil }) {
+        self.maxAge = maxAge
+        self.leaseGeneration = leaseGeneration
+    }
 
     var enabled: Bool { maxAge > 0 }
 
+    private func isHeld(_ l: Listing, _ lease: UInt64?) -> Bool { l.heldAt != nil && l.heldAt == lease }
+
     func answer(_ dir: Ino, _ name: String) -> Answer {
-        lock.withLock {
+        let lease = leaseGeneration()
+        return lock.withLock {
             let now = Date()
-            guard let l = listings[dir], now.timeIntervalSince(l.fetched) < maxAge else { return .unknown }
+            guard let l = listings[dir] else { return .unknown }
+            let held = isHeld(l, lease)
+            guard held || now.timeIntervalSince(l.fetched) < maxAge else { return .unknown }
             guard let e = l.entries[name] else {
-                return ownChanges[dir].map { now.timeIntervalSince($0) < maxAge } == true ? .absent : .unknown
+                return held || ownChanges[dir].map { now.timeIntervalSince($0) < maxAge } == true ? .absent : .unknown
             }
             return .present(e, current: (changed[e.ino] ?? Int.min) <= l.since)
+        }
+    }
+
+    /// The whole directory, sorted by name, when its listing is held under the lease and none
+    /// of its entries changed here since (their attributes are then the tracker's).
+    func heldEntries(_ dir: Ino) -> [(String, WireAttributes)]? {
+        let lease = leaseGeneration()
+        return lock.withLock {
+            guard let l = listings[dir], isHeld(l, lease),
+                  !l.entries.values.contains(where: { (changed[$0.ino] ?? Int.min) > l.since }) else { return nil }
+            return l.entries.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         }
     }
 
@@ -60,12 +87,17 @@ final class DirectoryCache: @unchecked Sendable {
     }
 
     /// Call before fetching a listing; give the result to `store`.
-    func beginFetch() -> Int { lock.withLock { generation } }
+    func beginFetch() -> FetchStamp {
+        let lease = leaseGeneration()
+        return lock.withLock { FetchStamp(generation: generation, held: lease) }
+    }
 
     /// Keeps a listing fetched since `beginFetch` answered `since`, unless a change came between.
     /// `entries` nil: the directory needs more than one page, and is not listed for a while.
-    func store(_ dir: Ino, entries: [(String, WireAttributes)]?, since: Int) -> Bool {
-        lock.withLock {
+    func store(_ dir: Ino, entries: [(String, WireAttributes)]?, since stamp: FetchStamp) -> Bool {
+        let lease = leaseGeneration()
+        return lock.withLock {
+            let since = stamp.generation
             guard let entries else {
                 if large.count >= Self.maxDirectories { large.removeAll() }
                 large[dir] = Date()
@@ -74,10 +106,12 @@ final class DirectoryCache: @unchecked Sendable {
             guard since == generation else { return false }
             if listings.count >= Self.maxDirectories {
                 let now = Date()
-                listings = listings.filter { now.timeIntervalSince($0.value.fetched) < maxAge }
+                listings = listings.filter { isHeld($0.value, lease) || now.timeIntervalSince($0.value.fetched) < maxAge }
                 if listings.count >= Self.maxDirectories / 2 { dropAll() }
             }
-            listings[dir] = Listing(fetched: Date(), since: since, entries: Dictionary(entries, uniquingKeysWith: { a, _ in a }))
+            // Held only if no invalidation came while it was fetched.
+            listings[dir] = Listing(fetched: Date(), since: since, heldAt: stamp.held == lease ? lease : nil,
+                                    entries: Dictionary(entries, uniquingKeysWith: { a, _ in a }))
             return true
         }
     }
@@ -93,8 +127,9 @@ final class DirectoryCache: @unchecked Sendable {
     /// A directory this mount just created: empty, so its names need no fetch (a copy of a
     /// tree then lists none of the directories it makes).
     func createdEmpty(_ dir: Ino) {
+        let lease = leaseGeneration()
         lock.withLock {
-            listings[dir] = Listing(fetched: Date(), since: generation, entries: [:])
+            listings[dir] = Listing(fetched: Date(), since: generation, heldAt: lease, entries: [:])
             ownChanges[dir] = Date()
         }
     }

@@ -26,6 +26,8 @@ final class FSContext: @unchecked Sendable {
     /// Where each file's first chunk was when last seen here, to warm its local replica while
     /// an open asks the tracker for the current layout (see `LocalReplicas.warm`).
     let firstChunks = FirstChunks()
+    /// Layouts opens may use without asking the tracker (see `LeasedLayouts`).
+    let leases: LeasedLayouts?
 
     init(tracker: TrackerClient, options: MountOptions) {
         self.tracker = tracker
@@ -34,9 +36,13 @@ final class FSContext: @unchecked Sendable {
         self.options = options
         self.uploadGate = DispatchSemaphore(value: max(1, options.writeBuffers))
         self.recentAttributes = RecentAttributes(maxAge: options.attrTimeout)
-        self.listings = DirectoryCache(maxAge: options.entryTimeout)
+        let leases = options.leases && tracker.trackers.count == 1 ? LeasedLayouts(tracker: tracker) : nil
+        self.leases = leases
+        self.listings = DirectoryCache(maxAge: options.entryTimeout, leaseGeneration: { leases?.heldGeneration() })
         self.xattrs = XattrCache(maxAge: options.xattrTimeout ?? options.attrTimeout)
     }
+
+    deinit { leases?.stop() }
 
 
     func rememberContent(ino: Ino, _ a: WireAttributes) { lock.withLock { contentSeen[ino] = (a.mtime, a.size) } }

@@ -38,8 +38,12 @@ final class OpenFile: @unchecked Sendable {
 
     /// Opened by its create on this mount.
     let createdHere: Bool
+    /// Opened with a layout held under the lease (`LeasedLayouts`), not one fetched now.
+    private var leased: Bool
 
-    init(ino: Ino, layout: FileLayout, context: FSContext, writable: Bool, createdHere: Bool = false, preallocated: ChunkTransfer.Allocation? = nil) {
+    init(ino: Ino, layout: FileLayout, context: FSContext, writable: Bool, createdHere: Bool = false,
+         preallocated: ChunkTransfer.Allocation? = nil, leased: Bool = false) {
+        self.leased = leased
         self.preallocated = preallocated
         self.createdHere = createdHere
         self.ino = ino
@@ -52,6 +56,7 @@ final class OpenFile: @unchecked Sendable {
     /// An open whose layout is fetched at its first read or write (close-to-open holds: that
     /// is later than the open). `size` is what this mount last saw.
     init(lazy ino: Ino, size: Int64, context: FSContext, writable: Bool) {
+        self.leased = false
         self.preallocated = nil
         self.createdHere = false
         self.ino = ino
@@ -217,10 +222,17 @@ final class OpenFile: @unchecked Sendable {
                 specs.append("\(c.fid) \(min(c.length, maxLen)) - \(c.devices.map(String.init).joined(separator: ".")) \(index)")
             }
         }
-        let reply = try context.tracker.call("commit_file", [("domain", layout.domain), ("ino", String(ino)),
-                                                             ("size", String(size)), ("chunks", specs.joined(separator: ",")),
-                                                             ("mtime", String(Clock.nowNanos()))])
-        let now = try FileLayout(reply)
+        let since = context.leases?.beginFetch()
+        let now: FileLayout
+        do {
+            now = try FileLayout(context.tracker.call("commit_file", [("domain", layout.domain), ("ino", String(ino)),
+                                                                     ("size", String(size)), ("chunks", specs.joined(separator: ",")),
+                                                                     ("mtime", String(Clock.nowNanos()))]))
+        } catch {
+            context.leases?.forget(ino)  // it may have been committed all the same
+            throw error
+        }
+        if let since { context.leases?.keep(now, since: since) }
         committed = now
         context.listings.attributesChanged(ino)
         uploaded.removeAll()
@@ -233,6 +245,19 @@ final class OpenFile: @unchecked Sendable {
     // MARK: reads
 
     func read(offset: Int64, count: Int) throws -> [UInt8] {
+        do {
+            return try readNow(offset: offset, count: count)
+        } catch where lock.withLock({ leased && !changed }) {
+            // A held layout's copies may have moved since (drain, rebalance, a dead device):
+            // the content is the same, ask where it is now and read again.
+            lock.withLock { leased = false }
+            context.leases?.forget(ino)
+            try reload()
+            return try readNow(offset: offset, count: count)
+        }
+    }
+
+    private func readNow(offset: Int64, count: Int) throws -> [UInt8] {
         lock.lock()
         defer { lock.unlock() }
         let chunkSize = try layout().chunkSize  // before the size check: a lazy open learns the size here

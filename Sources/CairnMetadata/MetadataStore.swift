@@ -2,6 +2,7 @@ import CairnCore
 import CairnPolicy
 import Foundation
 import GRDB
+import Synchronization
 
 /// The tracker's metadata: namespace, cluster layout, blobs and work queues, in SQLite (WAL).
 /// Every public method is one transaction, so a tracker killed at any moment loses nothing
@@ -45,7 +46,12 @@ public final class MetadataStore: Sendable {
     /// Set by the tracker for requests whose writes may be durable later (see `writeDeferred`).
     @TaskLocal public static var deferDurability = false
 
+    /// Set by the tracker around a request: every write marks it, so the tracker knows the
+    /// request may have changed files that watching mounts hold.
+    @TaskLocal public static var writeLog: WriteLog?
+
     func write<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
+        Self.writeLog?.mark()
         if Self.deferDurability { return try await writeDeferred(body) }
         return try await mapErrors { try await self.pool.write(body) }
     }
@@ -56,7 +62,8 @@ public final class MetadataStore: Sendable {
     /// Runs on the caller's thread (no fsync to wait for, so it is as short as a read): no
     /// hop to the writer's queue and back on every change the mount makes.
     func writeDeferred<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
-        try await mapErrors {
+        Self.writeLog?.mark()
+        return try await mapErrors {
             try self.pool.writeWithoutTransaction { db in
                 try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute()
                 defer { try? db.cachedStatement(sql: "PRAGMA synchronous = FULL").execute() }
@@ -111,4 +118,12 @@ public final class MetadataStore: Sendable {
                            arguments: [key, value])
         }
     }
+}
+
+/// Whether a request wrote to the database (see `MetadataStore.writeLog`).
+public final class WriteLog: Sendable {
+    private let marked = Atomic<Bool>(false)
+    public init() {}
+    func mark() { marked.store(true, ordering: .relaxed) }
+    public var wrote: Bool { marked.load(ordering: .relaxed) }
 }

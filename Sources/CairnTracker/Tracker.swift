@@ -80,8 +80,10 @@ public final class Tracker: Sendable {
         FileCommands(ctx: context).register(into: &handlers)
         NamespaceCommands(ctx: context).register(into: &handlers)
         HealthCommands(ctx: context, workers: workers).register(into: &handlers)
+        let watchers = Watchers()
+        watchers.register(into: &handlers)
         let dispatcher = Dispatcher(handlers: handlers, admin: AdminLines(store: context.store, counters: counters, workers: workers),
-                                    stats: counters)
+                                    stats: counters, watchers: watchers)
         let server = ProtocolServer(host: context.config.host, port: context.config.port, dispatcher: dispatcher, logger: context.logger)
         let ctx = context
         let workers = self.workers

@@ -71,6 +71,14 @@ public final class TrackerConnection {
         }
     }
 
+    /// Whether a line can be read now, waiting up to `timeoutMillis` for bytes (a connection
+    /// the tracker also writes to unasked: a watch).
+    public func lineReady(timeoutMillis: Int32) -> Bool {
+        if buffer.contains(10) { return true }
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, timeoutMillis) > 0
+    }
+
     /// Reads one line (without `\r\n`).
     public func readLine() throws -> [UInt8] {
         while true {

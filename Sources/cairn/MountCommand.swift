@@ -13,7 +13,8 @@ struct MountCommand: ParsableCommand {
         Without --domain every domain is a top-level directory. Cairn's -o options: attr_timeout=S, entry_timeout=S,
         class=NAME (class of new files), write_buffers=N (chunk uploads in flight; memory = N × chunk size),
         readahead=BYTES (ranged-read size), local_reads=0 (read replicas on this machine's storage nodes over
-        HTTP too; by default they are read straight from the node's device folder). Other -o options (allow_other, ro, ...) go to FUSE.
+        HTTP too; by default they are read straight from the node's device folder), leases=0 (every open asks the
+        tracker for the file's layout; by default a layout seen here is reused until the tracker says it changed). Other -o options (allow_other, ro, ...) go to FUSE.
         Unmount with `fusermount3 -u MOUNTPOINT` (or SIGTERM); open files are committed first.
         """)
 
@@ -69,6 +70,9 @@ struct MountCommand: ParsableCommand {
             case "local_reads":
                 guard value == "0" || value == "1" else { throw ValidationError("-o \(opt): give local_reads=0 or local_reads=1") }
                 m.localReads = value == "1"
+            case "leases":
+                guard value == "0" || value == "1" else { throw ValidationError("-o \(opt): give leases=0 or leases=1") }
+                m.leases = value == "1"
             case "write_buffers": m.writeBuffers = Int(try number(opt, value))
             case "readahead":
                 guard let b = parseSize(value), b >= 64 << 10 else { throw ValidationError("-o \(opt): give a size of at least 64k") }

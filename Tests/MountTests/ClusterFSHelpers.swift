@@ -1,3 +1,4 @@
+import CairnClient
 import CairnFS
 import CairnTestSupport
 import Foundation
@@ -11,7 +12,8 @@ func clusterFS(_ c: TestCluster, timeout: Double, localReads: Bool = false) thro
     o.entryTimeout = timeout
     o.attrTimeout = timeout
     o.localReads = localReads
-    return try ClusterFS(tracker: c.client, options: o)
+    // A client of its own, as each mount has: its lease's `watcher=` goes with its calls only.
+    return try ClusterFS(tracker: TrackerClient(trackers: c.client.trackers), options: o)
 }
 
 /// How many times the tracker has answered each of `commands`, in all.

@@ -3,6 +3,7 @@ import CairnMetadata
 import CairnProtocol
 import CairnTransfer
 import Foundation
+import NIOCore
 
 /// A command handler: decoded arguments in, reply pairs out; errors become `ERR` lines.
 typealias CommandHandler = @Sendable (Args) async throws -> [(String, String)]
@@ -12,9 +13,20 @@ struct Dispatcher: Sendable {
     let handlers: [String: CommandHandler]
     let admin: AdminLines
     let stats: TrackerCounters
+    let watchers: Watchers
+
+    /// Commands whose writes never touch files, names or attributes (nodes' heartbeats, the
+    /// cluster's layout, background work's bookkeeping): watching mounts keep their layouts.
+    static let leaveLayouts: Set<String> = [
+        "register_node", "create_host", "update_host", "delete_host", "create_device", "set_state", "set_weight",
+        "set_server_setting", "replicate_now", "set_workers", "fs_sync", "fs_watch_ping", "fs_watch_ack",
+        "fsck_start", "fsck_stop", "fsck_reset", "fsck_clearlog",
+        "rebalance_set_policy", "rebalance_test", "rebalance_start", "rebalance_stop", "rebalance_reset",
+    ]
 
     /// The reply bytes for one line, or nil for an empty line (ignored, as MogileFS does).
-    func answer(line: [UInt8]) async -> [UInt8]? {
+    /// `connection`: the channel the line came on, which `fs_watch` turns into a watch.
+    func answer(line: [UInt8], connection: WatchLink? = nil) async -> [UInt8]? {
         switch Request.parse(line: line) {
         case .empty:
             return nil
@@ -24,20 +36,33 @@ struct Dispatcher: Sendable {
             return Reply.err(ProtocolError("unknown_command", "not a command: \(text)")).encode()
         case .command(let name, let args):
             let callid = args.nonEmpty("callid")
+            if name == "fs_watch", let connection {
+                stats.countQuery(name)
+                let id = watchers.register(connection.channel)
+                connection.watcher = id
+                return Reply.ok([("watcher", String(id)), ("lease_ms", String(Watchers.leaseMillis))]).encode(callid: callid)
+            }
             stats.countQuery(handlers[name] == nil ? nil : name)
             guard let handler = handlers[name] else {
                 return Reply.err(ProtocolError("unknown_command", "unknown command \"\(name)\"")).encode(callid: callid)
             }
+            // A watching mount's request: what it is told, it may keep; what it changes, it
+            // knows, so its own changes are not sent back to it.
+            let origin = args.nonEmpty("watcher").flatMap { UInt64($0) }
+            if let origin { watchers.hold(origin) }
+            let writes = Self.leaveLayouts.contains(name) ? nil : WriteLog()
+            let reply: Reply
             do {
-                // `durable=0` (the mount): changes become visible now and durable at the next
-                // sync (fsync, syncfs, unmount), as a local file system's do.
-                if args["durable"] == "0" {
-                    return Reply.ok(try await MetadataStore.$deferDurability.withValue(true) { try await handler(args) }).encode(callid: callid)
-                }
-                return Reply.ok(try await handler(args)).encode(callid: callid)
+                reply = .ok(try await MetadataStore.$writeLog.withValue(writes) {
+                    // `durable=0` (the mount): changes become visible now and durable at the next
+                    // sync (fsync, syncfs, unmount), as a local file system's do.
+                    try await MetadataStore.$deferDurability.withValue(args["durable"] == "0") { try await handler(args) }
+                })
             } catch {
-                return Reply.err(Self.protocolError(error)).encode(callid: callid)
+                reply = .err(Self.protocolError(error))
             }
+            if let writes, writes.wrote { await watchers.invalidate(except: origin) }
+            return reply.encode(callid: callid)
         }
     }
 
@@ -50,6 +75,14 @@ struct Dispatcher: Sendable {
         default: ProtocolError("failure", "\(error)")
         }
     }
+}
+
+/// The connection a line came on, as far as watches need it.
+final class WatchLink: @unchecked Sendable {
+    let channel: any Channel
+    /// Set once `fs_watch` made this connection a watch.
+    var watcher: UInt64?
+    init(channel: any Channel) { self.channel = channel }
 }
 
 /// Counters for `!stats`: all queries, and per command (which calls a workload makes).

@@ -41,6 +41,8 @@ struct ProtocolServer {
     }
 
     func serve(_ connection: NIOAsyncChannel<InboundLine, ByteBuffer>) async {
+        let link = WatchLink(channel: connection.channel)
+        defer { if let id = link.watcher { dispatcher.watchers.remove(id) } }
         do {
             try await connection.executeThenClose { inbound, outbound in
                 for try await item in inbound {
@@ -49,7 +51,7 @@ struct ProtocolServer {
                     case .tooLong:
                         reply = Reply.err(ProtocolError("line_too_long", "request line longer than \(Request.maxLineBytes) bytes; ignored")).encode()
                     case .line(let buffer):
-                        guard let r = await dispatcher.answer(line: Array(buffer.readableBytesView)) else { continue }
+                        guard let r = await dispatcher.answer(line: Array(buffer.readableBytesView), connection: link) else { continue }
                         reply = r
                     }
                     try await outbound.write(ByteBuffer(bytes: reply))

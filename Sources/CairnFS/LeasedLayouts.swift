@@ -1,0 +1,131 @@
+import CairnClient
+import CairnCore
+import CairnProtocol
+import CairnTransfer
+import Foundation
+
+/// File layouts this mount opens files with without asking the tracker, under a lease: a watch
+/// connection (`fs_watch`) over which the tracker tells this mount to drop them (`INVAL`)
+/// before any change made by someone else is acknowledged (the tracker's `Watchers`). So
+/// close-to-open holds while a cold open of a file seen before costs no round trip.
+///
+/// - Kept: layouts fetched by opens and those this mount's commits produced, while the lease is
+///   current (the tracker answered a ping sent less than the lease ago).
+/// - Dropped: all of them at every `INVAL`, when the watch is lost, and the inodes this mount
+///   changes itself (the tracker does not send a mount its own changes).
+/// - An answer is kept only if nothing was dropped while it was on its way (`epoch`): a layout
+///   read before a change must not outlive the change's `INVAL`.
+final class LeasedLayouts: @unchecked Sendable {
+    static let capacity = 65_536
+    private let lock = NSLock()
+    private var layouts: [Ino: FileLayout] = [:]
+    private var epoch: UInt64 = 0
+    /// Bumped only by the tracker's `INVAL`s and a lost watch, not by this mount's own changes
+    /// (which `DirectoryCache` applies to its listings itself).
+    private var invalidations: UInt64 = 0
+    private var trustedUntil = ContinuousClock.now
+    private var stopped = false
+    private let tracker: TrackerClient
+
+    init(tracker: TrackerClient) {
+        self.tracker = tracker
+        let thread = Thread { [self] in watchUntilStopped() }
+        thread.name = "cairn-lease"
+        thread.start()
+    }
+
+    func stop() { lock.withLock { stopped = true } }
+
+    /// The layout to open `ino` with, if this mount holds one and its lease is current.
+    func layout(_ ino: Ino) -> FileLayout? {
+        lock.withLock { ContinuousClock.now < trustedUntil ? layouts[ino] : nil }
+    }
+
+    /// Call before asking the tracker for a layout to keep; pass the result to `keep`.
+    func beginFetch() -> UInt64 { lock.withLock { epoch } }
+
+    /// Keeps `layout` unless something was dropped since `beginFetch` (then any older copy goes too).
+    func keep(_ layout: FileLayout, since: UInt64) {
+        lock.withLock {
+            guard epoch == since, ContinuousClock.now < trustedUntil else { layouts.removeValue(forKey: layout.attributes.ino); return }
+            if layouts.count >= Self.capacity { layouts.removeAll() }
+            layouts[layout.attributes.ino] = layout
+        }
+    }
+
+    /// After this mount changed `ino` (or, with nil, something it cannot name).
+    func forget(_ ino: Ino?) {
+        lock.withLock {
+            epoch += 1
+            if let ino { layouts.removeValue(forKey: ino) } else { layouts.removeAll() }
+        }
+    }
+
+    /// While the lease is current, the count of invalidations so far: what a listing fetched
+    /// now is held under (`DirectoryCache`); nil when nothing may be held.
+    func heldGeneration() -> UInt64? {
+        lock.withLock { ContinuousClock.now < trustedUntil ? invalidations : nil }
+    }
+
+    private func dropAll(trusting: Bool) {
+        lock.withLock {
+            epoch += 1
+            invalidations += 1
+            layouts.removeAll()
+            if !trusting { trustedUntil = .now }
+        }
+    }
+
+    // MARK: the watch
+
+    private func watchUntilStopped() {
+        while !lock.withLock({ stopped }) {
+            do { try watch() } catch {}
+            tracker.setSessionArgument("watcher", nil)
+            dropAll(trusting: false)
+            if !lock.withLock({ stopped }) { Thread.sleep(forTimeInterval: 1) }
+        }
+    }
+
+    /// One watch connection, until it fails or the mount stops.
+    private func watch() throws {
+        guard let address = tracker.trackers.first else { return }
+        let conn = try TrackerConnection(address: address, timeoutSeconds: 5)
+        let asked = ContinuousClock.now
+        guard case .success(let r) = try conn.call("fs_watch", []), let id = r.int("watcher"), let ms = r.int("lease_ms") else {
+            // A tracker without watches: opens ask it, as they did.
+            Thread.sleep(forTimeInterval: 30)
+            return
+        }
+        let lease = Duration.milliseconds(ms)
+        dropAll(trusting: false)
+        lock.withLock { trustedUntil = asked + lease }
+        tracker.setSessionArgument("watcher", String(id))
+        // Replies come in request order: for each request in flight, when its ping was sent
+        // (nil for an ack).
+        var inFlight: [ContinuousClock.Instant?] = []
+        var lastPing = asked
+        let pingEvery = lease / 4
+        while !lock.withLock({ stopped }) {
+            let now = ContinuousClock.now
+            if now - lastPing >= pingEvery, !inFlight.contains(where: { $0 != nil }) {
+                lastPing = now
+                try conn.send(Request.encode(command: "fs_watch_ping", args: [("watcher", String(id))]))
+                inFlight.append(now)
+            }
+            guard conn.lineReady(timeoutMillis: Int32(ms / 8)) else { continue }
+            let line = try conn.readLine()
+            if line.starts(with: Array("INVAL ".utf8)) {
+                dropAll(trusting: true)
+                let seq = String(decoding: line.dropFirst(6), as: UTF8.self).replacingOccurrences(of: "seq=", with: "")
+                try conn.send(Request.encode(command: "fs_watch_ack", args: [("watcher", String(id)), ("seq", seq)]))
+                inFlight.append(nil)
+                continue
+            }
+            guard !inFlight.isEmpty else { return }  // a reply nothing asked for: start over
+            let sent = inFlight.removeFirst()
+            guard case .success = Reply.parse(line: line) else { return }  // cut off: start over
+            if let sent { lock.withLock { trustedUntil = sent + lease } }
+        }
+    }
+}

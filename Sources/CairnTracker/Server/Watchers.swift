@@ -1,0 +1,147 @@
+import CairnProtocol
+import Foundation
+import NIOCore
+
+/// Mounts that keep file layouts between opens (a lease, as NFSv4's delegations): a mount that
+/// sent `fs_watch` on a connection of its own may open a file it has seen without asking here,
+/// because a change made by anyone else is not acknowledged until every such mount that may
+/// hold a layout has dropped what it holds. That keeps close-to-open: once a writer's close
+/// returns, no watching mount opens the old content.
+///
+/// - Invalidation is coarse: a change drops a watcher's whole cache (one `INVAL` line, one
+///   ack), and only watchers that asked for something since their last `INVAL` get one.
+/// - A watcher that does not ack within `ackTimeout` is cut off (its connection closed), and
+///   the change waits until the lease of its last ping has run out: a mount trusts its cache
+///   only `leaseMillis` after sending a ping this tracker answered.
+/// - One tracker per database: a change made through another tracker would not reach the
+///   watchers here.
+final class Watchers: @unchecked Sendable {
+    static let leaseMillis: Int64 = 2000
+    static let ackTimeout = Duration.seconds(1)
+
+    private struct Watcher {
+        let channel: any Channel
+        /// Asked for something since its last invalidation: it may hold layouts.
+        var holds = false
+        /// When its last ping arrived; its lease runs out `leaseMillis` after that at the latest.
+        var lastPing: ContinuousClock.Instant
+        var acks: [UInt64: CheckedContinuation<Bool, Never>] = [:]
+    }
+
+    private let lock = NSLock()
+    private var watchers: [UInt64: Watcher] = [:]
+    private var nextID: UInt64 = 1
+    private var nextSeq: UInt64 = 1
+    /// Until when a watcher whose connection ended while it held layouts may still trust
+    /// them (it may not have noticed yet): changes wait for that.
+    private var orphanedUntil: ContinuousClock.Instant?
+
+    var isEmpty: Bool { lock.withLock { watchers.isEmpty } }
+
+    func register(_ channel: any Channel) -> UInt64 {
+        lock.withLock {
+            let id = nextID
+            nextID += 1
+            watchers[id] = Watcher(channel: channel, lastPing: .now)
+            return id
+        }
+    }
+
+    /// The watch connection ended: nothing is owed to it any more.
+    func remove(_ id: UInt64) {
+        let pending = lock.withLock { () -> [CheckedContinuation<Bool, Never>] in
+            guard let w = watchers.removeValue(forKey: id) else { return [] }
+            if w.holds || !w.acks.isEmpty { orphan(leaseOf: w) }
+            return Array(w.acks.values)
+        }
+        for c in pending { c.resume(returning: false) }
+    }
+
+    /// Call with the lock held.
+    private func orphan(leaseOf w: Watcher) {
+        let end = w.lastPing + .milliseconds(Self.leaseMillis)
+        orphanedUntil = max(orphanedUntil ?? end, end)
+    }
+
+    /// False for a watcher this tracker does not know (cut off, or from before a restart).
+    func ping(_ id: UInt64) -> Bool {
+        lock.withLock {
+            guard watchers[id] != nil else { return false }
+            watchers[id]!.lastPing = .now
+            return true
+        }
+    }
+
+    /// Before answering a request from watcher `id`: it may cache what it is told.
+    func hold(_ id: UInt64) {
+        lock.withLock { if watchers[id] != nil { watchers[id]!.holds = true } }
+    }
+
+    func acked(_ id: UInt64, seq: UInt64) {
+        let c = lock.withLock { watchers[id]?.acks.removeValue(forKey: seq) }
+        c?.resume(returning: true)
+    }
+
+    /// After a change to the namespace by `origin` (nil: a client that does not watch):
+    /// returns once every other watcher that may hold layouts has dropped them, or has been
+    /// cut off and its lease has run out.
+    func invalidate(except origin: UInt64?) async {
+        let (targets, orphaned): ([(id: UInt64, seq: UInt64, channel: any Channel)], ContinuousClock.Instant?) = lock.withLock {
+            if let o = orphanedUntil, o <= .now { orphanedUntil = nil }
+            var out: [(UInt64, UInt64, any Channel)] = []
+            for (id, w) in watchers where w.holds && id != origin {
+                watchers[id]!.holds = false
+                out.append((id, nextSeq, w.channel))
+                nextSeq += 1
+            }
+            return (out, orphanedUntil)
+        }
+        if let orphaned { try? await Task.sleep(until: orphaned, clock: .continuous) }
+        guard !targets.isEmpty else { return }
+        await withTaskGroup(of: Void.self) { group in
+            for t in targets {
+                group.addTask { await self.invalidate(t.id, seq: t.seq, channel: t.channel) }
+            }
+        }
+    }
+
+    private func invalidate(_ id: UInt64, seq: UInt64, channel: any Channel) async {
+        let acked = await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
+            let known = lock.withLock { () -> Bool in
+                guard watchers[id] != nil else { return false }
+                watchers[id]!.acks[seq] = c
+                return true
+            }
+            guard known else { c.resume(returning: false); return }
+            channel.writeAndFlush(ByteBuffer(string: "INVAL seq=\(seq)\r\n"), promise: nil)
+            Task {
+                try? await Task.sleep(for: Self.ackTimeout)
+                let late = self.lock.withLock { self.watchers[id]?.acks.removeValue(forKey: seq) }
+                late?.resume(returning: false)
+            }
+        }
+        guard !acked else { return }
+        // Cut off (or gone): it may still trust its cache until its lease runs out.
+        let until = lock.withLock { () -> ContinuousClock.Instant? in
+            if let w = watchers.removeValue(forKey: id) { orphan(leaseOf: w) }
+            return orphanedUntil
+        }
+        channel.close(promise: nil)
+        if let until { try? await Task.sleep(until: until, clock: .continuous) }
+    }
+}
+
+extension Watchers {
+    /// The watch connection's own requests (`fs_watch` itself needs the connection: `Dispatcher`).
+    func register(into h: inout [String: CommandHandler]) {
+        h["fs_watch_ping"] = { [self] a in
+            let id = UInt64(try a.requireInt("watcher"))
+            guard ping(id) else { throw ProtocolError("unknown_watcher", "watcher \(id) is not known here (cut off, or the tracker restarted); send fs_watch again") }
+            return []
+        }
+        h["fs_watch_ack"] = { [self] a in
+            acked(UInt64(try a.requireInt("watcher")), seq: UInt64(try a.requireInt("seq")))
+            return []
+        }
+    }
+}
