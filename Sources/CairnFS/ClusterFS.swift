@@ -84,7 +84,8 @@ public final class ClusterFS: @unchecked Sendable {
             }
         }
         switch cmd {
-        case "fs_create", "fs_link", "meta_set", "meta_remove", "fs_sync": return nil  // no file's content changes
+        case "fs_create", "fs_link", "fs_sync": return nil  // no held file changes
+        case "meta_set", "meta_remove": return { leases.forget(arg("ino").flatMap { Ino($0) }) }  // its ctime
         case "fs_setattr": return { leases.forget(arg("ino").flatMap { Ino($0) }) }
         case "fs_unlink": return held("parent", "name")
         case "fs_rename": return arg("mode") == "exchange" ? nil : held("newparent", "newname")  // a rename moves names, not content
@@ -121,7 +122,11 @@ public final class ClusterFS: @unchecked Sendable {
         switch try listedEntry(dir, name) {
         case .absent: throw FSError(ENOENT)
         case .present(let w, current: true): return map.attributes(w)
-        case .present(let w, current: false): if let fresh = context.recentAttributes.fresh(w.ino) { return map.attributes(fresh) }
+        case .present(let w, current: false):
+            if let fresh = context.recentAttributes.fresh(w.ino) { return map.attributes(fresh) }
+            // Changed here since the listing: a layout held under the lease has its attributes as
+            // this mount's last change left them (anyone else's change would have dropped it).
+            if let held = context.leases?.layout(w.ino) { return map.attributes(held.attributes) }
         case .unknown: break
         }
         return try attributes(call("fs_lookup", [("parent", String(dir)), ("name", name)]))

@@ -98,9 +98,11 @@ final class LeasedLayouts: @unchecked Sendable {
             return
         }
         let lease = Duration.milliseconds(ms)
+        // In this order: a fetch that begins after the drop carries `watcher=`, so the tracker
+        // knows this mount may hold its answer.
+        tracker.setSessionArgument("watcher", String(id))
         dropAll(trusting: false)
         lock.withLock { trustedUntil = asked + lease }
-        tracker.setSessionArgument("watcher", String(id))
         // Replies come in request order: for each request in flight, when its ping was sent
         // (nil for an ack).
         var inFlight: [ContinuousClock.Instant?] = []

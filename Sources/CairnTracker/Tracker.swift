@@ -26,10 +26,14 @@ public struct TrackerConfig: Sendable {
     public var deadAfter: Int64
     /// Every this many polls, each device gets a test write and read.
     public var probeEvery: Int
+    /// Grant mounts leases (`fs_watch`, see `Watchers`). Only for a tracker alone on its
+    /// database: changes made through another tracker would not reach this one's watchers.
+    public var leases: Bool
 
     public init(databasePath: String, host: String = "127.0.0.1", port: Int = 7001, secret: String? = nil,
                 defaultReplicas: Int = 2, pollInterval: Double = 2, tokenLifetime: Int64 = 3600,
-                backgroundBandwidth: Int64 = 0, deadAfter: Int64 = 0, probeEvery: Int = 5) {
+                backgroundBandwidth: Int64 = 0, deadAfter: Int64 = 0, probeEvery: Int = 5, leases: Bool = false) {
+        self.leases = leases
         self.databasePath = databasePath; self.host = host; self.port = port; self.secret = secret
         self.defaultReplicas = defaultReplicas; self.pollInterval = pollInterval; self.tokenLifetime = tokenLifetime
         self.backgroundBandwidth = backgroundBandwidth; self.deadAfter = deadAfter; self.probeEvery = probeEvery
@@ -80,7 +84,7 @@ public final class Tracker: Sendable {
         FileCommands(ctx: context).register(into: &handlers)
         NamespaceCommands(ctx: context).register(into: &handlers)
         HealthCommands(ctx: context, workers: workers).register(into: &handlers)
-        let watchers = Watchers()
+        let watchers = Watchers(granting: context.config.leases)
         watchers.register(into: &handlers)
         let dispatcher = Dispatcher(handlers: handlers, admin: AdminLines(store: context.store, counters: counters, workers: workers),
                                     stats: counters, watchers: watchers)

@@ -15,13 +15,15 @@ struct TrackerCommand: AsyncParsableCommand {
     var backgroundBandwidth = 0.0
     @Option(name: .customLong("dead-after"), help: "Mark a device dead after this many seconds unreachable and re-replicate its copies; 0 (default) never does. `cairn admin settings set maintenance on` suspends it.")
     var deadAfter: Int64 = 0
+    @Flag(help: "Let mounts keep file layouts and listings between opens, told by this tracker when another client changes them (close-to-open holds). Only when this is the only tracker on its database.")
+    var leases = false
 
     func run() async throws {
         let (host, port) = try splitAddress(listen, defaultPort: 7001)
         guard backgroundBandwidth >= 0, deadAfter >= 0 else { throw ValidationError("--background-bandwidth and --dead-after must not be negative") }
         let config = TrackerConfig(databasePath: db, host: host, port: port, secret: try loadSecret(file: secretFile),
                                    defaultReplicas: defaultReplicas, pollInterval: pollInterval,
-                                   backgroundBandwidth: Int64(backgroundBandwidth * 1_048_576), deadAfter: deadAfter)
+                                   backgroundBandwidth: Int64(backgroundBandwidth * 1_048_576), deadAfter: deadAfter, leases: leases)
         try await reportingErrors {
             let tracker = try Tracker(config: config)
             try await tracker.run()

@@ -35,7 +35,7 @@ struct Up: ParsableCommand {
             let group = ProcessGroup(logs: logs)
             group.installSignalHandlers()
             do {
-                try group.start(name: "tracker", ["tracker", "--db", root + "/tracker.db", "--listen", tracker, "--secret-file", secretFile])
+                try group.start(name: "tracker", ["tracker", "--db", root + "/tracker.db", "--listen", tracker, "--secret-file", secretFile, "--leases"])
                 for i in 1...nodes {
                     try group.start(name: "node\(i)", ["storage", "--listen", "127.0.0.1:\(storagePort + i - 1)", "--data", root + "/node\(i)",
                                                        "--tracker", tracker, "--name", "node\(i)", "--secret-file", secretFile])

@@ -74,7 +74,7 @@ public final class TestCluster: @unchecked Sendable {
     }
 
     public func startTracker() throws {
-        tracker = try spawn(["tracker", "--db", root + "/tracker.db", "--listen", trackerAddress, "--poll-interval", "0.5"] + trackerArgs, log: "tracker.log")
+        tracker = try spawn(["tracker", "--db", root + "/tracker.db", "--listen", trackerAddress, "--poll-interval", "0.5", "--leases"] + trackerArgs, log: "tracker.log")
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
             if (try? client.call("noop")) != nil { return }

@@ -24,6 +24,9 @@ struct Dispatcher: Sendable {
         "rebalance_set_policy", "rebalance_test", "rebalance_start", "rebalance_stop", "rebalance_reset",
     ]
 
+    /// A watch's own pings and acks: they ask for nothing the mount could keep.
+    static let watchUpkeep: Set<String> = ["fs_watch_ping", "fs_watch_ack"]
+
     /// The reply bytes for one line, or nil for an empty line (ignored, as MogileFS does).
     /// `connection`: the channel the line came on, which `fs_watch` turns into a watch.
     func answer(line: [UInt8], connection: WatchLink? = nil) async -> [UInt8]? {
@@ -38,6 +41,9 @@ struct Dispatcher: Sendable {
             let callid = args.nonEmpty("callid")
             if name == "fs_watch", let connection {
                 stats.countQuery(name)
+                guard watchers.granting else {
+                    return Reply.err(ProtocolError("leases_off", "this tracker grants no leases (start it with --leases when it is the only tracker on its database); every open asks it")).encode(callid: callid)
+                }
                 let id = watchers.register(connection.channel)
                 connection.watcher = id
                 return Reply.ok([("watcher", String(id)), ("lease_ms", String(Watchers.leaseMillis))]).encode(callid: callid)
@@ -49,7 +55,7 @@ struct Dispatcher: Sendable {
             // A watching mount's request: what it is told, it may keep; what it changes, it
             // knows, so its own changes are not sent back to it.
             let origin = args.nonEmpty("watcher").flatMap { UInt64($0) }
-            if let origin { watchers.hold(origin) }
+            if let origin, !Self.watchUpkeep.contains(name) { watchers.hold(origin) }
             let writes = Self.leaveLayouts.contains(name) ? nil : WriteLog()
             let reply: Reply
             do {

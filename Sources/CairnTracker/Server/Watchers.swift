@@ -9,12 +9,13 @@ import NIOCore
 /// returns, no watching mount opens the old content.
 ///
 /// - Invalidation is coarse: a change drops a watcher's whole cache (one `INVAL` line, one
-///   ack), and only watchers that asked for something since their last `INVAL` get one.
+///   ack), and only watchers that asked for something since their last `INVAL` (or have not
+///   acked it yet) get one.
 /// - A watcher that does not ack within `ackTimeout` is cut off (its connection closed), and
 ///   the change waits until the lease of its last ping has run out: a mount trusts its cache
 ///   only `leaseMillis` after sending a ping this tracker answered.
-/// - One tracker per database: a change made through another tracker would not reach the
-///   watchers here.
+/// - Granted only by a tracker started with `--leases`, which must be the only tracker on its
+///   database: a change made through another tracker would not reach the watchers here.
 final class Watchers: @unchecked Sendable {
     static let leaseMillis: Int64 = 2000
     static let ackTimeout = Duration.seconds(1)
@@ -28,6 +29,8 @@ final class Watchers: @unchecked Sendable {
         var acks: [UInt64: CheckedContinuation<Bool, Never>] = [:]
     }
 
+    /// `cairn tracker --leases`: off, `fs_watch` is refused and mounts ask at every open.
+    let granting: Bool
     private let lock = NSLock()
     private var watchers: [UInt64: Watcher] = [:]
     private var nextID: UInt64 = 1
@@ -36,7 +39,7 @@ final class Watchers: @unchecked Sendable {
     /// them (it may not have noticed yet): changes wait for that.
     private var orphanedUntil: ContinuousClock.Instant?
 
-    var isEmpty: Bool { lock.withLock { watchers.isEmpty } }
+    init(granting: Bool) { self.granting = granting }
 
     func register(_ channel: any Channel) -> UInt64 {
         lock.withLock {
@@ -89,7 +92,9 @@ final class Watchers: @unchecked Sendable {
         let (targets, orphaned): ([(id: UInt64, seq: UInt64, channel: any Channel)], ContinuousClock.Instant?) = lock.withLock {
             if let o = orphanedUntil, o <= .now { orphanedUntil = nil }
             var out: [(UInt64, UInt64, any Channel)] = []
-            for (id, w) in watchers where w.holds && id != origin {
+            // Also a watcher still to ack an earlier INVAL: until it does, it may still hold what
+            // that one dropped (acking this one, sent after, says it has dropped both).
+            for (id, w) in watchers where (w.holds || !w.acks.isEmpty) && id != origin {
                 watchers[id]!.holds = false
                 out.append((id, nextSeq, w.channel))
                 nextSeq += 1
