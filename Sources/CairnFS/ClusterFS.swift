@@ -84,11 +84,14 @@ public final class ClusterFS: @unchecked Sendable {
             }
         }
         switch cmd {
-        case "fs_create", "fs_link", "fs_sync": return nil  // no held file changes
-        case "meta_set", "meta_remove": return { leases.forget(arg("ino").flatMap { Ino($0) }) }  // its ctime
+        case "fs_create", "fs_sync": return nil  // no held file changes
+        case "meta_set", "meta_remove", "fs_link": return { leases.forget(arg("ino").flatMap { Ino($0) }) }  // its ctime (and link count)
         case "fs_setattr": return { leases.forget(arg("ino").flatMap { Ino($0) }) }
         case "fs_unlink": return held("parent", "name")
-        case "fs_rename": return arg("mode") == "exchange" ? nil : held("newparent", "newname")  // a rename moves names, not content
+        case "fs_rename":
+            // The inode replaced is gone; the one moved (each, for an exchange) has a new ctime.
+            let moved = held("parent", "name"), target = held("newparent", "newname")
+            return { moved?(); target?() }
         default: return { leases.forget(nil) }
         }
     }

@@ -101,6 +101,36 @@ import Testing
         #expect(try names() == ["b", "c"])
     }
 
+    /// What a mount answers from what it holds, for names and files it changed itself, is what
+    /// the tracker says, past every timeout: chmod, rename (ctime), link (link count), xattrs.
+    @Test func ownChangesAnsweredFromWhatIsHeldMatchTheTracker() throws {
+        let c = try TestCluster(nodes: 2)
+        defer { c.stop() }
+        let fs = try clusterFS(c, timeout: 0.3), other = try clusterFS(c, timeout: 0)
+        let (a, fh) = try fs.create(parent: 1, name: "f", mode: 0o100644, uid: 0, gid: 0)
+        _ = try Array("content".utf8).withUnsafeBytes { try fs.write(fh, offset: 0, bytes: $0) }
+        try fs.release(fh)
+        func same(_ name: String) throws {
+            Thread.sleep(forTimeInterval: 0.4)  // past the timeouts: only the lease keeps anything
+            let mine = try fs.lookup(parent: 1, name: name), truth = try other.getattr(mine.ino)
+            #expect(mine.mode == truth.mode && mine.nlink == truth.nlink, "\(name): mode, link count")
+            #expect(mine.size == truth.size && mine.mtime == truth.mtime && mine.ctime == truth.ctime, "\(name): size, times")
+        }
+        try same("f")
+        _ = try fs.setattr(a.ino, ClusterFS.AttributeChange(mode: 0o100600))
+        try same("f")
+        // Before each change, an open holds the layout again (the change before dropped it).
+        try fs.release(try fs.open(a.ino, writable: false).handle)
+        try fs.rename(parent: 1, name: "f", newParent: 1, newName: "g", flags: 0)
+        try same("g")
+        try fs.release(try fs.open(a.ino, writable: false).handle)
+        _ = try fs.link(a.ino, newParent: 1, newName: "h")
+        try same("g")
+        try fs.release(try fs.open(a.ino, writable: false).handle)
+        try fs.setxattr(a.ino, name: "user.k", value: Array("v".utf8), flags: 0)
+        try same("h")
+    }
+
     /// A watcher that never acknowledges is cut off; the change goes through once its lease has
     /// run out, and the watcher is then unknown to the tracker.
     @Test func aWatcherThatDoesNotAnswerIsCutOffAndHoldsNothingUp() throws {

@@ -14,6 +14,7 @@ import NIOCore
 /// - A watcher that does not ack within `ackTimeout` is cut off (its connection closed), and
 ///   the change waits until the lease of its last ping has run out: a mount trusts its cache
 ///   only `leaseMillis` after sending a ping this tracker answered.
+/// - Changes wait for one lease after the tracker starts (its previous run's watchers).
 /// - Granted only by a tracker started with `--leases`, which must be the only tracker on its
 ///   database: a change made through another tracker would not reach the watchers here.
 final class Watchers: @unchecked Sendable {
@@ -39,7 +40,12 @@ final class Watchers: @unchecked Sendable {
     /// them (it may not have noticed yet): changes wait for that.
     private var orphanedUntil: ContinuousClock.Instant?
 
-    init(granting: Bool) { self.granting = granting }
+    /// A grace period, as NFSv4's: a mount of this tracker's previous run may trust what it
+    /// holds for one lease after its last ping there, so changes wait out one lease from start.
+    init(granting: Bool) {
+        self.granting = granting
+        if granting { orphanedUntil = .now + .milliseconds(Self.leaseMillis) }
+    }
 
     func register(_ channel: any Channel) -> UInt64 {
         lock.withLock {
