@@ -214,9 +214,10 @@ public final class ClusterFS: @unchecked Sendable {
             _ = try call("create_domain", [("domain", name)])
             return try lookup(parent: parent, name: name)
         }
+        let stamp = listings.beginFetch()
         let a = try created(in: parent, name, call("fs_create", [("parent", String(try cairn(parent))), ("name", name), ("kind", "d"),
                                                                  ("mode", String(mode)), ("uid", String(uid)), ("gid", String(gid))]))
-        if let dir = map.cairn(a.ino) { listings.createdEmpty(dir) }
+        if let dir = map.cairn(a.ino) { listings.createdEmpty(dir, since: stamp) }
         return a
     }
 

@@ -125,11 +125,13 @@ final class DirectoryCache: @unchecked Sendable {
     }
 
     /// A directory this mount just created: empty, so its names need no fetch (a copy of a
-    /// tree then lists none of the directories it makes).
-    func createdEmpty(_ dir: Ino) {
+    /// tree then lists none of the directories it makes). `stamp`: `beginFetch` before the
+    /// mkdir, so it is held only if the mkdir went out under the lease now current (a mkdir
+    /// sent before the watch began is not known to the tracker as held).
+    func createdEmpty(_ dir: Ino, since stamp: FetchStamp) {
         let lease = leaseGeneration()
         lock.withLock {
-            listings[dir] = Listing(fetched: Date(), since: generation, heldAt: lease, entries: [:])
+            listings[dir] = Listing(fetched: Date(), since: generation, heldAt: stamp.held == lease ? lease : nil, entries: [:])
             ownChanges[dir] = Date()
         }
     }
