@@ -85,8 +85,7 @@ public final class ClusterFS: @unchecked Sendable {
         }
         switch cmd {
         case "fs_create", "fs_sync": return nil  // no held file changes
-        case "meta_set", "meta_remove", "fs_link": return { leases.forget(arg("ino").flatMap { Ino($0) }) }  // its ctime (and link count)
-        case "fs_setattr": return { leases.forget(arg("ino").flatMap { Ino($0) }) }
+        case "fs_setattr", "fs_link", "meta_set", "meta_remove": return { leases.forget(arg("ino").flatMap { Ino($0) }) }  // its attributes, link count, ctime
         case "fs_unlink": return held("parent", "name")
         case "fs_rename":
             // The inode replaced is gone; the one moved (each, for an exchange) has a new ctime.
@@ -141,10 +140,16 @@ public final class ClusterFS: @unchecked Sendable {
         guard listings.enabled else { return .unknown }
         let cached = listings.answer(dir, name)
         guard cached == .unknown, listings.shouldList(dir) else { return cached }
+        return try fetchFirstPage(dir).kept ? listings.answer(dir, name) : .unknown
+    }
+
+    /// A directory's first page, fetched now; a directory whole in it is kept as its listing
+    /// (for lookups, and under the lease for later listings too), a larger one is marked so.
+    private func fetchFirstPage(_ dir: Ino) throws -> (entries: [(String, WireAttributes)], more: Bool, kept: Bool) {
         let since = listings.beginFetch()
         let page = try fetchWirePage(directory: dir, after: nil)
-        guard listings.store(dir, entries: page.more ? nil : page.entries, since: since) else { return .unknown }
-        return listings.answer(dir, name)
+        let kept = listings.enabled && listings.store(dir, entries: page.more ? nil : page.entries, since: since)
+        return (page.entries, page.more, kept)
     }
 
     public func getattr(_ ino: UInt64) throws -> FSAttributes {
@@ -441,11 +446,12 @@ public final class ClusterFS: @unchecked Sendable {
         func entries(_ wire: [(String, WireAttributes)]) -> [DirectoryListing.Entry] {
             wire.map { DirectoryListing.Entry(name: $0.0, attributes: map.attributes($0.1)) }
         }
-        if after == nil, let held = listings.heldEntries(dir) { return (entries(held), false) }
-        let since = listings.beginFetch()
+        if after == nil {
+            if let held = listings.heldEntries(dir) { return (entries(held), false) }
+            let first = try fetchFirstPage(dir)
+            return (entries(first.entries), first.more)
+        }
         let page = try fetchWirePage(directory: dir, after: after)
-        // A whole directory in one page is kept for lookups (and, under the lease, later listings).
-        if after == nil, !page.more, listings.enabled { _ = listings.store(dir, entries: page.entries, since: since) }
         return (entries(page.entries), page.more)
     }
 

@@ -55,6 +55,8 @@ final class DirectoryCache: @unchecked Sendable {
     var enabled: Bool { maxAge > 0 }
 
     private func isHeld(_ l: Listing, _ lease: UInt64?) -> Bool { l.heldAt != nil && l.heldAt == lease }
+    /// What a listing begun at `stamp` is held under: the current lease, if no invalidation came since.
+    private func heldAt(_ stamp: FetchStamp, _ lease: UInt64?) -> UInt64? { stamp.held == lease ? lease : nil }
 
     func answer(_ dir: Ino, _ name: String) -> Answer {
         let lease = leaseGeneration()
@@ -109,8 +111,7 @@ final class DirectoryCache: @unchecked Sendable {
                 listings = listings.filter { isHeld($0.value, lease) || now.timeIntervalSince($0.value.fetched) < maxAge }
                 if listings.count >= Self.maxDirectories / 2 { dropAll() }
             }
-            // Held only if no invalidation came while it was fetched.
-            listings[dir] = Listing(fetched: Date(), since: since, heldAt: stamp.held == lease ? lease : nil,
+            listings[dir] = Listing(fetched: Date(), since: since, heldAt: heldAt(stamp, lease),
                                     entries: Dictionary(entries, uniquingKeysWith: { a, _ in a }))
             return true
         }
@@ -131,7 +132,7 @@ final class DirectoryCache: @unchecked Sendable {
     func createdEmpty(_ dir: Ino, since stamp: FetchStamp) {
         let lease = leaseGeneration()
         lock.withLock {
-            listings[dir] = Listing(fetched: Date(), since: generation, heldAt: stamp.held == lease ? lease : nil, entries: [:])
+            listings[dir] = Listing(fetched: Date(), since: generation, heldAt: heldAt(stamp, lease), entries: [:])
             ownChanges[dir] = Date()
         }
     }

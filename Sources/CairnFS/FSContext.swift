@@ -44,7 +44,6 @@ final class FSContext: @unchecked Sendable {
 
     deinit { leases?.stop() }
 
-
     func rememberContent(ino: Ino, _ a: WireAttributes) { lock.withLock { contentSeen[ino] = (a.mtime, a.size) } }
 
     /// True when the file is as it was when last seen, so cached pages are still right.

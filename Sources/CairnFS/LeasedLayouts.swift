@@ -25,6 +25,7 @@ final class LeasedLayouts: @unchecked Sendable {
     private var invalidations: UInt64 = 0
     private var trustedUntil = ContinuousClock.now
     private var stopped = false
+    private var refusalReported = false  // the watch thread's own
     private let tracker: TrackerClient
 
     init(tracker: TrackerClient) {
@@ -94,6 +95,10 @@ final class LeasedLayouts: @unchecked Sendable {
         let asked = ContinuousClock.now
         guard case .success(let r) = try conn.call("fs_watch", []), let id = r.int("watcher"), let ms = r.int("lease_ms") else {
             // A tracker without watches: opens ask it, as they did.
+            if !refusalReported {
+                refusalReported = true
+                report("tracker \(address) grants no leases (start it with --leases when it is alone on its database); every open asks it")
+            }
             Thread.sleep(forTimeInterval: 30)
             return
         }
@@ -108,7 +113,9 @@ final class LeasedLayouts: @unchecked Sendable {
         var inFlight: [ContinuousClock.Instant?] = []
         var lastPing = asked
         let pingEvery = lease / 4
-        while !lock.withLock({ stopped }) {
+        var why = "the mount stopped"
+        defer { report("lease watch \(id) on \(address) ended (\(why)); opens ask the tracker until a new one is up") }
+        do { while !lock.withLock({ stopped }) {
             let now = ContinuousClock.now
             if now - lastPing >= pingEvery, !inFlight.contains(where: { $0 != nil }) {
                 lastPing = now
@@ -124,10 +131,15 @@ final class LeasedLayouts: @unchecked Sendable {
                 inFlight.append(nil)
                 continue
             }
-            guard !inFlight.isEmpty else { return }  // a reply nothing asked for: start over
+            guard !inFlight.isEmpty else { why = "a reply nothing asked for"; return }
             let sent = inFlight.removeFirst()
-            guard case .success = Reply.parse(line: line) else { return }  // cut off: start over
+            guard case .success = Reply.parse(line: line) else { why = "the tracker cut it off: \(String(decoding: line, as: UTF8.self))"; return }
             if let sent { lock.withLock { trustedUntil = sent + lease } }
-        }
+        } } catch { why = "\(error)"; throw error }
+    }
+
+    /// Said once per event on the mount's standard error (its log).
+    private func report(_ message: String) {
+        FileHandle.standardError.write(Data("cairn mount: \(message)\n".utf8))
     }
 }

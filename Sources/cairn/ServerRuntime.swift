@@ -14,6 +14,8 @@ enum ServerRuntime {
     /// Must run on the main thread before the first task is enqueued (NIO's rule).
     static func prepare(arguments: [String]) {
         guard arguments.count > 1, servers.contains(arguments[1]) else { return }
+        // False (another hook is installed, or this Swift is outside NIO's supported range):
+        // tasks stay on Swift's own pool, as before; only slower.
         _ = NIOSingletons.unsafeTryInstallSingletonPosixEventLoopGroupAsConcurrencyGlobalExecutor()
     }
 }

@@ -1,5 +1,6 @@
 import CairnProtocol
 import Foundation
+import Logging
 import NIOCore
 
 /// Mounts that keep file layouts between opens (a lease, as NFSv4's delegations): a mount that
@@ -42,8 +43,11 @@ final class Watchers: @unchecked Sendable {
 
     /// A grace period, as NFSv4's: a mount of this tracker's previous run may trust what it
     /// holds for one lease after its last ping there, so changes wait out one lease from start.
-    init(granting: Bool) {
+    private let logger: Logger
+
+    init(granting: Bool, logger: Logger) {
         self.granting = granting
+        self.logger = logger
         if granting { orphanedUntil = .now + .milliseconds(Self.leaseMillis) }
     }
 
@@ -133,9 +137,13 @@ final class Watchers: @unchecked Sendable {
         }
         guard !acked else { return }
         // Cut off (or gone): it may still trust its cache until its lease runs out.
-        let until = lock.withLock { () -> ContinuousClock.Instant? in
-            if let w = watchers.removeValue(forKey: id) { orphan(leaseOf: w) }
-            return orphanedUntil
+        let (cutOff, until) = lock.withLock { () -> (Bool, ContinuousClock.Instant?) in
+            guard let w = watchers.removeValue(forKey: id) else { return (false, orphanedUntil) }
+            orphan(leaseOf: w)
+            return (true, orphanedUntil)
+        }
+        if cutOff {
+            logger.warning("mount watch \(id) (\(channel.remoteAddress.map { "\($0)" } ?? "?")) did not acknowledge an invalidation within \(Self.ackTimeout): cut off; changes wait until its lease ends (\(Self.leaseMillis) ms). Check that mount's machine and network.")
         }
         channel.close(promise: nil)
         if let until { try? await Task.sleep(until: until, clock: .continuous) }
