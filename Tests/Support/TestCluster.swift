@@ -105,9 +105,17 @@ public final class TestCluster: @unchecked Sendable {
         throw TestFailure("only some of \(n) devices became writeable (\(states)); tracker log: \(log("tracker.log"))\n\(nodeLogs)")
     }
 
+    /// Sends `signal` and waits for the process to end. A server that has not exited 15 s after a
+    /// SIGTERM is killed (and said so on stderr): a test run must never hang on a stuck shutdown.
     public func kill(_ p: Process?, signal: Int32 = SIGKILL) {
         guard let p, p.isRunning else { return }
         Foundation.kill(p.processIdentifier, signal)
+        let deadline = Date().addingTimeInterval(15)
+        while p.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        if p.isRunning {
+            FileHandle.standardError.write(Data("cairn process \(p.processIdentifier) (\(p.arguments?.first ?? "?")) ignored signal \(signal) for 15 s; sending SIGKILL\n".utf8))
+            Foundation.kill(p.processIdentifier, SIGKILL)
+        }
         p.waitUntilExit()
     }
 
