@@ -412,6 +412,7 @@ public final class ClusterFS: @unchecked Sendable {
         do { try sync() } catch {
             FileHandle.standardError.write(Data("cairn mount: at unmount, the tracker could not make the last changes durable: \(error)\n".utf8))
         }
+        context.leases?.stop()
     }
 
     // MARK: directories

@@ -35,7 +35,17 @@ final class LeasedLayouts: @unchecked Sendable {
         thread.start()
     }
 
-    func stop() { lock.withLock { stopped = true } }
+    private let finished = DispatchSemaphore(value: 0)
+
+    /// Ends the watch; on a clean unmount the tracker is told (`fs_unwatch`), so others' changes
+    /// need not wait for this mount's lease to run out. Returns within about a second.
+    func stop() {
+        let first = lock.withLock { () -> Bool in
+            defer { stopped = true }
+            return !stopped
+        }
+        if first { _ = finished.wait(timeout: .now() + 1.5) }
+    }
 
     /// The layout to open `ino` with, if this mount holds one and its lease is current.
     func layout(_ ino: Ino) -> FileLayout? {
@@ -80,6 +90,7 @@ final class LeasedLayouts: @unchecked Sendable {
     // MARK: the watch
 
     private func watchUntilStopped() {
+        defer { finished.signal() }
         while !lock.withLock({ stopped }) {
             do { try watch() } catch {}
             tracker.setSessionArgument("watcher", nil)
@@ -124,7 +135,7 @@ final class LeasedLayouts: @unchecked Sendable {
             }
             guard conn.lineReady(timeoutMillis: Int32(ms / 8)) else { continue }
             let line = try conn.readLine()
-            if line.starts(with: Array("INVAL ".utf8)) {
+            if Self.isInvalidation(line) {
                 dropAll(trusting: true)
                 let seq = String(decoding: line.dropFirst(6), as: UTF8.self).replacingOccurrences(of: "seq=", with: "")
                 try conn.send(Request.encode(command: "fs_watch_ack", args: [("watcher", String(id)), ("seq", seq)]))
@@ -135,8 +146,29 @@ final class LeasedLayouts: @unchecked Sendable {
             let sent = inFlight.removeFirst()
             guard case .success = Reply.parse(line: line) else { why = "the tracker cut it off: \(String(decoding: line, as: UTF8.self))"; return }
             if let sent { lock.withLock { trustedUntil = sent + lease } }
-        } } catch { why = "\(error)"; throw error }
+        }
+        dropAll(trusting: false)
+        why = try unwatch(UInt64(id), on: conn, repliesOwed: inFlight.count) ? "the mount stopped" : "the mount stopped; the tracker did not confirm, so others' changes wait out this lease once"
+        } catch { why = "\(error)"; throw error }
     }
+
+    /// Tells the tracker this mount holds nothing any more (everything was dropped first);
+    /// true once it confirmed. INVALs still arriving need no ack: ending the watch answers them.
+    private func unwatch(_ id: UInt64, on conn: TrackerConnection, repliesOwed: Int) throws -> Bool {
+        try conn.send(Request.encode(command: "fs_unwatch", args: [("watcher", String(id))]))
+        var owed = repliesOwed + 1
+        let deadline = ContinuousClock.now + .seconds(1)
+        while owed > 0, ContinuousClock.now < deadline {
+            guard conn.lineReady(timeoutMillis: 100) else { continue }
+            let line = try conn.readLine()
+            if Self.isInvalidation(line) { continue }
+            owed -= 1
+            if owed == 0, case .success = Reply.parse(line: line) { return true }
+        }
+        return false
+    }
+
+    private static func isInvalidation(_ line: [UInt8]) -> Bool { line.starts(with: Array("INVAL ".utf8)) }
 
     /// Said once per event on the mount's standard error (its log).
     private func report(_ message: String) {

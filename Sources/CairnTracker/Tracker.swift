@@ -84,7 +84,7 @@ public final class Tracker: Sendable {
         FileCommands(ctx: context).register(into: &handlers)
         NamespaceCommands(ctx: context).register(into: &handlers)
         HealthCommands(ctx: context, workers: workers).register(into: &handlers)
-        let watchers = Watchers(granting: context.config.leases, logger: context.logger)
+        let watchers = Watchers(granting: context.config.leases, counters: counters, logger: context.logger)
         watchers.register(into: &handlers)
         let dispatcher = Dispatcher(handlers: handlers, admin: AdminLines(store: context.store, counters: counters, workers: workers),
                                     stats: counters, watchers: watchers)

@@ -163,4 +163,71 @@ import Testing
         }
         #expect(r["size"] == "3")
     }
+
+    /// A watch that ends while holding makes the next change wait out its lease (the tracker
+    /// cannot tell a closed mount from a broken network), unless the mount said goodbye
+    /// (`fs_unwatch`, sent at a clean unmount). Counted by `!stats`' `lease_waits`.
+    @Test func aCleanUnmountEndsItsLeaseWithoutAWait() throws {
+        let c = try TestCluster(nodes: 2)
+        defer { c.stop() }
+        let address = "127.0.0.1:\(c.trackerPort)"
+        func leaseWaits() throws -> Int { try trackerStats(port: c.trackerPort)["lease_waits"] ?? -1 }
+        var round = 0
+        func change() throws {
+            round += 1
+            #expect(try c.cli(["put", "test", "g", try writeTemp(Array("v\(round)".utf8), dir: c.root, name: "v\(round)")]).status == 0)
+        }
+        // Past the start-up grace period, a change waits for nothing.
+        try c.wait("the tracker's start-up grace period to end", timeout: 10) {
+            let before = try leaseWaits()
+            try change()
+            return try leaseWaits() == before
+        }
+        /// A watch that asked for the file's layout (it may hold it), on a connection of its own.
+        func holdingWatch() throws -> (TrackerConnection, String) {
+            let watch = try TrackerConnection(address: address, timeoutSeconds: 10)
+            guard case .success(let w) = try watch.call("fs_watch", []), let id = w["watcher"] else { throw TestFailure("fs_watch was refused") }
+            guard case .success = try TrackerConnection(address: address).call("file_layout", [("domain", "test"), ("key", "g"), ("watcher", id)]) else {
+                throw TestFailure("file_layout failed")
+            }
+            return (watch, id)
+        }
+
+        // Closed without a word: the next change waits.
+        var watch = try holdingWatch().0
+        watch = try TrackerConnection(address: address)  // the watch's connection closes
+        var before = try leaseWaits()
+        try change()
+        #expect(try leaseWaits() == before + 1, "a watch that ended while holding was not waited out")
+
+        // Another connection cannot end someone's watch; its own can, and then nothing waits.
+        let id: String
+        (watch, id) = try holdingWatch()
+        guard case .failure(let refused) = try TrackerConnection(address: address).call("fs_unwatch", [("watcher", id)]) else {
+            Issue.record("another connection ended a mount's watch")
+            return
+        }
+        #expect(refused.code == "unknown_watcher")
+        guard case .success = try watch.call("fs_unwatch", [("watcher", id)]) else {
+            Issue.record("fs_unwatch on the watch's own connection failed")
+            return
+        }
+        watch = try TrackerConnection(address: address)
+        before = try leaseWaits()
+        try change()
+        #expect(try leaseWaits() == before)
+
+        // A real mount sends it when it is unmounted, before its process exits.
+        let m = try TestMount(c)
+        try c.wait("the mount to hold the file's layout", timeout: 10) {
+            _ = try Data(contentsOf: URL(fileURLWithPath: m.path + "/test/g"))
+            let asked = try queries(c, "file_layout")
+            _ = try Data(contentsOf: URL(fileURLWithPath: m.path + "/test/g"))
+            return try queries(c, "file_layout") == asked
+        }
+        #expect(m.unmount() == 0)
+        before = try leaseWaits()
+        try change()
+        #expect(try leaseWaits() == before, "the unmounted mount's lease was waited out")
+    }
 }

@@ -24,6 +24,7 @@ struct AdminLines: Sendable {
                 "blobs \(s?.blobs ?? 0)",
                 "work_queue_for_replicate \(s?.replicationQueue ?? 0)",
                 "work_queue_for_delete \(s?.deleteQueue ?? 0)",
+                "lease_waits \(counters.leaseWaitCount)",
             ] + counters.commandCounts.map { "queries_\($0.0) \($0.1)" }
         case "jobs":
             lines = workers.jobs().flatMap { ["\($0.name) count \($0.count)", "\($0.name) desired \($0.count)"] }

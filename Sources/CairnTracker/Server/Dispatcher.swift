@@ -48,6 +48,17 @@ struct Dispatcher: Sendable {
                 connection.watcher = id
                 return Reply.ok([("watcher", String(id)), ("lease_ms", String(Watchers.leaseMillis))]).encode(callid: callid)
             }
+            if name == "fs_unwatch", let connection {
+                stats.countQuery(name)
+                // Only on the watch's own connection: another client ending it would leave that
+                // mount trusting what it holds with no one telling it of changes.
+                guard let id = connection.watcher, args.nonEmpty("watcher") == String(id) else {
+                    return Reply.err(ProtocolError("unknown_watcher", "fs_unwatch ends the watch of the connection it is sent on; this connection's is \(connection.watcher.map(String.init) ?? "none")")).encode(callid: callid)
+                }
+                connection.watcher = nil
+                watchers.release(id)
+                return Reply.ok([]).encode(callid: callid)
+            }
             stats.countQuery(handlers[name] == nil ? nil : name)
             guard let handler = handlers[name] else {
                 return Reply.err(ProtocolError("unknown_command", "unknown command \"\(name)\"")).encode(callid: callid)
@@ -104,6 +115,10 @@ final class TrackerCounters: @unchecked Sendable {
             if let command { perCommand[command, default: 0] += 1 }
         }
     }
+    /// Changes that waited for a lease to run out (a mount gone or cut off while it held layouts).
+    private var leaseWaits = 0
+    func countLeaseWait() { lock.withLock { leaseWaits += 1 } }
+    var leaseWaitCount: Int { lock.withLock { leaseWaits } }
     var queryCount: Int { lock.withLock { queries } }
     var commandCounts: [(String, Int)] { lock.withLock { perCommand.sorted { $0.key < $1.key } } }
 }

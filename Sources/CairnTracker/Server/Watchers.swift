@@ -16,6 +16,7 @@ import NIOCore
 ///   the change waits until the lease of its last ping has run out: a mount trusts its cache
 ///   only `leaseMillis` after sending a ping this tracker answered.
 /// - Changes wait for one lease after the tracker starts (its previous run's watchers).
+/// - A mount that unmounts cleanly says so (`fs_unwatch`): nothing waits for its lease.
 /// - Granted only by a tracker started with `--leases`, which must be the only tracker on its
 ///   database: a change made through another tracker would not reach the watchers here.
 final class Watchers: @unchecked Sendable {
@@ -44,9 +45,11 @@ final class Watchers: @unchecked Sendable {
     /// A grace period, as NFSv4's: a mount of this tracker's previous run may trust what it
     /// holds for one lease after its last ping there, so changes wait out one lease from start.
     private let logger: Logger
+    private let counters: TrackerCounters
 
-    init(granting: Bool, logger: Logger) {
+    init(granting: Bool, counters: TrackerCounters, logger: Logger) {
         self.granting = granting
+        self.counters = counters
         self.logger = logger
         if granting { orphanedUntil = .now + .milliseconds(Self.leaseMillis) }
     }
@@ -68,6 +71,13 @@ final class Watchers: @unchecked Sendable {
             return Array(w.acks.values)
         }
         for c in pending { c.resume(returning: false) }
+    }
+
+    /// `fs_unwatch`: the mount has dropped everything and trusts nothing from this watch any
+    /// more (a clean unmount), so nothing waits for its lease and unacked invalidations are done.
+    func release(_ id: UInt64) {
+        let pending = lock.withLock { watchers.removeValue(forKey: id).map { Array($0.acks.values) } ?? [] }
+        for c in pending { c.resume(returning: true) }
     }
 
     /// Call with the lock held.
@@ -111,7 +121,10 @@ final class Watchers: @unchecked Sendable {
             }
             return (out, orphanedUntil)
         }
-        if let orphaned { try? await Task.sleep(until: orphaned, clock: .continuous) }
+        if let orphaned {
+            counters.countLeaseWait()
+            try? await Task.sleep(until: orphaned, clock: .continuous)
+        }
         guard !targets.isEmpty else { return }
         await withTaskGroup(of: Void.self) { group in
             for t in targets {
@@ -146,7 +159,10 @@ final class Watchers: @unchecked Sendable {
             logger.warning("mount watch \(id) (\(channel.remoteAddress.map { "\($0)" } ?? "?")) did not acknowledge an invalidation within \(Self.ackTimeout): cut off; changes wait until its lease ends (\(Self.leaseMillis) ms). Check that mount's machine and network.")
         }
         channel.close(promise: nil)
-        if let until { try? await Task.sleep(until: until, clock: .continuous) }
+        if let until {
+            counters.countLeaseWait()
+            try? await Task.sleep(until: until, clock: .continuous)
+        }
     }
 }
 
