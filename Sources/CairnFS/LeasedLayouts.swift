@@ -124,8 +124,8 @@ final class LeasedLayouts: @unchecked Sendable {
         var inFlight: [ContinuousClock.Instant?] = []
         var lastPing = asked
         let pingEvery = lease / 4
-        var why = "the mount stopped"
-        defer { report("lease watch \(id) on \(address) ended (\(why)); opens ask the tracker until a new one is up") }
+        var why: String? = nil  // nil: ended by a clean stop, which needs no word on the log
+        defer { if let why { report("lease watch \(id) on \(address) ended (\(why)); opens ask the tracker until a new one is up") } }
         do { while !lock.withLock({ stopped }) {
             let now = ContinuousClock.now
             if now - lastPing >= pingEvery, !inFlight.contains(where: { $0 != nil }) {
@@ -137,7 +137,11 @@ final class LeasedLayouts: @unchecked Sendable {
             let line = try conn.readLine()
             if Self.isInvalidation(line) {
                 dropAll(trusting: true)
-                let seq = String(decoding: line.dropFirst(6), as: UTF8.self).replacingOccurrences(of: "seq=", with: "")
+                // "INVAL seq=N" has a request line's shape: command, then arguments.
+                guard case .command(_, let args) = Request.parse(line: line), let seq = args.nonEmpty("seq") else {
+                    why = "an invalidation without its sequence number: \(String(decoding: line.prefix(80), as: UTF8.self))"
+                    return
+                }
                 try conn.send(Request.encode(command: "fs_watch_ack", args: [("watcher", String(id)), ("seq", seq)]))
                 inFlight.append(nil)
                 continue
@@ -148,7 +152,9 @@ final class LeasedLayouts: @unchecked Sendable {
             if let sent { lock.withLock { trustedUntil = sent + lease } }
         }
         dropAll(trusting: false)
-        why = try unwatch(UInt64(id), on: conn, repliesOwed: inFlight.count) ? "the mount stopped" : "the mount stopped; the tracker did not confirm, so others' changes wait out this lease once"
+        if try !unwatch(UInt64(id), on: conn, repliesOwed: inFlight.count) {
+            why = "at unmount; the tracker did not confirm its end, so the next change waits out this lease once"
+        }
         } catch { why = "\(error)"; throw error }
     }
 
