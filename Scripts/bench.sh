@@ -47,6 +47,8 @@ FS=0; [ "${BENCH_FS:-1}" = 1 ] && [ -f "$SHARED/bench/fsbench.sh" ] && FS=1
 cpu_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9}' /proc/stat; }
 fsbench() { # label dir
   local before; before=$(cpu_ticks)
+  emit "hop_rtt_same_cpu_$1" "$(python3 Scripts/bench_hop.py same)" us
+  emit "hop_rtt_cross_cpu_$1" "$(python3 Scripts/bench_hop.py cross)" us
   bash "$SHARED/bench/fsbench.sh" -l "$1" -o "$RAW" "$2" 2>>"$WORK/fsbench.log" | awk -F'\t' '$1=="RESULT" {print $3, $4, $5}' |
     while read -r name value unit; do
       case "$value" in ''|*[!0-9.]*) continue ;; esac
@@ -104,7 +106,7 @@ if [ "$FS" = 1 ]; then
   for _ in $(seq 240); do [ "$(idle)" = 0 ] && break; sleep 0.5; done
   sync; sleep 5
   fsbench cairn_r1 "$WORK/mnt/bench1"
-  python3 Scripts/bench_table.py "$RAW" >&2
+  python3 Scripts/bench_table.py "$RAW" "$OUT" >&2
 fi
 
 # Self-healing: 1 GiB in 1,000 files (2 copies each), then a device dies; time until the

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""bench_table.py RAW.tsv - one row per fsbench workload, one column per system of that run,
-and Cairn's (replicas=2) ratio to the best peer on the row: above 1 means Cairn is better
-(for times, the peer's time divided by Cairn's)."""
-import sys
+"""bench_table.py RAW.tsv [RUN.jsonl] - one row per fsbench workload, one column per system of
+that run, and Cairn's (replicas=2) ratio to the best peer on the row: above 1 means Cairn is
+better (for times, the peer's time divided by Cairn's). With the run's JSON lines, two rows of
+context follow: the steal and the cross-CPU hop time measured for each system's run."""
+import json, sys
 rows, units, labels = {}, {}, []
 for line in open(sys.argv[1]):
     f = line.rstrip("\n").split("\t")
@@ -29,3 +30,12 @@ for name, vals in rows.items():
         best = min(pv) if lower_better else max(pv)
         ratio = "%.2f×" % ((best / c) if lower_better else (c / best))
     print("| %s | %s | %s | %s |" % (name, unit, " | ".join(vals.get(l, "-") for l in labels), ratio))
+
+if len(sys.argv) > 2:
+    context = {}
+    for line in open(sys.argv[2]):
+        if line.startswith("{"):
+            r = json.loads(line)
+            context[r["name"]] = r["value"]
+    for key, unit in (("steal_pct", "%"), ("hop_rtt_cross_cpu", "µs"), ("hop_rtt_same_cpu", "µs")):
+        print("| (%s) | %s | %s | |" % (key, unit, " | ".join(str(context.get("%s_%s" % (key, l), "-")) for l in labels)))
