@@ -114,27 +114,22 @@ public struct ChunkTransfer: Sendable {
     /// `full`: how many of the errors were devices refusing for lack of space (507).
     private func put(_ bytes: UnsafeRawBufferPointer, to targets: [(DeviceID, String)])
         -> (ok: [(device: DeviceID, checksum: String?, receipt: String?)], errors: [String], full: Int) {
-        let results = Mutex2<[(device: DeviceID, checksum: String?, receipt: String?)?]>(Array(repeating: nil, count: targets.count))
-        let errors = Mutex2<[String]>([])
-        let full = Mutex2<Int>(0)
-        let body = RawBytes(buffer: bytes)
-        Parallel.run(targets.count) { i in
-            let (dev, url) = targets[i]
-            do {
-                let headers = deferred == nil ? [:] : [DeferredWrites.header.0: DeferredWrites.header.1]
-                let resp = try http.perform(method: "PUT", url: url, headers: headers, body: .bytes(body.buffer))
-                if resp.status == 200, resp.headers["x-cairn-size"] == String(body.buffer.count) {
-                    deferred?.wrote(url: url)
-                    results.withLock { $0[i] = (dev, resp.headers["x-cairn-checksum"], resp.headers["x-cairn-receipt"]) }
-                } else {
-                    if resp.status == 507 { full.withLock { $0 += 1 } }
-                    errors.withLock { $0.append("device \(dev): HTTP \(resp.status) \(resp.text.trimmingCharacters(in: .whitespacesAndNewlines))") }
-                }
-            } catch {
-                errors.withLock { $0.append("device \(dev): \(error)") }
+        let headers = deferred == nil ? [:] : [DeferredWrites.header.0: DeferredWrites.header.1]
+        let answers = http.performAll(targets.map { HTTPTransfer.Request(method: "PUT", url: $0.1, headers: headers, body: .bytes(bytes)) })
+        var ok: [(device: DeviceID, checksum: String?, receipt: String?)] = [], errors: [String] = [], full = 0
+        for ((dev, url), answer) in zip(targets, answers) {
+            switch answer {
+            case .success(let resp) where resp.status == 200 && resp.headers["x-cairn-size"] == String(bytes.count):
+                deferred?.wrote(url: url)
+                ok.append((dev, resp.headers["x-cairn-checksum"], resp.headers["x-cairn-receipt"]))
+            case .success(let resp):
+                if resp.status == 507 { full += 1 }
+                errors.append("device \(dev): HTTP \(resp.status) \(resp.text.trimmingCharacters(in: .whitespacesAndNewlines))")
+            case .failure(let error):
+                errors.append("device \(dev): \(error)")
             }
         }
-        return (results.withLock { $0.compactMap { $0 } }, errors.withLock { $0 }, full.withLock { $0 })
+        return (ok, errors, full)
     }
 
     /// Fetches `range` (relative to the chunk) of a chunk, trying each replica in turn.
@@ -159,7 +154,6 @@ public struct ChunkTransfer: Sendable {
 }
 
 /// Bytes the caller keeps alive for the duration of a parallel upload.
-struct RawBytes: @unchecked Sendable { let buffer: UnsafeRawBufferPointer }
 
 /// A tiny lock box for results gathered from parallel transfers.
 final class Mutex2<T>: @unchecked Sendable {

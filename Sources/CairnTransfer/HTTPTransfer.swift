@@ -25,6 +25,7 @@ public struct TransferError: Error, Sendable, CustomStringConvertible {
 public final class HTTPTransfer: Sendable {
     private struct Handle: @unchecked Sendable { let raw: UnsafeMutableRawPointer }
     private let idle = Mutex<[Handle]>([])
+    private let multis = Mutex<[Handle]>([])
     public let connectTimeoutMs: Int
     /// A transfer slower than 1 KiB/s for this long is abandoned (large bodies have no total timeout).
     public let stallTimeoutSeconds: Int
@@ -39,6 +40,7 @@ public final class HTTPTransfer: Sendable {
 
     deinit {
         for h in idle.withLock({ $0 }) { curl_easy_cleanup(h.raw) }
+        for m in multis.withLock({ $0 }) { curl_multi_cleanup(m.raw) }
     }
 
     public static let shared = HTTPTransfer()
@@ -56,10 +58,87 @@ public final class HTTPTransfer: Sendable {
     public func perform(method: String, url: String, headers: [String: String] = [:], body: Body = .none,
                         range: ClosedRange<Int64>? = nil, maxBody: Int = 64 << 20,
                         sink: ((UnsafeRawBufferPointer) throws -> Void)? = nil) throws -> HTTPResponse {
-        let handle = idle.withLock { $0.popLast() } ?? Handle(raw: curl_easy_init())
-        defer { curl_easy_reset(handle.raw); idle.withLock { if $0.count < 64 { $0.append(handle) } else { curl_easy_cleanup(handle.raw) } } }
-        let h = handle.raw
+        let handle = takeHandle()
+        defer { giveBack(handle) }
         let ctx = TransferContext(sink: sink, maxBody: maxBody)
+        let list = configure(handle.raw, method: method, url: url, headers: headers, body: body, range: range, context: ctx)
+        defer { curl_slist_free_all(list) }
+        return try response(handle.raw, curl_easy_perform(handle.raw), url: url, context: ctx)
+    }
+
+    /// One request of `performAll`.
+    public struct Request {
+        public var method: String
+        public var url: String
+        public var headers: [String: String]
+        public var body: Body
+        public init(method: String, url: String, headers: [String: String] = [:], body: Body = .none) {
+            self.method = method; self.url = url; self.headers = headers; self.body = body
+        }
+    }
+
+    /// Several requests at once, each answered or failed on its own. Small ones (bodies that go
+    /// out with the headers) are driven together from the calling thread by one curl multi
+    /// handle: a replicated small write then costs no hand-off to a helper thread and back,
+    /// which on a virtual machine (a wake-up on another vCPU) costs about as much as the PUT.
+    /// Larger ones each get a thread, so their copying and sending run in parallel.
+    public func performAll(_ requests: [Request]) -> [Result<HTTPResponse, any Error>] {
+        let results = Mutex<[Result<HTTPResponse, any Error>?]>(Array(repeating: nil, count: requests.count))
+        let small = requests.allSatisfy { r in
+            if case .bytes(let b) = r.body { return b.count <= Self.inlineBodyLimit } else { return true }
+        }
+        guard small, requests.count > 1, let multi = takeMulti() else {
+            let boxed = UncheckedRequests(requests)
+            Parallel.run(requests.count) { i in
+                let r = boxed.list[i]
+                let result = Result { try self.perform(method: r.method, url: r.url, headers: r.headers, body: r.body) }
+                results.withLock { $0[i] = result }
+            }
+            return results.withLock { $0.map { $0! } }
+        }
+        defer { multis.withLock { $0.append(multi) } }
+        var transfers: [(handle: Handle, context: TransferContext, list: UnsafeMutablePointer<curl_slist>?)] = []
+        for r in requests {
+            let handle = takeHandle(), ctx = TransferContext(sink: nil, maxBody: 64 << 20)
+            transfers.append((handle, ctx, configure(handle.raw, method: r.method, url: r.url, headers: r.headers, body: r.body, range: nil, context: ctx)))
+            curl_multi_add_handle(multi.raw, handle.raw)
+        }
+        var running: Int32 = 0
+        repeat {
+            guard curl_multi_perform(multi.raw, &running) == CURLM_OK else { break }
+            if running > 0 { _ = curl_multi_poll(multi.raw, nil, 0, 1000, nil) }
+        } while running > 0
+        var codes: [UnsafeMutableRawPointer: CURLcode] = [:]
+        var queued: Int32 = 0
+        while let m = curl_multi_info_read(multi.raw, &queued) {
+            if m.pointee.msg == CURLMSG_DONE, let h = m.pointee.easy_handle { codes[h] = m.pointee.data.result }
+        }
+        var out: [Result<HTTPResponse, any Error>] = []
+        for (t, r) in zip(transfers, requests) {
+            curl_multi_remove_handle(multi.raw, t.handle.raw)
+            curl_slist_free_all(t.list)
+            out.append(Result { try response(t.handle.raw, codes[t.handle.raw] ?? CURLE_FAILED_INIT, url: r.url, context: t.context) })
+            giveBack(t.handle)
+        }
+        return out
+    }
+
+    private func takeHandle() -> Handle { idle.withLock { $0.popLast() } ?? Handle(raw: curl_easy_init()) }
+
+    private func giveBack(_ handle: Handle) {
+        curl_easy_reset(handle.raw)
+        idle.withLock { if $0.count < 64 { $0.append(handle) } else { curl_easy_cleanup(handle.raw) } }
+    }
+
+    /// A multi handle keeps the connections its transfers opened (its own cache), so they are pooled too.
+    private func takeMulti() -> Handle? {
+        if let m = multis.withLock({ $0.popLast() }) { return m }
+        return curl_multi_init().map { Handle(raw: $0) }
+    }
+
+    /// Sets up `h` for one request; returns the header list to free once it is done.
+    private func configure(_ h: UnsafeMutableRawPointer, method: String, url: String, headers: [String: String], body: Body,
+                           range: ClosedRange<Int64>?, context ctx: TransferContext) -> UnsafeMutablePointer<curl_slist>? {
         if case .bytes(let buf) = body { ctx.fixed = buf }
         let ud = Unmanaged.passUnretained(ctx).toOpaque()
 
@@ -93,9 +172,11 @@ public final class HTTPTransfer: Sendable {
         if inline { list = curl_slist_append(list, "Content-Type:") }  // not a form post
         for (k, v) in headers { list = curl_slist_append(list, "\(k): \(v)") }
         ccurl_setopt_ptr(h, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(list))
-        defer { curl_slist_free_all(list) }
+        return list
+    }
 
-        let rc = curl_easy_perform(h)
+    /// The outcome of a finished transfer on `h`.
+    private func response(_ h: UnsafeMutableRawPointer, _ rc: CURLcode, url: String, context ctx: TransferContext) throws -> HTTPResponse {
         if let error = ctx.error { throw error }
         guard rc == CURLE_OK else {
             throw TransferError(url: url, reason: String(cString: curl_easy_strerror(rc)))
@@ -137,6 +218,13 @@ public final class HTTPTransfer: Sendable {
     public func put(_ url: String, bytes: UnsafeRawBufferPointer, headers: [String: String] = [:]) throws -> HTTPResponse {
         try perform(method: "PUT", url: url, headers: headers, body: .bytes(bytes))
     }
+}
+
+/// `performAll`'s requests, handed to helper threads (their bodies point at the caller's
+/// memory, which outlives the call).
+private struct UncheckedRequests: @unchecked Sendable {
+    let list: [HTTPTransfer.Request]
+    init(_ list: [HTTPTransfer.Request]) { self.list = list }
 }
 
 /// Per-transfer state reached from libcurl's C callbacks.
