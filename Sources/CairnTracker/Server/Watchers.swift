@@ -41,16 +41,16 @@ final class Watchers: @unchecked Sendable {
     /// Until when a watcher whose connection ended while it held layouts may still trust
     /// them (it may not have noticed yet): changes wait for that.
     private var orphanedUntil: ContinuousClock.Instant?
-
-    /// A grace period, as NFSv4's: a mount of this tracker's previous run may trust what it
-    /// holds for one lease after its last ping there, so changes wait out one lease from start.
     private let logger: Logger
+    /// Where `lease_waits` is counted (`!stats`).
     private let counters: TrackerCounters
 
     init(granting: Bool, counters: TrackerCounters, logger: Logger) {
         self.granting = granting
         self.counters = counters
         self.logger = logger
+        // A grace period, as NFSv4's: a mount of this tracker's previous run may trust what it
+        // holds for one lease after its last ping there, so changes wait out one lease from start.
         if granting { orphanedUntil = .now + .milliseconds(Self.leaseMillis) }
     }
 
