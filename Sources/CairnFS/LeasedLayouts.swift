@@ -26,6 +26,8 @@ final class LeasedLayouts: @unchecked Sendable {
     private var trustedUntil = ContinuousClock.now
     private var stopped = false
     private var refusalReported = false  // the watch thread's own
+    /// Signalled by `stop()` (ends the watch thread's pauses) and by the thread when it is done.
+    private let wake = DispatchSemaphore(value: 0), finished = DispatchSemaphore(value: 0)
     private let tracker: TrackerClient
 
     init(tracker: TrackerClient) {
@@ -35,8 +37,6 @@ final class LeasedLayouts: @unchecked Sendable {
         thread.start()
     }
 
-    private let finished = DispatchSemaphore(value: 0)
-
     /// Ends the watch; on a clean unmount the tracker is told (`fs_unwatch`), so others' changes
     /// need not wait for this mount's lease to run out. Returns within about a second.
     func stop() {
@@ -44,7 +44,9 @@ final class LeasedLayouts: @unchecked Sendable {
             defer { stopped = true }
             return !stopped
         }
-        if first { _ = finished.wait(timeout: .now() + 1.5) }
+        guard first else { return }
+        wake.signal()
+        _ = finished.wait(timeout: .now() + 1.5)
     }
 
     /// The layout to open `ino` with, if this mount holds one and its lease is current.
@@ -95,9 +97,12 @@ final class LeasedLayouts: @unchecked Sendable {
             do { try watch() } catch {}
             tracker.setSessionArgument("watcher", nil)
             dropAll(trusting: false)
-            if !lock.withLock({ stopped }) { Thread.sleep(forTimeInterval: 1) }
+            if !lock.withLock({ stopped }) { pause(seconds: 1) }
         }
     }
+
+    /// Sleeps, but not past `stop()`: an unmount does not wait out a retry's pause.
+    private func pause(seconds: Double) { _ = wake.wait(timeout: .now() + seconds) }
 
     /// One watch connection, until it fails or the mount stops.
     private func watch() throws {
@@ -110,23 +115,28 @@ final class LeasedLayouts: @unchecked Sendable {
                 refusalReported = true
                 report("tracker \(address) grants no leases (start it with --leases when it is alone on its database); every open asks it")
             }
-            Thread.sleep(forTimeInterval: 30)
+            pause(seconds: 30)
             return
         }
-        let lease = Duration.milliseconds(ms)
         // In this order: a fetch that begins after the drop carries `watcher=`, so the tracker
         // knows this mount may hold its answer.
         tracker.setSessionArgument("watcher", String(id))
         dropAll(trusting: false)
-        lock.withLock { trustedUntil = asked + lease }
+        lock.withLock { trustedUntil = asked + .milliseconds(ms) }
+        let why: String?
+        do { why = try follow(conn, watcher: UInt64(id), leaseMillis: ms, since: asked) } catch { why = "\(error)"; throw error }
+        if let why { report("lease watch \(id) on \(address) ended (\(why)); opens ask the tracker until a new one is up") }
+    }
+
+    /// Pings, drops what is held at each `INVAL` and acks it, until the mount stops (then says
+    /// goodbye) or the watch breaks. Returns why it ended, nil for a clean stop.
+    private func follow(_ conn: TrackerConnection, watcher id: UInt64, leaseMillis ms: Int64, since asked: ContinuousClock.Instant) throws -> String? {
+        let lease = Duration.milliseconds(ms), pingEvery = lease / 4
         // Replies come in request order: for each request in flight, when its ping was sent
         // (nil for an ack).
         var inFlight: [ContinuousClock.Instant?] = []
         var lastPing = asked
-        let pingEvery = lease / 4
-        var why: String? = nil  // nil: ended by a clean stop, which needs no word on the log
-        defer { if let why { report("lease watch \(id) on \(address) ended (\(why)); opens ask the tracker until a new one is up") } }
-        do { while !lock.withLock({ stopped }) {
+        while !lock.withLock({ stopped }) {
             let now = ContinuousClock.now
             if now - lastPing >= pingEvery, !inFlight.contains(where: { $0 != nil }) {
                 lastPing = now
@@ -139,23 +149,20 @@ final class LeasedLayouts: @unchecked Sendable {
                 dropAll(trusting: true)
                 // "INVAL seq=N" has a request line's shape: command, then arguments.
                 guard case .command(_, let args) = Request.parse(line: line), let seq = args.nonEmpty("seq") else {
-                    why = "an invalidation without its sequence number: \(String(decoding: line.prefix(80), as: UTF8.self))"
-                    return
+                    return "an invalidation without its sequence number: \(String(decoding: line.prefix(80), as: UTF8.self))"
                 }
                 try conn.send(Request.encode(command: "fs_watch_ack", args: [("watcher", String(id)), ("seq", seq)]))
                 inFlight.append(nil)
                 continue
             }
-            guard !inFlight.isEmpty else { why = "a reply nothing asked for"; return }
+            guard !inFlight.isEmpty else { return "a reply nothing asked for" }
             let sent = inFlight.removeFirst()
-            guard case .success = Reply.parse(line: line) else { why = "the tracker cut it off: \(String(decoding: line, as: UTF8.self))"; return }
+            guard case .success = Reply.parse(line: line) else { return "the tracker cut it off: \(String(decoding: line, as: UTF8.self))" }
             if let sent { lock.withLock { trustedUntil = sent + lease } }
         }
         dropAll(trusting: false)
-        if try !unwatch(UInt64(id), on: conn, repliesOwed: inFlight.count) {
-            why = "at unmount; the tracker did not confirm its end, so the next change waits out this lease once"
-        }
-        } catch { why = "\(error)"; throw error }
+        return try unwatch(id, on: conn, repliesOwed: inFlight.count)
+            ? nil : "at unmount; the tracker did not confirm its end, so the next change waits out this lease once"
     }
 
     /// Tells the tracker this mount holds nothing any more (everything was dropped first);

@@ -83,11 +83,11 @@ public final class HTTPTransfer: Sendable {
     /// which on a virtual machine (a wake-up on another vCPU) costs about as much as the PUT.
     /// Larger ones each get a thread, so their copying and sending run in parallel.
     public func performAll(_ requests: [Request]) -> [Result<HTTPResponse, any Error>] {
-        let results = Mutex<[Result<HTTPResponse, any Error>?]>(Array(repeating: nil, count: requests.count))
         let small = requests.allSatisfy { r in
             if case .bytes(let b) = r.body { return b.count <= Self.inlineBodyLimit } else { return true }
         }
         guard small, requests.count > 1, let multi = takeMulti() else {
+            let results = Mutex<[Result<HTTPResponse, any Error>?]>(Array(repeating: nil, count: requests.count))
             let boxed = UncheckedRequests(requests)
             Parallel.run(requests.count) { i in
                 let r = boxed.list[i]
@@ -104,10 +104,11 @@ public final class HTTPTransfer: Sendable {
             curl_multi_add_handle(multi.raw, handle.raw)
         }
         var running: Int32 = 0
+        var stuck = CURLM_OK  // the multi handle's own failure, if any: every unfinished transfer reports it
         repeat {
-            guard curl_multi_perform(multi.raw, &running) == CURLM_OK else { break }
-            if running > 0 { _ = curl_multi_poll(multi.raw, nil, 0, 1000, nil) }
-        } while running > 0
+            stuck = curl_multi_perform(multi.raw, &running)
+            if stuck == CURLM_OK, running > 0 { stuck = curl_multi_poll(multi.raw, nil, 0, 1000, nil) }
+        } while stuck == CURLM_OK && running > 0
         var codes: [UnsafeMutableRawPointer: CURLcode] = [:]
         var queued: Int32 = 0
         while let m = curl_multi_info_read(multi.raw, &queued) {
@@ -117,7 +118,12 @@ public final class HTTPTransfer: Sendable {
         for (t, r) in zip(transfers, requests) {
             curl_multi_remove_handle(multi.raw, t.handle.raw)
             curl_slist_free_all(t.list)
-            out.append(Result { try response(t.handle.raw, codes[t.handle.raw] ?? CURLE_FAILED_INIT, url: r.url, context: t.context) })
+            out.append(Result {
+                guard let code = codes[t.handle.raw] else {
+                    throw TransferError(url: r.url, reason: "transfer did not finish: \(String(cString: curl_multi_strerror(stuck)))")
+                }
+                return try response(t.handle.raw, code, url: r.url, context: t.context)
+            })
             giveBack(t.handle)
         }
         return out

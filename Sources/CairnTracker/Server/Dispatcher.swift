@@ -39,26 +39,7 @@ struct Dispatcher: Sendable {
             return Reply.err(ProtocolError("unknown_command", "not a command: \(text)")).encode()
         case .command(let name, let args):
             let callid = args.nonEmpty("callid")
-            if name == "fs_watch", let connection {
-                stats.countQuery(name)
-                guard watchers.granting else {
-                    return Reply.err(ProtocolError("leases_off", "this tracker grants no leases (start it with --leases when it is the only tracker on its database); every open asks it")).encode(callid: callid)
-                }
-                let id = watchers.register(connection.channel)
-                connection.watcher = id
-                return Reply.ok([("watcher", String(id)), ("lease_ms", String(Watchers.leaseMillis))]).encode(callid: callid)
-            }
-            if name == "fs_unwatch", let connection {
-                stats.countQuery(name)
-                // Only on the watch's own connection: another client ending it would leave that
-                // mount trusting what it holds with no one telling it of changes.
-                guard let id = connection.watcher, args.nonEmpty("watcher") == String(id) else {
-                    return Reply.err(ProtocolError("unknown_watcher", "fs_unwatch ends the watch of the connection it is sent on; this connection's is \(connection.watcher.map(String.init) ?? "none")")).encode(callid: callid)
-                }
-                connection.watcher = nil
-                watchers.release(id)
-                return Reply.ok([]).encode(callid: callid)
-            }
+            if let connection, let reply = answerWatch(name, args, on: connection) { return reply.encode(callid: callid) }
             stats.countQuery(handlers[name] == nil ? nil : name)
             guard let handler = handlers[name] else {
                 return Reply.err(ProtocolError("unknown_command", "unknown command \"\(name)\"")).encode(callid: callid)
@@ -80,6 +61,32 @@ struct Dispatcher: Sendable {
             }
             if let writes, writes.wrote { await watchers.invalidate(except: origin) }
             return reply.encode(callid: callid)
+        }
+    }
+
+    /// `fs_watch` and `fs_unwatch`, which need the connection they came on; nil for any other command.
+    private func answerWatch(_ name: String, _ args: Args, on connection: WatchLink) -> Reply? {
+        switch name {
+        case "fs_watch":
+            stats.countQuery(name)
+            guard watchers.granting else {
+                return .err(ProtocolError("leases_off", "this tracker grants no leases (start it with --leases when it is the only tracker on its database); every open asks it"))
+            }
+            let id = watchers.register(connection.channel)
+            connection.watcher = id
+            return .ok([("watcher", String(id)), ("lease_ms", String(Watchers.leaseMillis))])
+        case "fs_unwatch":
+            stats.countQuery(name)
+            // Only on the watch's own connection: another client ending it would leave that
+            // mount trusting what it holds with no one telling it of changes.
+            guard let id = connection.watcher, args.nonEmpty("watcher") == String(id) else {
+                return .err(ProtocolError("unknown_watcher", "fs_unwatch ends the watch of the connection it is sent on; this connection's is \(connection.watcher.map(String.init) ?? "none")"))
+            }
+            connection.watcher = nil
+            watchers.release(id)
+            return .ok([])
+        default:
+            return nil
         }
     }
 
