@@ -90,3 +90,8 @@ enum StorageError: Error, CustomStringConvertible {
         return e == ENOSPC || e == EDQUOT ? .full(m) : .io(m)
     }
 }
+
+/// The peer a node-to-node copy reads from failed to hand over the blob (answered 502).
+struct CopySourceError: Error, CustomStringConvertible {
+    let description: String
+}

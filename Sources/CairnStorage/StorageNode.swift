@@ -205,6 +205,9 @@ public final class StorageNode: Sendable {
     func store(file: String, device: DeviceID, fid: Fid, request: Request, algorithm: ChecksumAlgorithm) async -> Response {
         let copySource = request.headers[HTTPField.Name("Cairn-Copy-From")!]
         let durable = request.headers[HTTPField.Name("Cairn-Durability")!] != "deferred"
+        if let copySource, !Self.isCopySource(copySource) {
+            return text(.badRequest, "Cairn-Copy-From must be a blob URL (http://host:port/dev<N>/…/<fid>.fid), got \(copySource.prefix(200))")
+        }
         // A copy request has an empty body; the size is the source's.
         let expected = copySource == nil ? request.headers[.contentLength].flatMap { Int64($0) } : nil
         if let expected, let u = meter.space(folders, id: device),
@@ -256,7 +259,17 @@ public final class StorageNode: Sendable {
             return stored(device: device, fid: fid, size: blob.written, checksum: sum, durable: durable)
         } catch {
             blob.discard()
-            return uploadFailed(device, error, status: .badRequest)
+            return uploadFailed(device, error, status: Self.status(for: error))
+        }
+    }
+
+    /// What a streamed PUT that stored nothing answers: the device failed (500), the peer to
+    /// copy from did not hand over the blob (502), or the body broke off (400).
+    static func status(for error: any Error) -> HTTPResponse.Status {
+        switch error {
+        case is StorageError: .internalServerError
+        case is CopySourceError: .badGateway
+        default: .badRequest
         }
     }
 
@@ -307,13 +320,22 @@ public final class StorageNode: Sendable {
     /// Node-to-node copy: fetch the blob from a peer into this one (replication never
     /// passes through the tracker).
     func copy(from source: String, into box: BlobBox) async throws {
-        guard source.hasPrefix("http://"), let u = URL(string: source), FidLayout.parse(devicePath: u.path) != nil else {
-            throw StorageError.io("Cairn-Copy-From must be a blob URL, got \(source.prefix(200))")
+        let response: CairnTransfer.HTTPResponse
+        do {
+            response = try await BlockingPool.run { () throws -> CairnTransfer.HTTPResponse in
+                try HTTPTransfer.shared.perform(method: "GET", url: source, sink: { try box.blob.append($0) })
+            }
+        } catch let e as StorageError {
+            throw e  // this device failed while the bytes came in
+        } catch {
+            throw CopySourceError(description: "copy source \(source) could not be read: \(error)")
         }
-        let response = try await BlockingPool.run {
-            try HTTPTransfer.shared.perform(method: "GET", url: source, sink: { try box.blob.append($0) })
-        }
-        guard response.status == 200 else { throw StorageError.io("copy source \(source) answered \(response.status)") }
+        guard response.status == 200 else { throw CopySourceError(description: "copy source \(source) answered \(response.status)") }
+    }
+
+    /// A blob URL for `Cairn-Copy-From`: on another node, naming a blob.
+    static func isCopySource(_ source: String) -> Bool {
+        source.hasPrefix("http://") && URL(string: source).map { FidLayout.parse(devicePath: $0.path) != nil } == true
     }
 
     // MARK: GET / HEAD

@@ -118,6 +118,20 @@ import Testing
         _ = short
         try c.wait("no partial blob") { !c.blobFiles().contains { $0.hasSuffix("0000000777.fid") } && !c.blobFiles().isEmpty }
         #expect(!FileManager.default.fileExists(atPath: c.root + "/node0/dev1/0/000/000/0000000777.fid"))
+        // A node-to-node copy names what failed: a malformed source is the request's fault
+        // (400); a source that does not hand over the blob is the peer's (502, not the 400
+        // that once made it look like the requester's); either way nothing is stored.
+        func copy(_ source: String) throws -> (status: Int, reply: String) {
+            let reply = try rawExchange(port: port, Array("PUT /dev1/0/000/000/0000000778.fid HTTP/1.1\r\nHost: x\r\nCairn-Copy-From: \(source)\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8))
+            return (reply.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0, reply)
+        }
+        let malformed = try copy("file:///etc/passwd")
+        #expect(malformed.status == 400 && malformed.reply.contains("Cairn-Copy-From must be a blob URL"), "\(malformed.reply.prefix(300))")
+        let absent = try copy("http://127.0.0.1:\(port)/dev1/0/000/099/0000099999.fid")
+        #expect(absent.status == 502 && absent.reply.contains("answered 404"), "\(absent.reply.prefix(300))")
+        let unreachable = try copy("http://127.0.0.1:\(TestCluster.freePort())/dev1/0/000/099/0000099999.fid")
+        #expect(unreachable.status == 502 && unreachable.reply.contains("could not be read"), "\(unreachable.reply.prefix(300))")
+        #expect(!FileManager.default.fileExists(atPath: c.root + "/node0/dev1/0/000/000/0000000778.fid"))
         // And it still serves.
         #expect(Array(try c.cli(["get", "test", "p"]).out) == data)
         #expect(try HTTPTransfer.shared.get("http://127.0.0.1:\(port)/_status").status == 200)

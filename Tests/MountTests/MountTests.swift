@@ -125,25 +125,36 @@ func fileBytes(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: UR
                 var r2 = rng
                 let fd = open(path, op == 1 ? O_WRONLY | O_APPEND : O_RDWR)
                 #expect(fd >= 0)
+                // Every call is checked, so a failure names the call that failed (a mismatch
+                // alone would not say whether a call failed or the content is wrong).
+                let what: String, done: Int
                 switch op {
                 case 0: // overwrite somewhere, maybe past the end
                     let off = Int(r2.next() % UInt64(size + chunk))
                     let bytes = randomBytes(Int(r2.next() % UInt64(3 * chunk / 2)) + 1, seed: r2.next())
-                    _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(off)) }
+                    what = "pwrite of \(bytes.count) bytes at \(off)"
+                    done = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t(off)) } == bytes.count ? 0 : -1
                 case 1: // append
                     let bytes = randomBytes(Int(r2.next() % 70_000) + 1, seed: r2.next())
-                    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                    what = "append of \(bytes.count) bytes"
+                    done = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count ? 0 : -1
                 case 2: // truncate down or up
-                    ftruncate(fd, off_t(r2.next() % UInt64(size + chunk + 1)))
+                    let to = r2.next() % UInt64(size + chunk + 1)
+                    what = "ftruncate to \(to)"
+                    done = Int(ftruncate(fd, off_t(to)))
                 default: // rewrite a small piece at the start
                     let bytes = randomBytes(100, seed: r2.next())
-                    _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+                    what = "pwrite of 100 bytes at 0"
+                    done = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) } == 100 ? 0 : -1
                 }
-                close(fd)
+                #expect(done == 0, "\(what) on \(path) failed at step \(step): \(String(cString: strerror(errno))); seed \(seed)")
+                #expect(close(fd) == 0, "close of \(path) after \(what) failed at step \(step): \(String(cString: strerror(errno))); seed \(seed)")
                 if path == remote { rng = r2 }
             }
-            let same = try fileBytes(local) == fileBytes(remote)
-            #expect(same, "mount and local file differ after step \(step) (op \(op)); seed \(seed)")
+            let want = try fileBytes(local), got = try fileBytes(remote)
+            let same = want == got
+            let firstDifference = zip(want, got).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(want.count, got.count)
+            #expect(same, "mount and local file differ after step \(step) (op \(op)): sizes \(got.count) (mount) vs \(want.count), first difference at byte \(firstDifference); seed \(seed)")
             if !same { break }
         }
     }
