@@ -76,6 +76,30 @@ func commit(_ store: MetadataStore, _ d: DomainRecord, _ key: String, size: Int6
         await #expect(throws: StoreError.self) { try await store.renameKey(domain: d, from: try KeyPath("a-sibling"), to: try KeyPath("z/y/b/c")) }
     }
 
+    @Test func newEntriesTakeTheClassOfTheNearestClassedDirectoryAbove() async throws {
+        let store = try MetadataStore(path: temporaryDatabase())
+        let d = try await store.createDomain("d")
+        let gold = try await store.saveClass(domain: d.id, name: "gold", update: false) { _ in }
+        let silver = try await store.saveClass(domain: d.id, name: "silver", update: false) { _ in }
+        func mkdir(_ parent: Ino, _ name: String) async throws -> Ino {
+            try await store.create(parent: parent, name: name, .init(kind: .directory, mode: 0o755, uid: 0, gid: 0)).ino
+        }
+        func newFile(_ parent: Ino, _ name: String) async throws -> ClassID {
+            try await store.create(parent: parent, name: name, .init(kind: .file, mode: 0o644, uid: 0, gid: 0)).classID
+        }
+        // Directories made before any class was set: the class is found by walking up.
+        let top = try await mkdir(d.root, "top"), a = try await mkdir(top, "a"), b = try await mkdir(a, "b"), c = try await mkdir(b, "c")
+        let other = try await mkdir(d.root, "other"), deepOther = try await mkdir(try await mkdir(other, "x"), "y")
+        #expect(try await newFile(c, "before") == 0, "no class anywhere above: the default")
+        try await store.setClass(ino: top, classID: gold.id)
+        #expect(try await newFile(c, "deep") == gold.id, "four levels below the classed directory")
+        #expect(try await newFile(top, "direct") == gold.id)
+        #expect(try await newFile(deepOther, "elsewhere") == 0, "a sibling tree keeps the default")
+        try await store.setClass(ino: a, classID: silver.id)
+        #expect(try await newFile(c, "nearer") == silver.id, "the nearest classed directory wins")
+        #expect(try await newFile(try await mkdir(c, "new"), "below a new directory") == silver.id)
+    }
+
     @Test func posixRenameModesAndLinks() async throws {
         let store = try MetadataStore(path: temporaryDatabase())
         let d = try await store.createDomain("d")
