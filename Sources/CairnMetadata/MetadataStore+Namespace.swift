@@ -287,8 +287,8 @@ extension MetadataStore {
     }
 
     /// The class of the nearest directory above that names one (its inode's class), else default.
-    /// One statement, however deep the directory: the walk up happens inside SQLite (it was two
-    /// statements per level, the largest part of a create in a deep tree).
+    /// One statement, however deep the directory: the walk up runs inside SQLite, where two
+    /// statements per level through GRDB made it the largest part of a create in a deep tree.
     static func inheritedClass(_ db: Database, directory: Ino) throws -> ClassID {
         try ClassID.fetchOne(db.cachedStatement(sql: """
             WITH RECURSIVE up(ino, classid, depth) AS (

@@ -333,7 +333,7 @@ public final class StorageNode: Sendable {
         guard response.status == 200 else { throw CopySourceError(description: "copy source \(source) answered \(response.status)") }
     }
 
-    /// A blob URL for `Cairn-Copy-From`: on another node, naming a blob.
+    /// Whether a `Cairn-Copy-From` value is a blob URL (http, a device path to a fid file).
     static func isCopySource(_ source: String) -> Bool {
         source.hasPrefix("http://") && URL(string: source).map { FidLayout.parse(devicePath: $0.path) != nil } == true
     }
