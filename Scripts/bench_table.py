@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """bench_table.py RAW.tsv [RUN.jsonl] - one row per fsbench workload, one column per system of
 that run, and Cairn's (replicas=2) ratio to the best peer on the row: above 1 means Cairn is
-better (for times, the peer's time divided by Cairn's). With the run's JSON lines, two rows of
-context follow: the steal and the cross-CPU hop time measured for each system's run."""
+better (for times, the peer's time divided by Cairn's). With the run's JSON lines, three rows of
+context follow: the steal and the cross-CPU and same-CPU hop times measured for each system's run."""
 import json, sys
 rows, units, labels = {}, {}, []
 for line in open(sys.argv[1]):

@@ -153,8 +153,6 @@ public struct ChunkTransfer: Sendable {
     }
 }
 
-/// Bytes the caller keeps alive for the duration of a parallel upload.
-
 /// A tiny lock box for results gathered from parallel transfers.
 final class Mutex2<T>: @unchecked Sendable {
     private let lock = NSLock()

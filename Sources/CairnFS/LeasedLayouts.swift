@@ -123,8 +123,10 @@ final class LeasedLayouts: @unchecked Sendable {
         tracker.setSessionArgument("watcher", String(id))
         dropAll(trusting: false)
         lock.withLock { trustedUntil = asked + .milliseconds(ms) }
+        // A watch that breaks (the tracker went away, the network failed) is said, as one that
+        // the tracker ends is; only a clean stop at unmount is not.
         let why: String?
-        do { why = try follow(conn, watcher: UInt64(id), leaseMillis: ms, since: asked) } catch { why = "\(error)"; throw error }
+        do { why = try follow(conn, watcher: UInt64(id), leaseMillis: ms, since: asked) } catch { why = "\(error)" }
         if let why { report("lease watch \(id) on \(address) ended (\(why)); opens ask the tracker until a new one is up") }
     }
 

@@ -96,12 +96,11 @@ public final class HTTPTransfer: Sendable {
             }
             return results.withLock { $0.map { $0! } }
         }
-        defer { multis.withLock { $0.append(multi) } }
-        var transfers: [(handle: Handle, context: TransferContext, list: UnsafeMutablePointer<curl_slist>?)] = []
+        var transfers: [(handle: Handle, context: TransferContext, list: UnsafeMutablePointer<curl_slist>?, added: CURLMcode)] = []
         for r in requests {
             let handle = takeHandle(), ctx = TransferContext(sink: nil, maxBody: 64 << 20)
-            transfers.append((handle, ctx, configure(handle.raw, method: r.method, url: r.url, headers: r.headers, body: r.body, range: nil, context: ctx)))
-            curl_multi_add_handle(multi.raw, handle.raw)
+            let list = configure(handle.raw, method: r.method, url: r.url, headers: r.headers, body: r.body, range: nil, context: ctx)
+            transfers.append((handle, ctx, list, curl_multi_add_handle(multi.raw, handle.raw)))
         }
         var running: Int32 = 0
         var stuck = CURLM_OK  // the multi handle's own failure, if any: every unfinished transfer reports it
@@ -109,6 +108,8 @@ public final class HTTPTransfer: Sendable {
             stuck = curl_multi_perform(multi.raw, &running)
             if stuck == CURLM_OK, running > 0 { stuck = curl_multi_poll(multi.raw, nil, 0, 1000, nil) }
         } while stuck == CURLM_OK && running > 0
+        // A multi handle that failed is not reused.
+        defer { if stuck == CURLM_OK { multis.withLock { $0.append(multi) } } else { curl_multi_cleanup(multi.raw) } }
         var codes: [UnsafeMutableRawPointer: CURLcode] = [:]
         var queued: Int32 = 0
         while let m = curl_multi_info_read(multi.raw, &queued) {
@@ -116,9 +117,12 @@ public final class HTTPTransfer: Sendable {
         }
         var out: [Result<HTTPResponse, any Error>] = []
         for (t, r) in zip(transfers, requests) {
-            curl_multi_remove_handle(multi.raw, t.handle.raw)
+            if t.added == CURLM_OK { curl_multi_remove_handle(multi.raw, t.handle.raw) }
             curl_slist_free_all(t.list)
             out.append(Result {
+                guard t.added == CURLM_OK else {
+                    throw TransferError(url: r.url, reason: "transfer could not start: \(String(cString: curl_multi_strerror(t.added)))")
+                }
                 guard let code = codes[t.handle.raw] else {
                     throw TransferError(url: r.url, reason: "transfer did not finish: \(String(cString: curl_multi_strerror(stuck)))")
                 }

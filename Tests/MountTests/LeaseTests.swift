@@ -167,6 +167,22 @@ import Testing
     /// A watch that ends while holding makes the next change wait out its lease (the tracker
     /// cannot tell a closed mount from a broken network), unless the mount said goodbye
     /// (`fs_unwatch`, sent at a clean unmount). Counted by `!stats`' `lease_waits`.
+    @Test func aWatchBrokenUnderTheMountIsLogged() throws {
+        let c = try TestCluster(nodes: 1)
+        defer { c.stop() }
+        let m = try TestMount(c)
+        defer { m.unmount() }
+        try c.wait("the mount's lease watch to start", timeout: 10) { try queries(c, "fs_watch") > 0 }
+        #expect(!c.log("mount.log").contains("lease watch"), "nothing to say while the watch runs")
+        // The tracker dies under the watch: the mount says so (it then asks the tracker for
+        // everything until a new watch is up), rather than dropping its lease in silence.
+        try c.restartTracker()
+        try c.wait("the mount to log that its watch ended", timeout: 10) {
+            let log = c.log("mount.log")
+            return log.contains("lease watch") && log.contains("ended (")
+        }
+    }
+
     @Test func aCleanUnmountEndsItsLeaseWithoutAWait() throws {
         let c = try TestCluster(nodes: 2)
         defer { c.stop() }
