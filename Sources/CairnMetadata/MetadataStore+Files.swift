@@ -62,11 +62,11 @@ extension MetadataStore {
                 case .file: ino = existing
                 case .symlink:
                     try Self.removeEntry(db, parent: parent, name: key.name, expectDirectory: false)
-                    ino = try Self.newInode(db, domain: domain.id, kind: .file, mode: 0o644, uid: 0, gid: 0, classID: classID)
+                    ino = try Self.newInode(db, domain: domain.id, kind: .file, mode: 0o644, uid: 0, gid: 0, classID: classID).ino
                     try Self.insertEntry(db, domain: domain.id, parent: parent, name: key.name, ino: ino)
                 }
             } else {
-                ino = try Self.newInode(db, domain: domain.id, kind: .file, mode: 0o644, uid: 0, gid: 0, classID: classID)
+                ino = try Self.newInode(db, domain: domain.id, kind: .file, mode: 0o644, uid: 0, gid: 0, classID: classID).ino
                 try Self.insertEntry(db, domain: domain.id, parent: parent, name: key.name, ino: ino)
             }
             try Self.replaceContent(db, ino: ino, domain: domain.id, classID: classID, size: size, chunks: chunks, replicas: replicas)
@@ -313,7 +313,7 @@ extension MetadataStore {
 
     static func layout(_ db: Database, ino: Ino) throws -> StoredLayout {
         let rows = try Row.fetchAll(db.cachedStatement(sql: layoutQuery), arguments: [ino])
-        guard let first = rows.first else { throw StoreError("unknown_inode", "inode \(ino) does not exist", errno: ENOENT) }
+        guard let first = rows.first else { throw Self.unknownInode(ino) }
         let a = attributes(first)
         let n = inodeColumnCount
         var chunks: [ChunkRef] = [], copies: [Fid: [DeviceID]] = [:], sums: [Fid: String] = [:]
@@ -328,8 +328,18 @@ extension MetadataStore {
                             chunks: chunks, copies: copies, checksums: sums)
     }
 
-    /// A file's attributes and chunk list, read together (a commit's starting point).
+    /// A file's attributes and chunk list, read together (a commit's starting point): one
+    /// statement, its own snapshot, so no transaction around it.
     public func content(ino: Ino) async throws -> (InodeAttributes, [ChunkRef]) {
-        try await read { db in (try Self.requireAttributes(db, ino: ino), try Self.chunks(db, ino: ino)) }
+        try await readOneStatement { db in
+            let rows = try Row.fetchAll(db.cachedStatement(sql: """
+                SELECT \(Self.inodeColumnsOfI), c.idx, c.fid, c.length FROM inode i LEFT JOIN chunk c ON c.ino = i.ino
+                WHERE i.ino = ? ORDER BY c.idx
+                """), arguments: [ino])
+            guard let first = rows.first else { throw Self.unknownInode(ino) }
+            let n = Self.inodeColumnCount
+            let chunks = rows.compactMap { row in (row[n + 1] as Fid?).map { ChunkRef(index: row[n], fid: $0, length: row[n + 2]) } }
+            return (Self.attributes(first), chunks)
+        }
     }
 }

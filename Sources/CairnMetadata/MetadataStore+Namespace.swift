@@ -23,8 +23,10 @@ extension MetadataStore {
         try Row.fetchOne(db.cachedStatement(sql: "SELECT \(inodeColumns) FROM inode WHERE ino = ?"), arguments: [ino]).map { attributes($0) }
     }
 
+    static func unknownInode(_ ino: Ino) -> StoreError { StoreError("unknown_inode", "inode \(ino) does not exist", errno: ENOENT) }
+
     static func requireAttributes(_ db: Database, ino: Ino) throws -> InodeAttributes {
-        guard let a = try attributes(db, ino: ino) else { throw StoreError("unknown_inode", "inode \(ino) does not exist", errno: ENOENT) }
+        guard let a = try attributes(db, ino: ino) else { throw Self.unknownInode(ino) }
         return a
     }
 
@@ -45,28 +47,39 @@ extension MetadataStore {
         try Ino.fetchOne(db.cachedStatement(sql: "SELECT ino FROM dirent WHERE parent = ? AND name = ?"), arguments: [parent, name])
     }
 
+    /// Inserts an inode; returns it as stored (RETURNING: no read after the write).
     static func newInode(_ db: Database, domain: DomainID, kind: InodeKind, mode: UInt32, uid: UInt32, gid: UInt32,
-                         classID: ClassID = 0, target: [UInt8]? = nil, size: Int64 = 0) throws -> Ino {
+                         classID: ClassID = 0, target: [UInt8]? = nil, size: Int64 = 0) throws -> InodeAttributes {
         let now = Clock.nowNanos()
         let typeBits: UInt32 = switch kind { case .file: 0o100000; case .directory: 0o040000; case .symlink: 0o120000 }
-        try db.cachedStatement(sql: """
+        return try returnedAttributes(db.cachedStatement(sql: """
             INSERT INTO inode(dmid, kind, mode, uid, gid, size, atime, mtime, ctime, nlink, classid, target)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """).execute(arguments: [domain, kind.rawValue, Int64(typeBits | (mode & 0o7777)), Int64(uid), Int64(gid), size,
-                             now, now, now, kind == .directory ? 2 : 1, classID, target.map { Data($0) }])
-        return db.lastInsertedRowID
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING \(inodeColumns)
+            """), arguments: [domain, kind.rawValue, Int64(typeBits | (mode & 0o7777)), Int64(uid), Int64(gid), size,
+                              now, now, now, kind == .directory ? 2 : 1, classID, target.map { Data($0) }])
     }
 
-    static func insertEntry(_ db: Database, domain: DomainID, parent: Ino, name: String, ino: Ino) throws {
+    /// Adds a name; returns its directory's new attributes.
+    @discardableResult
+    static func insertEntry(_ db: Database, domain: DomainID, parent: Ino, name: String, ino: Ino) throws -> InodeAttributes {
         let path = childPath(parentPath: try directoryPath(db, ino: parent), name: name)
         try db.cachedStatement(sql: "INSERT INTO dirent(parent, name, ino, dmid, path) VALUES (?, ?, ?, ?, ?)").execute(
                        arguments: [parent, name, ino, domain, path])
-        try touchDirectory(db, ino: parent)
+        return try touchDirectory(db, ino: parent)
     }
 
-    static func touchDirectory(_ db: Database, ino: Ino) throws {
+    /// A directory's entries changed: new mtime and ctime; returns its attributes.
+    @discardableResult
+    static func touchDirectory(_ db: Database, ino: Ino) throws -> InodeAttributes {
         let now = Clock.nowNanos()
-        try db.cachedStatement(sql: "UPDATE inode SET mtime = ?, ctime = ? WHERE ino = ?").execute(arguments: [now, now, ino])
+        return try returnedAttributes(db.cachedStatement(sql: "UPDATE inode SET mtime = ?, ctime = ? WHERE ino = ? RETURNING \(inodeColumns)"),
+                                      arguments: [now, now, ino], ino: ino)
+    }
+
+    /// The inode row a write's `RETURNING <inodeColumns>` gives back.
+    static func returnedAttributes(_ statement: Statement, arguments: StatementArguments, ino: Ino? = nil) throws -> InodeAttributes {
+        guard let row = try Row.fetchOne(statement, arguments: arguments) else { throw unknownInode(ino ?? 0) }
+        return attributes(row)
     }
 
     /// Creates the directories of `path` that do not exist yet; returns the innermost one.
@@ -82,7 +95,7 @@ extension MetadataStore {
                 }
                 current = existing
             } else {
-                let ino = try newInode(db, domain: domain.id, kind: .directory, mode: 0o755, uid: uid, gid: gid)
+                let ino = try newInode(db, domain: domain.id, kind: .directory, mode: 0o755, uid: uid, gid: gid).ino
                 try insertEntry(db, domain: domain.id, parent: current, name: name, ino: ino)
                 try db.cachedStatement(sql: "UPDATE inode SET nlink = nlink + 1 WHERE ino = ?").execute(arguments: [current])
                 current = ino
@@ -273,16 +286,19 @@ extension MetadataStore {
                 }
                 classID = c.id
             }
-            let ino = try Self.newInode(db, domain: p.domain, kind: n.kind, mode: n.mode, uid: n.uid, gid: n.gid, classID: classID,
-                                        target: n.target.map { Array($0.utf8) }, size: Int64(n.target?.utf8.count ?? 0))
-            try Self.insertEntry(db, domain: p.domain, parent: parent, name: name, ino: ino)
-            if n.kind == .directory { try db.cachedStatement(sql: "UPDATE inode SET nlink = nlink + 1 WHERE ino = ?").execute(arguments: [parent]) }
+            let created = try Self.newInode(db, domain: p.domain, kind: n.kind, mode: n.mode, uid: n.uid, gid: n.gid, classID: classID,
+                                            target: n.target.map { Array($0.utf8) }, size: Int64(n.target?.utf8.count ?? 0))
+            var parentNow = try Self.insertEntry(db, domain: p.domain, parent: parent, name: name, ino: created.ino)
+            if n.kind == .directory {
+                parentNow = try Self.returnedAttributes(db.cachedStatement(sql: "UPDATE inode SET nlink = nlink + 1 WHERE ino = ? RETURNING \(Self.inodeColumns)"),
+                                                        arguments: [parent], ino: parent)
+            }
             var upload: (fid: Fid, devices: [DeviceID])?
             if n.kind == .file, let place = placeFirstChunk {
                 let devices = place(p.domain, classID)
                 if !devices.isEmpty { upload = (try Self.insertUpload(db, domain: p.domain, classID: classID, key: "", devices: devices), devices) }
             }
-            return (try Self.requireAttributes(db, ino: ino), try Self.requireAttributes(db, ino: parent), upload)
+            return (created, parentNow, upload)
         }
     }
 
@@ -418,7 +434,7 @@ extension MetadataStore {
             // The ctime update doubles as the check that the inode exists (the transaction
             // rolls back if a later step throws).
             try db.cachedStatement(sql: "UPDATE inode SET ctime = ? WHERE ino = ?").execute(arguments: [Clock.nowNanos(), ino])
-            if db.changesCount == 0 { throw StoreError("unknown_inode", "inode \(ino) does not exist", errno: ENOENT) }
+            if db.changesCount == 0 { throw Self.unknownInode(ino) }
             if mode != .any {
                 let exists = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM xattr WHERE ino = ? AND name = ?)"), arguments: [ino, name]) ?? false
                 if mode == .create, exists { throw StoreError("xattr_exists", "attribute \(name) already exists", errno: EEXIST) }

@@ -10,8 +10,16 @@ import Synchronization
 public final class MetadataStore: Sendable {
     let pool: DatabasePool
 
+    /// The writer connection's `PRAGMA synchronous`. Durable commits need FULL (the commit
+    /// fsyncs the WAL), deferred ones NORMAL; the level changes only when a commit needs the
+    /// other one, so the mount's stream of deferred writes pays no PRAGMA per write. Read and
+    /// set only on the writer connection, which GRDB serializes.
+    private let writerLevel: Mutex<Synchronous>
+    enum Synchronous: String { case normal = "NORMAL", full = "FULL" }
+
     /// Opens (creating if needed) the database at `path` and migrates it to the current schema.
     public init(path: String) throws {
+        writerLevel = Mutex(.full)
         var config = Configuration()
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
@@ -53,7 +61,7 @@ public final class MetadataStore: Sendable {
     func write<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
         Self.writeLog?.mark()
         if Self.deferDurability { return try await writeDeferred(body) }
-        return try await mapErrors { try await self.pool.write(body) }
+        return try await mapErrors { try await self.pool.writeWithoutTransaction { db in try self.transaction(db, .full, body) } }
     }
 
     /// A write made visible at once but durable only with the next durable commit (or
@@ -64,30 +72,36 @@ public final class MetadataStore: Sendable {
     func writeDeferred<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
         Self.writeLog?.mark()
         return try await mapErrors {
-            try self.pool.writeWithoutTransaction { db in
-                try db.cachedStatement(sql: "PRAGMA synchronous = NORMAL").execute()
-                defer { try? db.cachedStatement(sql: "PRAGMA synchronous = FULL").execute() }
-                var result: T?
-                try db.inTransaction {
-                    result = try body(db)
-                    return .commit
-                }
-                return result!
-            }
+            try self.pool.writeWithoutTransaction { db in try self.transaction(db, .normal, body) }
         }
+    }
+
+    /// One write transaction on the writer connection, committed at `level`.
+    private func transaction<T>(_ db: Database, _ level: Synchronous, _ body: (Database) throws -> T) throws -> T {
+        try setLevel(db, level)
+        var result: T?
+        try db.inTransaction {
+            result = try body(db)
+            return .commit
+        }
+        return result!
+    }
+
+    private func setLevel(_ db: Database, _ level: Synchronous) throws {
+        guard writerLevel.withLock({ $0 }) != level else { return }
+        try db.cachedStatement(sql: "PRAGMA synchronous = \(level.rawValue)").execute()
+        writerLevel.withLock { $0 = level }
     }
 
     /// Makes every deferred commit durable (fsync of the WAL).
     public func sync() async throws {
         try await mapErrors {
+            // A FULL commit fsyncs the WAL, which also covers every deferred commit before it;
+            // a commit that wrote nothing would not, hence the tiny write.
             try await self.pool.writeWithoutTransaction { db in
-                try db.execute(sql: "PRAGMA synchronous = FULL")
-                // A FULL commit fsyncs the WAL, which also covers every deferred commit before
-                // it; a commit that wrote nothing would not, hence the tiny write.
-                try db.inTransaction {
+                try self.transaction(db, .full) { db in
                     try db.execute(sql: "INSERT INTO setting(key, value) VALUES ('last_sync', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                                    arguments: [String(Clock.nowSeconds())])
-                    return .commit
                 }
             }
         }

@@ -100,6 +100,39 @@ func commit(_ store: MetadataStore, _ d: DomainRecord, _ key: String, size: Int6
         #expect(try await newFile(try await mkdir(c, "new"), "below a new directory") == silver.id)
     }
 
+    @Test func createAnswersWithTheStoredInodeAndItsDirectory() async throws {
+        let store = try MetadataStore(path: temporaryDatabase())
+        let d = try await store.createDomain("d")
+        for (name, kind) in [("dir", InodeKind.directory), ("file", .file), ("link", .symlink)] {
+            let (created, parent, _) = try await store.createEntry(parent: d.root, name: name,
+                                                                  .init(kind: kind, mode: 0o640, uid: 7, gid: 8, target: kind == .symlink ? "dir" : nil))
+            #expect(created == (try await store.getattr(ino: created.ino)), "\(name): the answer is the inode as stored")
+            #expect(parent == (try await store.getattr(ino: d.root)), "\(name): its directory as stored after the create (times, links)")
+        }
+        #expect(try await store.getattr(ino: d.root).nlink == 3, "a new subdirectory's '..' counts")
+    }
+
+    @Test func durableCommitsStayDurableBetweenDeferredOnes() async throws {
+        let store = try MetadataStore(path: temporaryDatabase())
+        let d = try await store.createDomain("d")
+        // The writer connection's level, as SQLite reports it: 1 NORMAL, 2 FULL.
+        func level() async throws -> Int? { try await store.pool.writeWithoutTransaction { db in try Int.fetchOne(db, sql: "PRAGMA synchronous") } }
+        func create(_ name: String, deferred: Bool) async throws {
+            _ = try await MetadataStore.$deferDurability.withValue(deferred) {
+                try await store.createEntry(parent: d.root, name: name, .init(kind: .file, mode: 0o644, uid: 0, gid: 0))
+            }
+        }
+        #expect(try await level() == 2)
+        try await create("a", deferred: true)
+        #expect(try await level() == 1, "the mount's writes commit without an fsync")
+        try await create("b", deferred: true)
+        try await create("c", deferred: false)
+        #expect(try await level() == 2, "a durable write after deferred ones fsyncs (and so covers them)")
+        try await create("d", deferred: true)
+        try await store.sync()
+        #expect(try await level() == 2, "sync commits at FULL")
+    }
+
     @Test func posixRenameModesAndLinks() async throws {
         let store = try MetadataStore(path: temporaryDatabase())
         let d = try await store.createDomain("d")

@@ -117,7 +117,9 @@ func fileBytes(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: UR
         let seed = ProcessInfo.processInfo.environment["CAIRN_TEST_SEED"].flatMap(UInt64.init) ?? UInt64(Date().timeIntervalSince1970)
         var rng = SplitMix(seed)
         let local = c.root + "/local.bin", remote = dir + "/random.bin"
-        for path in [local, remote] { FileManager.default.createFile(atPath: path, contents: Data(randomBytes(chunk + 500, seed: 1))) }
+        for path in [local, remote] {
+            try #require(FileManager.default.createFile(atPath: path, contents: Data(randomBytes(chunk + 500, seed: 1))), "cannot create \(path)")
+        }
         for step in 0..<40 {
             let op = rng.next() % 4
             let size = (try? FileManager.default.attributesOfItem(atPath: local)[.size] as? Int) ?? 0
