@@ -189,6 +189,18 @@ final class StopFlag: Sendable {
     func set() { flag.store(true, ordering: .relaxed) }
 }
 
+/// Deleting one blob with its sidecar (a lone DELETE or a line of a batch).
+enum BlobRemoval: Equatable {
+    case deleted, absent
+    case failed(String)
+
+    static func remove(_ file: String) -> BlobRemoval {
+        unlink(SidecarFile.path(file))  // the fallback file, when the sidecar did not fit the xattr
+        if unlink(file) == 0 { return .deleted }
+        return errno == ENOENT ? .absent : .failed(String(cString: strerror(errno)))
+    }
+}
+
 /// A blob's sidecar, `<fid>.meta` beside `<fid>.fid`. Written whole through a temporary file
 /// and a rename (a reader never sees half of one); not fsynced: sidecars are rewritten by the
 /// tracker whenever the file changes and serve disaster recovery, not acknowledged writes.

@@ -14,9 +14,13 @@ import Hummingbird
 ///   tracker writes: which file and chunk it is, attributes, custom metadata).
 /// - `POST /_meta/[<write token>/]dev<N>`: many sidecars of that device at once, one
 ///   `<fid> <json>` line each; answers `written N` and a `missing <fid>` line per absent blob.
+/// - `POST /_delete/[<write token>/]dev<N>`: delete many blobs of that device at once, one
+///   `<fid>` line each (the tracker's delete rounds: one request per device, not per copy);
+///   answers `deleted N`, an `absent <fid>` line per blob already gone and a
+///   `failed <fid> <reason>` line per blob that could not be deleted.
 /// - `POST /_sync`: make every deferred-durability write so far durable (the mount's fsync).
 extension StorageNode {
-    static let maintenancePrefixes = ["/_verify/", "/_list/", "/_probe/", "/_meta/", "/_sync"]
+    static let maintenancePrefixes = ["/_verify/", "/_list/", "/_probe/", "/_meta/", "/_delete/", "/_sync"]
 
     func maintenance(_ request: Request) async -> Response? {
         let path = request.uri.path
@@ -55,6 +59,12 @@ extension StorageNode {
             return text(.ok, lines.joined(separator: "\n"))
         case "/_meta/":
             return await sidecar(request, path: rest)
+        case "/_delete/":
+            guard request.method == .post else { return text(.methodNotAllowed, "use POST for a batch of deletes") }
+            guard let (token, devicePath) = splitToken(rest) else { return text(.badRequest, "malformed write token in \(path.prefix(200))") }
+            guard let device = deviceID(devicePath) else { return text(.notFound, "no device \(devicePath.prefix(40)) on this node (\(config.name))") }
+            if let denied = authorize(token: token, path: rest) { return denied }
+            return await deleteBatch(request, device: device)
         case "/_sync":
             guard request.method == .post, rest == "/" else { return text(.methodNotAllowed, "use POST /_sync") }
             let flush = deferredFlush
@@ -74,13 +84,16 @@ extension StorageNode {
         }
     }
 
+    /// A path's write token (if it starts with one) and the device path it signs; nil when the
+    /// token is malformed.
+    func splitToken(_ path: String) -> (WriteToken?, String)? {
+        guard path.hasPrefix(WriteToken.prefix) else { return (nil, path) }
+        guard let t = WriteToken.parse(path: path) else { return nil }
+        return (t, t.devicePath)
+    }
+
     func sidecar(_ request: Request, path: String) async -> Response {
-        var devicePath = path, token: WriteToken?
-        if path.hasPrefix(WriteToken.prefix) {
-            guard let t = WriteToken.parse(path: path) else { return text(.badRequest, "malformed write token in \(path.prefix(200))") }
-            token = t
-            devicePath = t.devicePath
-        }
+        guard let (token, devicePath) = splitToken(path) else { return text(.badRequest, "malformed write token in \(path.prefix(200))") }
         if request.method == .post {
             guard let device = deviceID(devicePath) else { return text(.notFound, "no device \(devicePath.prefix(40)) on this node (\(config.name))") }
             if let denied = authorize(token: token, path: path) { return denied }
@@ -135,6 +148,37 @@ extension StorageNode {
         } catch {
             return text(.badRequest, "sidecar batch for device \(device) on \(config.name) stopped: \(error)")
         }
+    }
+
+    /// Deletes a batch of blobs (see the list above). A malformed line stops the batch before
+    /// anything is deleted.
+    func deleteBatch(_ request: Request, device: DeviceID) async -> Response {
+        let body: ByteBuffer
+        do { body = try await request.body.collect(upTo: 16 << 20) } catch {
+            return text(.badRequest, "delete batch for device \(device) not read: \(error)")
+        }
+        var parsed: [Fid] = []
+        for line in body.readableBytesView.split(separator: UInt8(ascii: "\n")) {
+            guard let fid = Fid(String(decoding: line, as: UTF8.self)) else {
+                return text(.badRequest, "malformed line \(String(decoding: line.prefix(60), as: UTF8.self)) in a delete batch for device \(device); expected one fid per line; nothing deleted")
+            }
+            parsed.append(fid)
+        }
+        let fids = parsed
+        for fid in fids { scrubber.forget(device: device, fid: fid) }
+        let folders = self.folders
+        let lines = await (try? BlockingPool.run { () -> [String] in
+            var deleted = 0, other: [String] = []
+            for fid in fids {
+                switch BlobRemoval.remove(folders.file(device: device, fid: fid)) {
+                case .deleted: deleted += 1
+                case .absent: other.append("absent \(fid)")
+                case .failed(let reason): other.append("failed \(fid) \(reason)")
+                }
+            }
+            return ["deleted \(deleted)"] + other
+        }) ?? fids.map { "failed \($0) the delete did not run" }
+        return text(.ok, lines.joined(separator: "\n"))
     }
 
     private func deviceID(_ rest: String) -> DeviceID? {

@@ -435,9 +435,11 @@ public final class StorageNode: Sendable {
     // MARK: DELETE
 
     func delete(file: String) -> Response {
-        unlink(SidecarFile.path(file))
-        if unlink(file) == 0 { return Response(status: .noContent) }
-        return errno == ENOENT ? text(.notFound, "no such blob") : text(.internalServerError, "delete failed: \(String(cString: strerror(errno)))")
+        switch BlobRemoval.remove(file) {
+        case .deleted: Response(status: .noContent)
+        case .absent: text(.notFound, "no such blob")
+        case .failed(let reason): text(.internalServerError, "delete failed: \(reason)")
+        }
     }
 
     // MARK: usage and status

@@ -137,6 +137,34 @@ import Testing
         #expect(try HTTPTransfer.shared.get("http://127.0.0.1:\(port)/_status").status == 200)
     }
 
+    @Test func deleteBatchesAccountForEveryFidAndRefuseMalformedLines() throws {
+        let c = try TestCluster(nodes: 1)
+        defer { c.stop() }
+        _ = try c.client.call("create_class", [("domain", "test"), ("class", "one"), ("mindevcount", "1")])
+        for i in 0..<3 {
+            let f = try writeTemp(randomBytes(100, seed: UInt64(i)), dir: c.root, name: "b\(i)")
+            #expect(try c.cli(["put", "test", "b\(i)", f, "--class", "one"]).status == 0)
+        }
+        try c.wait("3 blobs on disk") { c.blobFiles().count == 3 }
+        let blobs = c.blobFiles().sorted()
+        // node0/dev<N>/…/<fid>.fid
+        let device = try blobs[0].split(separator: "/").first { $0.hasPrefix("dev") }.orThrow("a device folder in \(blobs[0])")
+        let fids = try blobs.map { try Int64(String($0.split(separator: "/").last!.dropLast(4))).orThrow("a fid in \($0)") }
+        let url = "http://127.0.0.1:\(c.nodePorts[0])/_delete/\(device)"
+        func post(_ url: String, _ body: String, method: String = "POST") throws -> (status: Int, text: String) {
+            let r = try Array(body.utf8).withUnsafeBytes { try HTTPTransfer.shared.perform(method: method, url: url, body: .bytes($0)) }
+            return (r.status, r.text)
+        }
+        let malformed = try post(url, "\(fids[0])\nnot-a-fid\n")
+        #expect(malformed.status == 400 && malformed.text.contains("not-a-fid") && malformed.text.contains("nothing deleted"), "\(malformed)")
+        #expect(c.blobFiles().count == 3, "a malformed batch deletes nothing, not even the lines before the bad one")
+        #expect(try post("http://127.0.0.1:\(c.nodePorts[0])/_delete/dev99", "\(fids[0])\n").status == 404)
+        #expect(try post(url, "", method: "PUT").status == 405)
+        let done = try post(url, "\(fids[0])\n\(fids[1])\n99999999\n")
+        #expect(done.status == 200 && done.text == "deleted 2\nabsent 99999999\n", "every fid is accounted for: \(done)")
+        #expect(c.blobFiles() == [blobs[2]], "exactly the two named blobs are gone")
+    }
+
     @Test func rangesAndHead() throws {
         let c = try TestCluster(nodes: 1)
         defer { c.stop() }

@@ -161,6 +161,8 @@ import Testing
         let unsigned = try body.withUnsafeBytes { try HTTPTransfer.shared.put(plain, bytes: $0) }
         #expect(unsigned.status == 403 && unsigned.text.contains("unsigned"))
         #expect(try HTTPTransfer.shared.delete(plain).status == 403)
+        let batch = try Array("999\n".utf8).withUnsafeBytes { try HTTPTransfer.shared.perform(method: "POST", url: node + "/_delete/dev\(devOnNode0)", body: .bytes($0)) }
+        #expect(batch.status == 403 && batch.text.contains("unsigned"), "a batch of deletes needs the tracker's signature too: \(batch.status) \(batch.text)")
         let forged = node + "/_w/9999999999-none-" + String(repeating: "0", count: 64) + FidLayout.devicePath(device: devOnNode0, fid: 999)
         let bad = try body.withUnsafeBytes { try HTTPTransfer.shared.put(forged, bytes: $0) }
         #expect(bad.status == 403 && bad.text.contains("signature"))

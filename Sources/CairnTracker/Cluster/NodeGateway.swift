@@ -59,6 +59,29 @@ struct NodeGateway: Sendable {
         return r.status == 204 || r.status == 404 || r.isSuccess
     }
 
+    /// Deletes many blobs of one device in one request. `gone`: the fids whose copies are no
+    /// longer on it (deleted now or already absent); `problem`: why the others may still be.
+    func delete(fids: [Fid], on d: DeviceInfo) async -> (gone: Set<Fid>, problem: String?) {
+        let token = WriteToken.make(devicePath: "/dev\(d.device.id)", algorithm: .none, secret: secret, lifetime: tokenLifetime)
+        let url = d.host.baseURL + "/_delete" + token.path
+        let payload = Array(fids.map { "\($0)\n" }.joined().utf8)
+        let r: HTTPResponse
+        do { r = try await BlockingPool.run { try payload.withUnsafeBytes { try http.perform(method: "POST", url: url, body: .bytes($0)) } } }
+        catch { return ([], "device \(d.device.id) on \(d.host.name): \(error)") }
+        guard r.status == 200 else { return ([], "device \(d.device.id) on \(d.host.name): HTTP \(r.status) \(r.text.trimmingCharacters(in: .whitespacesAndNewlines))") }
+        // `deleted N`, then an `absent <fid>` or `failed <fid> <reason>` line per other fid.
+        // Every fid must be accounted for, or none is counted as gone.
+        let lines = r.text.split(separator: "\n")
+        let failures = lines.dropFirst().filter { $0.hasPrefix("failed ") }
+        let failed = Set(failures.compactMap { $0.split(separator: " ").dropFirst().first.flatMap { Fid(String($0)) } })
+        guard let first = lines.first, first.hasPrefix("deleted "), let deleted = Int(first.dropFirst(8)),
+              deleted + lines.count - 1 == fids.count, failed.count == failures.count else {
+            return ([], "device \(d.device.id) on \(d.host.name) answered \"\(r.text.prefix(80))\" for \(fids.count) deletes")
+        }
+        let problem = failures.first.map { "device \(d.device.id) on \(d.host.name): \(failures.count) of \(fids.count) not deleted (\($0))" }
+        return (Set(fids).subtracting(failed), problem)
+    }
+
     struct NodeStatus: Decodable {
         struct Device: Decodable { var id: Int; var totalBytes: Int64; var usedBytes: Int64; var freeBytes: Int64; var ioUtilization: Double; var writeable: Bool }
         struct Corrupt: Decodable { var device: Int; var fid: Int64; var stored: String; var computed: String }

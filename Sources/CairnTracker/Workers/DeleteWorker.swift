@@ -42,10 +42,7 @@ struct DeleteWorker {
                     try? await Task.sleep(for: .seconds(1))
                     continue
                 }
-                let done = await withTaskGroup(of: MetadataStore.DeleteItem.self) { group in
-                    for item in due { group.addTask { await delete(item, devices: devices) } }
-                    return await group.reduce(into: []) { $0.append($1) }
-                }
+                let done = await delete(due, devices: devices)
                 do { try await ctx.store.recordDeletes(done) } catch { ctx.logger.error("delete worker cannot record its deletes: \(error); they are repeated") }
             }
             // A partial round waits for more: each round costs a log sync and a flush per node,
@@ -67,15 +64,29 @@ struct DeleteWorker {
         }
     }
 
-    /// Deletes what it can of one fid's copies; returns the devices its copies are gone from
-    /// (deleted now, or on a device that is gone or unknown).
-    func delete(_ item: MetadataStore.DeleteItem, devices: [DeviceID: DeviceInfo]) async -> MetadataStore.DeleteItem {
-        var gone: [DeviceID] = []
-        for id in item.devices {
-            guard let d = devices[id], !d.device.status.isGone else { gone.append(id); continue }
-            guard d.device.status.canDelete, d.host.status.canWrite else { continue }
-            if await ctx.gateway.delete(fid: item.fid, on: d) { gone.append(id) }
+    /// Deletes what it can of a round's copies, one request per device; returns, per fid, the
+    /// devices its copies are gone from (deleted now, or on a device that is gone or unknown).
+    func delete(_ items: [MetadataStore.DeleteItem], devices: [DeviceID: DeviceInfo]) async -> [MetadataStore.DeleteItem] {
+        var gone: [Fid: [DeviceID]] = [:], batches: [DeviceID: [Fid]] = [:]
+        for item in items {
+            for id in item.devices {
+                guard let d = devices[id], !d.device.status.isGone else { gone[item.fid, default: []].append(id); continue }
+                guard d.device.status.canDelete, d.host.status.canWrite else { continue }
+                batches[id, default: []].append(item.fid)
+            }
         }
-        return .init(fid: item.fid, devices: gone)
+        let results = await withTaskGroup(of: (DeviceID, Set<Fid>, String?).self) { group in
+            for (id, fids) in batches {
+                guard let d = devices[id] else { continue }
+                group.addTask { let r = await ctx.gateway.delete(fids: fids, on: d); return (id, r.gone, r.problem) }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        for (id, deleted, problem) in results {
+            for fid in deleted { gone[fid, default: []].append(id) }
+            // Not deleted now: the copies stay queued and are tried again in a later round.
+            if let problem { ctx.logger.warning("delete worker: \(problem); trying again later") }
+        }
+        return items.map { .init(fid: $0.fid, devices: gone[$0.fid] ?? []) }
     }
 }
