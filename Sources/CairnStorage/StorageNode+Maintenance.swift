@@ -177,7 +177,7 @@ extension StorageNode {
                 }
             }
             return ["deleted \(deleted)"] + other
-        }) ?? fids.map { "failed \($0) the delete did not run" }
+        }) ?? ["deleted 0"] + fids.map { "failed \($0) the delete did not run" }
         return text(.ok, lines.joined(separator: "\n"))
     }
 
