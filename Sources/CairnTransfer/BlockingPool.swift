@@ -13,6 +13,11 @@ public enum BlockingPool {
             }
         }
     }
+
+    /// `run` for a body that cannot fail: no error path for the caller to invent.
+    public static func perform<T: Sendable>(_ body: @Sendable @escaping () -> T) async -> T {
+        await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in queue.async { c.resume(returning: body()) } }
+    }
 }
 
 /// Runs `count` blocking bodies at the same time, each on its own thread (the first on the

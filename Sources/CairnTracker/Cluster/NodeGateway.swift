@@ -62,24 +62,39 @@ struct NodeGateway: Sendable {
     /// Deletes many blobs of one device in one request. `gone`: the fids whose copies are no
     /// longer on it (deleted now or already absent); `problem`: why the others may still be.
     func delete(fids: [Fid], on d: DeviceInfo) async -> (gone: Set<Fid>, problem: String?) {
-        let token = WriteToken.make(devicePath: "/dev\(d.device.id)", algorithm: .none, secret: secret, lifetime: tokenLifetime)
-        let url = d.host.baseURL + "/_delete" + token.path
-        let payload = Array(fids.map { "\($0)\n" }.joined().utf8)
-        let r: HTTPResponse
-        do { r = try await BlockingPool.run { try payload.withUnsafeBytes { try http.perform(method: "POST", url: url, body: .bytes($0)) } } }
-        catch { return ([], "device \(d.device.id) on \(d.host.name): \(error)") }
-        guard r.status == 200 else { return ([], "device \(d.device.id) on \(d.host.name): HTTP \(r.status) \(r.text.trimmingCharacters(in: .whitespacesAndNewlines))") }
+        let text: String
+        switch await postBatch("/_delete", Array(fids.map { "\($0)\n" }.joined().utf8), on: d) {
+        case .failure(let problem): return ([], problem.description)
+        case .success(let reply): text = reply
+        }
         // `deleted N`, then an `absent <fid>` or `failed <fid> <reason>` line per other fid.
         // Every fid must be accounted for, or none is counted as gone.
-        let lines = r.text.split(separator: "\n")
+        let lines = text.split(separator: "\n")
         let failures = lines.dropFirst().filter { $0.hasPrefix("failed ") }
         let failed = Set(failures.compactMap { $0.split(separator: " ").dropFirst().first.flatMap { Fid(String($0)) } })
         guard let first = lines.first, first.hasPrefix("deleted "), let deleted = Int(first.dropFirst(8)),
               deleted + lines.count - 1 == fids.count, failed.count == failures.count else {
-            return ([], "device \(d.device.id) on \(d.host.name) answered \"\(r.text.prefix(80))\" for \(fids.count) deletes")
+            return ([], "device \(d.device.id) on \(d.host.name) answered \"\(text.prefix(80))\" for \(fids.count) deletes")
         }
         let problem = failures.first.map { "device \(d.device.id) on \(d.host.name): \(failures.count) of \(fids.count) not deleted (\($0))" }
         return (Set(fids).subtracting(failed), problem)
+    }
+
+    /// What a device's batch request failed with, naming the device and its host.
+    struct BatchProblem: Error, CustomStringConvertible { let description: String }
+
+    /// POSTs `body` to one of a device's batch endpoints (`/_meta`, `/_delete`), signed for the
+    /// device; the node's answer when it is 200.
+    private func postBatch(_ endpoint: String, _ body: [UInt8], on d: DeviceInfo) async -> Result<String, BatchProblem> {
+        let token = WriteToken.make(devicePath: "/dev\(d.device.id)", algorithm: .none, secret: secret, lifetime: tokenLifetime)
+        let url = d.host.baseURL + endpoint + token.path
+        let r: HTTPResponse
+        do { r = try await BlockingPool.run { try body.withUnsafeBytes { try http.perform(method: "POST", url: url, body: .bytes($0)) } } }
+        catch { return .failure(BatchProblem(description: "device \(d.device.id) on \(d.host.name): \(error)")) }
+        guard r.status == 200 else {
+            return .failure(BatchProblem(description: "device \(d.device.id) on \(d.host.name): HTTP \(r.status) \(r.text.trimmingCharacters(in: .whitespacesAndNewlines))"))
+        }
+        return .success(r.text)
     }
 
     struct NodeStatus: Decodable {
@@ -127,18 +142,16 @@ struct NodeGateway: Sendable {
     func putSidecars(_ batch: [(fid: Fid, bytes: [UInt8])], on d: DeviceInfo) async -> String? {
         var body: [UInt8] = []
         for (fid, bytes) in batch { body += Array("\(fid) ".utf8); body += bytes; body.append(UInt8(ascii: "\n")) }
-        let token = WriteToken.make(devicePath: "/dev\(d.device.id)", algorithm: .none, secret: secret, lifetime: tokenLifetime)
-        let url = d.host.baseURL + "/_meta" + token.path
-        let payload = body
-        let r: HTTPResponse
-        do { r = try await BlockingPool.run { try payload.withUnsafeBytes { try http.perform(method: "POST", url: url, body: .bytes($0)) } } }
-        catch { return "device \(d.device.id) on \(d.host.name): \(error)" }
-        guard r.status == 200 else { return "device \(d.device.id) on \(d.host.name): HTTP \(r.status) \(r.text.trimmingCharacters(in: .whitespacesAndNewlines))" }
+        let text: String
+        switch await postBatch("/_meta", body, on: d) {
+        case .failure(let problem): return problem.description
+        case .success(let reply): text = reply
+        }
         // Every line is accounted for: written, or its blob is gone from the device.
-        let lines = r.text.split(separator: "\n")
+        let lines = text.split(separator: "\n")
         guard let first = lines.first, first.hasPrefix("written "), let written = Int(first.dropFirst(8)),
               written + lines.count - 1 == batch.count else {
-            return "device \(d.device.id) on \(d.host.name) answered \"\(r.text.prefix(80))\" for \(batch.count) sidecars"
+            return "device \(d.device.id) on \(d.host.name) answered \"\(text.prefix(80))\" for \(batch.count) sidecars"
         }
         return nil
     }

@@ -67,18 +67,17 @@ struct DeleteWorker {
     /// Deletes what it can of a round's copies, one request per device; returns, per fid, the
     /// devices its copies are gone from (deleted now, or on a device that is gone or unknown).
     func delete(_ items: [MetadataStore.DeleteItem], devices: [DeviceID: DeviceInfo]) async -> [MetadataStore.DeleteItem] {
-        var gone: [Fid: [DeviceID]] = [:], batches: [DeviceID: [Fid]] = [:]
+        var gone: [Fid: [DeviceID]] = [:], batches: [DeviceID: (device: DeviceInfo, fids: [Fid])] = [:]
         for item in items {
             for id in item.devices {
                 guard let d = devices[id], !d.device.status.isGone else { gone[item.fid, default: []].append(id); continue }
                 guard d.device.status.canDelete, d.host.status.canWrite else { continue }
-                batches[id, default: []].append(item.fid)
+                batches[id, default: (d, [])].fids.append(item.fid)
             }
         }
         let results = await withTaskGroup(of: (DeviceID, Set<Fid>, String?).self) { group in
-            for (id, fids) in batches {
-                guard let d = devices[id] else { continue }
-                group.addTask { let r = await ctx.gateway.delete(fids: fids, on: d); return (id, r.gone, r.problem) }
+            for (id, batch) in batches {
+                group.addTask { let r = await ctx.gateway.delete(fids: batch.fids, on: batch.device); return (id, r.gone, r.problem) }
             }
             return await group.reduce(into: []) { $0.append($1) }
         }
