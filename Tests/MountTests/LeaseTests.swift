@@ -164,9 +164,6 @@ import Testing
         #expect(r["size"] == "3")
     }
 
-    /// A watch that ends while holding makes the next change wait out its lease (the tracker
-    /// cannot tell a closed mount from a broken network), unless the mount said goodbye
-    /// (`fs_unwatch`, sent at a clean unmount). Counted by `!stats`' `lease_waits`.
     @Test func aWatchBrokenUnderTheMountIsLogged() throws {
         let c = try TestCluster(nodes: 1)
         defer { c.stop() }
@@ -183,6 +180,9 @@ import Testing
         }
     }
 
+    /// A watch that ends while holding makes the next change wait out its lease (the tracker
+    /// cannot tell a closed mount from a broken network), unless the mount said goodbye
+    /// (`fs_unwatch`, sent at a clean unmount). Counted by `!stats`' `lease_waits`.
     @Test func aCleanUnmountEndsItsLeaseWithoutAWait() throws {
         let c = try TestCluster(nodes: 2)
         defer { c.stop() }
