@@ -45,9 +45,12 @@ let package = Package(
         // The wire: HTTP blob transfer over libcurl and blocking tracker connections; used by the
         // client, the tracker (node checks, copies) and storage nodes (registration, peer copies).
         .target(name: "CairnTransfer", dependencies: ["CairnCore", "CairnProtocol", "CCurl"], swiftSettings: swiftSettings),
+        // A device folder's blobs on disk (temp file, checksum xattr, rename): written by storage
+        // nodes and, through a node's local-write grant, by a mount on the same machine.
+        .target(name: "CairnDevice", dependencies: ["CairnCore", "CairnProtocol", "CSys"], swiftSettings: swiftSettings),
         // The storage node (Hummingbird).
         .target(name: "CairnStorage", dependencies: [
-            "CairnCore", "CairnProtocol", "CairnTransfer", "CSys",
+            "CairnCore", "CairnProtocol", "CairnDevice", "CairnTransfer", "CSys",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "Logging", package: "swift-log"),
@@ -61,7 +64,7 @@ let package = Package(
         ], swiftSettings: swiftSettings),
         // Tracker client with failover, chunked upload and parallel download.
         .target(name: "CairnClient", dependencies: [
-            "CairnCore", "CairnProtocol", "CairnTransfer",
+            "CairnCore", "CairnProtocol", "CairnDevice", "CairnTransfer", "CSys",
         ], swiftSettings: swiftSettings),
         // File-system semantics without the kernel: inode mapping, open files with chunk write
         // buffers and read-ahead, directory paging, xattr mapping.

@@ -110,14 +110,25 @@ public struct ChunkTransfer: Sendable {
                              receipts: stored.map { $0.receipt ?? "-" })
     }
 
-    /// PUTs the same bytes to every target at once.
+    /// Stores the same bytes on every target at once: straight into the device folders of nodes
+    /// on this machine (deferred writes only: the mount's), PUT to the others.
     /// `full`: how many of the errors were devices refusing for lack of space (507).
     private func put(_ bytes: UnsafeRawBufferPointer, to targets: [(DeviceID, String)])
         -> (ok: [(device: DeviceID, checksum: String?, receipt: String?)], errors: [String], full: Int) {
-        let headers = deferred == nil ? [:] : [DeferredWrites.header.0: DeferredWrites.header.1]
-        let answers = http.performAll(targets.map { HTTPTransfer.Request(method: "PUT", url: $0.1, headers: headers, body: .bytes(bytes)) })
         var ok: [(device: DeviceID, checksum: String?, receipt: String?)] = [], errors: [String] = [], full = 0
-        for ((dev, url), answer) in zip(targets, answers) {
+        var remote = targets
+        if let deferred, let local {
+            let written = writeLocally(bytes, to: targets, local)
+            remote = []
+            for (target, stored) in zip(targets, written) {
+                guard let stored else { remote.append(target); continue }
+                deferred.wroteLocally(folder: stored.deviceFolder)
+                ok.append((target.0, stored.checksum, stored.receipt))
+            }
+        }
+        let headers = deferred == nil ? [:] : [DeferredWrites.header.0: DeferredWrites.header.1]
+        let answers = http.performAll(remote.map { HTTPTransfer.Request(method: "PUT", url: $0.1, headers: headers, body: .bytes(bytes)) })
+        for ((dev, url), answer) in zip(remote, answers) {
             switch answer {
             case .success(let resp) where resp.status == 200 && resp.headers["x-cairn-size"] == String(bytes.count):
                 deferred?.wrote(url: url)
@@ -131,6 +142,22 @@ public struct ChunkTransfer: Sendable {
         }
         return (ok, errors, full)
     }
+
+    /// `LocalReplicas.write` for each target (nil: not local): one after another for a small
+    /// blob (microseconds each), in parallel for a large one (a copy into the page cache and
+    /// perhaps a checksum each).
+    private func writeLocally(_ bytes: UnsafeRawBufferPointer, to targets: [(DeviceID, String)], _ local: LocalReplicas) -> [LocalReplicas.LocalWrite?] {
+        guard bytes.count > Self.smallBlob, targets.count > 1 else { return targets.map { local.write(bytes, url: $0.1) } }
+        let results = Mutex2<[LocalReplicas.LocalWrite?]>(Array(repeating: nil, count: targets.count))
+        let shared = UnsafeSendableBytes(bytes)
+        Parallel.run(targets.count) { i in
+            let stored = local.write(shared.bytes, url: targets[i].1)
+            results.withLock { $0[i] = stored }
+        }
+        return results.withLock { $0 }
+    }
+
+    static let smallBlob = 256 << 10
 
     /// Fetches `range` (relative to the chunk) of a chunk, trying each replica in turn.
     public func download(_ chunk: FileLayout.Chunk, range: ClosedRange<Int64>? = nil) throws -> [UInt8] {
@@ -151,6 +178,12 @@ public struct ChunkTransfer: Sendable {
         }
         throw UploadError(message: "chunk \(chunk.index) (fid \(chunk.fid)) could not be read from any replica: " + (failures.isEmpty ? "no replica is readable" : failures.joined(separator: "; ")))
     }
+}
+
+/// Bytes the caller keeps alive and unchanged while parallel jobs read them.
+struct UnsafeSendableBytes: @unchecked Sendable {
+    let bytes: UnsafeRawBufferPointer
+    init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 }
 
 /// A tiny lock box for results gathered from parallel transfers.

@@ -1,29 +1,42 @@
 import CairnCore
+import CairnDevice
+import CairnProtocol
 import CairnTransfer
 import Foundation
 import Synchronization
 
-/// Short-circuit reads (see `LocalReadMarker`): a replica whose storage node shares this
-/// machine's file system is read with pread from its device folder instead of over HTTP — no
-/// request, no copy through the node's process. Which nodes qualify is asked once per node and
+/// Short-circuit reads and writes (see `LocalReadMarker`, `LocalWriteGrant`): a replica whose
+/// storage node shares this machine's file system is read with pread from its device folder,
+/// and a blob for it written there, instead of over HTTP — no request, no copy through the
+/// node's process. Which nodes qualify is asked once per node and
 /// re-checked every `recheckSeconds` (a node may restart elsewhere); anything unexpected (no
 /// such file, a short file) returns nil and the caller reads over HTTP as usual.
 public final class LocalReplicas: Sendable {
     private struct Node: Sendable {
         var dataDir: String?
+        /// The node's local-write grant, when it gives one and this process may read it.
+        var grant: LocalWriteGrant?
         var checkedAt: Double
     }
     private let nodes = Mutex<[String: Node]>([:])
     private let http: HTTPTransfer
     static let recheckSeconds = 30.0
 
+    /// What goes through the device folders (`-o local_reads=0`, `-o local_writes=0` turn each off).
+    let readsLocally: Bool, writesLocally: Bool
+
     /// Short timeouts: a node that does not answer keeps its last answer rather than stall a read.
-    public init(http: HTTPTransfer = HTTPTransfer(connectTimeoutMs: 500, stallTimeoutSeconds: 1)) { self.http = http }
+    public init(http: HTTPTransfer = HTTPTransfer(connectTimeoutMs: 500, stallTimeoutSeconds: 1), reads: Bool = true, writes: Bool = true) {
+        self.http = http
+        self.readsLocally = reads
+        self.writesLocally = writes
+    }
 
     /// `count` bytes at `offset` of the first of `urls` (a chunk's replicas) whose node is on
     /// this machine. Every replica's node gets asked (once, then from the cache), not just
     /// the first that answers: each local copy stays readable if its node later stops answering.
     public func read(urls: [String], offset: Int64, count: Int) -> [UInt8]? {
+        guard readsLocally else { return nil }
         var found: [UInt8]?
         for url in urls {
             if found == nil { found = read(url: url, offset: offset, count: count) } else if let (base, _) = Self.split(url) { _ = dataDir(of: base) }
@@ -36,7 +49,7 @@ public final class LocalReplicas: Sendable {
     /// the tracker for this layout) then finds the blob's inode and bytes in memory. Only nodes
     /// already known to be local are used; a replica that is gone costs nothing.
     public func warm(urls: [String], count: Int) {
-        guard count > 0, let local = urls.lazy.compactMap({ self.localPath(url: $0, ask: false) }).first else { return }
+        guard readsLocally, count > 0, let local = urls.lazy.compactMap({ self.localPath(url: $0, ask: false) }).first else { return }
         Self.warming.async {
             let fd = open(local, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
             guard fd >= 0 else { return }
@@ -73,6 +86,30 @@ public final class LocalReplicas: Sendable {
         return bytes.count == count ? bytes : nil
     }
 
+    /// A blob stored straight into a local node's device folder.
+    public struct LocalWrite: Sendable {
+        public var checksum: String?
+        /// Signed with the node's grant key ("-" without a cluster secret: the tracker then checks the copy).
+        public var receipt: String?
+        /// The device folder, which a `syncfs` makes durable.
+        public var deviceFolder: String
+    }
+
+    /// Stores `bytes` as the blob the write URL `url` (from the tracker's allocation) names,
+    /// straight into its device folder, when its node is on this machine and grants local
+    /// writes; not durable until the device's file system is synced. Nil when it cannot (the
+    /// node is elsewhere, grants nothing, the device is near its reserve, the write failed):
+    /// the caller PUTs the blob to the node, which then says what is wrong.
+    public func write(_ bytes: UnsafeRawBufferPointer, url: String) -> LocalWrite? {
+        guard writesLocally, let (base, path) = Self.split(url) else { return nil }
+        let token = WriteToken.parse(path: path)
+        let devicePath = token?.devicePath ?? path
+        guard let (device, _) = FidLayout.parse(devicePath: devicePath), let dir = dataDir(of: base),
+              let grant = nodes.withLock({ $0[base]?.grant }),
+              let stored = try? grant.store(bytes, devicePath: devicePath, dataDir: dir, algorithm: token?.algorithm ?? .none) else { return nil }
+        return LocalWrite(checksum: stored.checksum?.description, receipt: stored.receipt, deviceFolder: dir + "/dev\(device)")
+    }
+
     /// `http://host:port` and `/dev<N>/…fid` of a blob URL.
     static func split(_ url: String) -> (String, String)? {
         guard url.hasPrefix("http://") else { return nil }
@@ -85,14 +122,18 @@ public final class LocalReplicas: Sendable {
     private func dataDir(of base: String) -> String? {
         let now = Date().timeIntervalSince1970
         if let n = nodes.withLock({ $0[base] }), now - n.checkedAt < Self.recheckSeconds { return n.dataDir }
-        var found = nodes.withLock { $0[base]?.dataDir }  // kept when the node does not answer now
+        var found = nodes.withLock { $0[base] ?? Node(dataDir: nil, checkedAt: now) }  // kept when the node does not answer now
         struct Status: Decodable { var dataDir: String?; var localToken: String? }
         if let r = try? http.get(base + "/_status"), r.status == 200,
            let s = try? JSONDecoder().decode(Status.self, from: Data(r.body)) {
-            found = nil
-            if let dir = s.dataDir, let token = s.localToken, LocalReadMarker.matches(dataDir: dir, token: token) { found = dir }
+            found = Node(dataDir: nil, checkedAt: now)
+            if let dir = s.dataDir, let token = s.localToken, LocalReadMarker.matches(dataDir: dir, token: token) {
+                found.dataDir = dir
+                found.grant = writesLocally ? LocalWriteGrant.read(dataDir: dir) : nil
+            }
         }
-        nodes.withLock { $0[base] = Node(dataDir: found, checkedAt: now) }
-        return found
+        found.checkedAt = now
+        nodes.withLock { $0[base] = found }
+        return found.dataDir
     }
 }

@@ -39,6 +39,9 @@ public struct MountOptions: Sendable {
     public var readCacheSegments: Int = 4
     /// Replicas on storage nodes of this machine are read from their device folders (`LocalReplicas`).
     public var localReads = true
+    /// Blobs for storage nodes of this machine are written into their device folders, when the
+    /// node grants it (`LocalWriteGrant`).
+    public var localWrites = true
     /// Layouts of files seen here open without a tracker call while the tracker promises to
     /// say when they change (`LeasedLayouts`); only with a single tracker address.
     public var leases = true

@@ -32,7 +32,7 @@ final class FSContext: @unchecked Sendable {
     init(tracker: TrackerClient, options: MountOptions) {
         self.tracker = tracker
         // Data becomes durable at fsync, fsyncdir and unmount, as on a local file system.
-        self.chunks = ChunkTransfer(tracker: tracker, deferred: DeferredWrites(), local: options.localReads ? LocalReplicas() : nil)
+        self.chunks = ChunkTransfer(tracker: tracker, deferred: DeferredWrites(), local: options.localReads || options.localWrites ? LocalReplicas(reads: options.localReads, writes: options.localWrites) : nil)
         self.options = options
         self.uploadGate = DispatchSemaphore(value: max(1, options.writeBuffers))
         self.recentAttributes = RecentAttributes(maxAge: options.attrTimeout)

@@ -11,4 +11,17 @@ public enum StoreReceipt {
     public static func isValid(_ receipt: String, devicePath: String, size: Int64, checksum: String?, secret: String) -> Bool {
         make(devicePath: devicePath, size: size, checksum: checksum, secret: secret) == receipt
     }
+
+    /// The key a client on node `node`'s machine signs receipts with when it writes blobs into
+    /// that node's device folders itself (the node hands it over in its local-write grant).
+    public static func localKey(node: String, secret: String) -> String {
+        Signer.sign("local-receipts:\(node)", secret: secret)
+    }
+
+    /// True when the node on host `node` signed the receipt, or a client its local-write
+    /// grant let write straight into its device folders did.
+    public static func isValid(_ receipt: String, devicePath: String, size: Int64, checksum: String?, secret: String, node: String) -> Bool {
+        isValid(receipt, devicePath: devicePath, size: size, checksum: checksum, secret: secret)
+            || isValid(receipt, devicePath: devicePath, size: size, checksum: checksum, secret: localKey(node: node, secret: secret))
+    }
 }

@@ -22,13 +22,14 @@ final class DeferredFlush: @unchecked Sendable {
     /// Writes not yet covered by a finished flush (reported in `/_status`).
     var pending: Int { lock.withLock { unflushed } }
 
-    /// Makes every deferred write so far durable; the devices that could not be synced.
+    /// Makes every deferred write so far durable, and syncs `alsoDevices` (device folders written
+    /// by others) even when this node wrote nothing there; the devices that could not be synced.
     @discardableResult
-    func flush() -> [String] {
+    func flush(alsoDevices: [String] = []) -> [String] {
         flushing.lock()
         defer { flushing.unlock() }
         let (devices, count) = lock.withLock { () -> (Set<String>, Int) in
-            let d = (dirty, unflushed); dirty.removeAll(); return d
+            let d = (dirty.union(alsoDevices), unflushed); dirty.removeAll(); return d
         }
         var failed: [String] = []
         for path in devices {

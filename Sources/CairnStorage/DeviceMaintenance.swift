@@ -1,4 +1,5 @@
 import CairnCore
+import CairnDevice
 import CSys
 import Foundation
 import Synchronization

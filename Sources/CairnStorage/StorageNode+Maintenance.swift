@@ -1,4 +1,5 @@
 import CairnCore
+import CairnDevice
 import CairnProtocol
 import CairnTransfer
 import Foundation
@@ -18,7 +19,8 @@ import Hummingbird
 ///   `<fid>` line each (the tracker's delete rounds: one request per device, not per copy);
 ///   answers `deleted N`, an `absent <fid>` line per blob already gone and a
 ///   `failed <fid> <reason>` line per blob that could not be deleted.
-/// - `POST /_sync`: make every deferred-durability write so far durable (the mount's fsync).
+/// - `POST /_sync`: make every deferred-durability write so far durable (the mount's fsync):
+///   one syncfs per device, which also covers blobs a local mount wrote into the folders.
 extension StorageNode {
     static let maintenancePrefixes = ["/_verify/", "/_list/", "/_probe/", "/_meta/", "/_delete/", "/_sync"]
 
@@ -67,8 +69,11 @@ extension StorageNode {
             return await deleteBatch(request, device: device)
         case "/_sync":
             guard request.method == .post, rest == "/" else { return text(.methodNotAllowed, "use POST /_sync") }
-            let flush = deferredFlush
-            let failed = await (try? BlockingPool.run { flush.flush() }) ?? ["the flush did not run"]
+            // Every device, not only those this node wrote to: a mount on this machine may have
+            // written blobs straight into them (`LocalWriteGrant`), and the delete worker's
+            // flush before it frees old copies must cover those too.
+            let flush = deferredFlush, devices = folders.deviceIDs().map(folders.devicePath)
+            let failed = await (try? BlockingPool.run { flush.flush(alsoDevices: devices) }) ?? ["the flush did not run"]
             guard failed.isEmpty else {
                 return text(.internalServerError, "\(config.name) could not make its writes durable: \(failed.joined(separator: "; ")); check the disk")
             }

@@ -1,7 +1,9 @@
 import CairnCore
+import CairnDevice
 import CairnProtocol
 import CairnTransfer
 import Foundation
+import Synchronization
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -53,6 +55,8 @@ public final class StorageNode: Sendable {
     /// The data folder as an absolute path and the token proving it to local readers (`LocalReadMarker`).
     let absoluteDataDir: String
     let localToken = LocalReadMarker.newToken()
+    /// Requests for blobs by method, since start (`/_status`): what the node's clients ask of it.
+    let blobRequests = Mutex<[String: Int]>([:])
 
     public init(config: StorageConfig) {
         self.config = config
@@ -70,6 +74,13 @@ public final class StorageNode: Sendable {
         try FileManager.default.createDirectory(atPath: config.dataDir, withIntermediateDirectories: true)
         do { try LocalReadMarker.write(token: localToken, dataDir: absoluteDataDir) } catch {
             logger.warning("cannot write \(LocalReadMarker.fileName) in \(absoluteDataDir) (\(error)); mounts on this machine will read over HTTP")
+        }
+        if config.capacityBytes == nil {
+            do { try LocalWriteGrant(node: config.name, reserveBytes: config.reserveBytes, secret: config.secret).write(dataDir: absoluteDataDir) } catch {
+                logger.warning("cannot write \(LocalWriteGrant.fileName) in \(absoluteDataDir) (\(error)); mounts on this machine will write over HTTP")
+            }
+        } else {
+            LocalWriteGrant.remove(dataDir: absoluteDataDir)
         }
         let responder = CallbackResponder<BasicRequestContext> { request, _ in await self.respond(request) }
         let app = Application(responder: responder,
@@ -169,6 +180,7 @@ public final class StorageNode: Sendable {
         }
         guard folders.exists(device) else { return text(.notFound, "device \(device) is not on this node (\(config.name))") }
         let file = folders.file(device: device, fid: fid)
+        blobRequests.withLock { $0[request.method.rawValue, default: 0] += 1 }
 
         switch request.method {
         case .get, .head:
@@ -472,12 +484,15 @@ public final class StorageNode: Sendable {
         /// For short-circuit reads by clients on this machine (`LocalReadMarker`).
         var dataDir: String
         var localToken: String
+        /// Requests for blobs since start, by method (`PUT`, `GET`, `HEAD`, `DELETE`).
+        var blobRequests: [String: Int]
     }
 
     func status() -> Response {
         let devices = folders.deviceIDs().compactMap { meter.measure(folders, id: $0, reserveBytes: config.reserveBytes) }
         return json(Status(name: config.name, devices: devices, corrupt: scrubber.findings, scrubbedBlobs: scrubber.blobsScanned,
-                           unflushedWrites: deferredFlush.pending, dataDir: absoluteDataDir, localToken: localToken))
+                           unflushedWrites: deferredFlush.pending, dataDir: absoluteDataDir, localToken: localToken,
+                           blobRequests: blobRequests.withLock { $0 }))
     }
 
     func json<T: Encodable>(_ value: T) -> Response {
@@ -520,3 +535,8 @@ final class BlobBox: @unchecked Sendable {
 }
 
 struct FileBox: @unchecked Sendable { let fd: Int32 }
+
+/// The peer a node-to-node copy reads from failed to hand over the blob (answered 502).
+struct CopySourceError: Error, CustomStringConvertible {
+    let description: String
+}

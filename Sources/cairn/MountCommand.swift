@@ -13,7 +13,9 @@ struct MountCommand: ParsableCommand {
         Without --domain every domain is a top-level directory. Cairn's -o options: attr_timeout=S, entry_timeout=S,
         class=NAME (class of new files), write_buffers=N (chunk uploads in flight; memory = N × chunk size),
         readahead=BYTES (ranged-read size), local_reads=0 (read replicas on this machine's storage nodes over
-        HTTP too; by default they are read straight from the node's device folder), leases=0 (every open asks the
+        HTTP too; by default they are read straight from the node's device folder), local_writes=0 (send every blob
+        through its storage node; by default a blob for a node on this machine that grants local writes is written
+        straight into its device folder), leases=0 (every open asks the
         tracker for the file's layout; by default a layout seen here is reused until the tracker says it changed). Other -o options (allow_other, ro, ...) go to FUSE.
         Unmount with `fusermount3 -u MOUNTPOINT` (or SIGTERM); open files are committed first.
         """)
@@ -44,7 +46,7 @@ struct MountCommand: ParsableCommand {
             _ = mallopt(M_MMAP_THRESHOLD, 8 << 20)
             _ = mallopt(M_TRIM_THRESHOLD, 64 << 20)
             // durable=0: metadata changes are visible at once and durable at fsync/unmount, as on
-            // a local file system (blobs are fsynced by the nodes before any commit names them).
+            // a local file system (and so are the blobs: `DeferredWrites`).
             let client = TrackerClient(trackers: tracker.addresses, timeoutSeconds: 15, commonArgs: [("durable", "0")])
             let fs = try ClusterFS(tracker: client, options: options)
             let mount = FuseMount(fs: fs, mountpoint: path, fuseOptions: fuseOptions)
@@ -70,6 +72,9 @@ struct MountCommand: ParsableCommand {
             case "local_reads":
                 guard value == "0" || value == "1" else { throw ValidationError("-o \(opt): give local_reads=0 or local_reads=1") }
                 m.localReads = value == "1"
+            case "local_writes":
+                guard value == "0" || value == "1" else { throw ValidationError("-o \(opt): give local_writes=0 or local_writes=1") }
+                m.localWrites = value == "1"
             case "leases":
                 guard value == "0" || value == "1" else { throw ValidationError("-o \(opt): give leases=0 or leases=1") }
                 m.leases = value == "1"

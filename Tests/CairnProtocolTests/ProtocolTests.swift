@@ -91,3 +91,20 @@ func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
         #expect(ConcatenatedPath(path: "/_cat/10/16/0:h:1:1:1:99") == nil)
     }
 }
+
+@Suite struct StoreReceiptTests {
+    /// A receipt counts when the node signed it with the cluster secret, or when a client wrote
+    /// the blob into that node's folders with the key the node's local-write grant holds; a key
+    /// for another node, or a receipt for other bytes, does not.
+    @Test func localReceiptsAreValidOnlyForTheirNodeAndBytes() {
+        let secret = "cluster-secret", path = "/dev3/0/000/000/0000000042.fid"
+        let byNode = StoreReceipt.make(devicePath: path, size: 10, checksum: nil, secret: secret)
+        let local = StoreReceipt.make(devicePath: path, size: 10, checksum: "sha256:ab", secret: StoreReceipt.localKey(node: "node2", secret: secret))
+        #expect(StoreReceipt.isValid(byNode, devicePath: path, size: 10, checksum: nil, secret: secret, node: "node2"))
+        #expect(StoreReceipt.isValid(local, devicePath: path, size: 10, checksum: "sha256:ab", secret: secret, node: "node2"))
+        #expect(!StoreReceipt.isValid(local, devicePath: path, size: 10, checksum: "sha256:ab", secret: secret, node: "node1"))
+        #expect(!StoreReceipt.isValid(local, devicePath: path, size: 11, checksum: "sha256:ab", secret: secret, node: "node2"))
+        #expect(!StoreReceipt.isValid(local, devicePath: path, size: 10, checksum: "sha256:ab", secret: "other", node: "node2"))
+        #expect(StoreReceipt.localKey(node: "node2", secret: secret) != StoreReceipt.localKey(node: "node1", secret: secret))
+    }
+}

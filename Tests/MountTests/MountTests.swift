@@ -326,8 +326,9 @@ extension MountTests {
     }
 
     @Test func mountWritesAreMadeDurableByFsyncWhileCLIWritesAreAtOnce() throws {
-        // No background flush during the test: only fsync (or the CLI) may flush.
-        let (c, m, dir) = try mountedCluster(nodeArgs: ["--flush-interval", "3600"])
+        // No background flush during the test: only fsync (or the CLI) may flush. The blobs go
+        // through the nodes (local_writes=0), whose pending writes `/_status` shows.
+        let (c, m, dir) = try mountedCluster(nodeArgs: ["--flush-interval", "3600"], mountOptions: ["local_writes=0"])
         defer { m.unmount(); c.stop() }
         func unflushed() throws -> Int {
             try c.nodePorts.reduce(0) { sum, port in
@@ -356,6 +357,8 @@ extension MountTests {
     @Test func aFullStoreSaysNoSpaceAndKeepsWhatItHas() throws {
         let (c, m, dir) = try mountedCluster(nodes: 2, nodeArgs: ["--capacity", "6"])
         defer { m.unmount(); c.stop() }
+        #expect(!FileManager.default.fileExists(atPath: c.root + "/node0/.cairn-local-writes"),
+                "a node with a fixed capacity counts its own blobs, so it lets no mount write into its folders")
         let kept = randomBytes(chunk, seed: 41)
         let src = try writeTemp(kept, dir: c.root, name: "kept")
         #expect(try run("cp", [src, dir + "/kept"]).status == 0)

@@ -35,8 +35,9 @@ struct Replicator: Sendable {
         for id in Set(claimed).sorted() {
             guard let d = all[id] else { problems.append("device \(id) is unknown"); continue }
             if let secret = gateway.secret, let size, let receipt = receipts[id],
-               StoreReceipt.isValid(receipt, devicePath: FidLayout.devicePath(device: id, fid: fid), size: size, checksum: checksum, secret: secret) {
-                good.append(d)  // the node signed that it stored exactly these bytes
+               StoreReceipt.isValid(receipt, devicePath: FidLayout.devicePath(device: id, fid: fid), size: size, checksum: checksum,
+                                    secret: secret, node: d.host.name) {
+                good.append(d)  // the node (or a writer it let write locally) signed that it stored exactly these bytes
                 continue
             }
             guard let facts = await gateway.inspect(d, fid: fid) else {

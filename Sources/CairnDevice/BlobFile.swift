@@ -4,15 +4,16 @@ import Foundation
 
 /// Writes one blob durably: bytes go to a temporary file beside the target, which is
 /// fsynced, renamed into place and its directory fsynced, so a blob is either whole or
-/// absent after any crash. The checksum is computed as the bytes pass.
-final class BlobFile {
-    let finalPath: String
+/// absent after any crash. The checksum is computed as the bytes pass. Storage nodes write
+/// every blob this way, and so does a mount that shares a node's file system (`LocalWriteGrant`).
+public final class BlobFile {
+    public let finalPath: String
     let tempPath: String
     private let fd: Int32
-    private(set) var written: Int64 = 0
+    public private(set) var written: Int64 = 0
     private var checksum: StreamingChecksum
 
-    init(path: String, algorithm: ChecksumAlgorithm) throws {
+    public init(path: String, algorithm: ChecksumAlgorithm) throws {
         finalPath = path
         let dir = (path as NSString).deletingLastPathComponent
         tempPath = dir + "/.tmp-\(UInt64.random(in: 0...UInt64.max))"
@@ -29,7 +30,7 @@ final class BlobFile {
 
     deinit { close(fd) }
 
-    func append(_ bytes: UnsafeRawBufferPointer) throws {
+    public func append(_ bytes: UnsafeRawBufferPointer) throws {
         checksum.update(bytes)
         var off = 0
         while off < bytes.count {
@@ -45,7 +46,7 @@ final class BlobFile {
 
     /// Makes the blob visible, and durable unless `durable` is false (the mount's writes,
     /// made durable by the next `DeferredFlush`). Returns its checksum.
-    func commit(durable: Bool = true) throws -> Checksum? {
+    public func commit(durable: Bool = true) throws -> Checksum? {
         // The checksum xattr goes first so the one fsync makes it durable with the bytes.
         let sum = checksum.finalize()
         if let sum { Self.storeChecksum(fd: fd, sum) }
@@ -60,38 +61,33 @@ final class BlobFile {
         return sum
     }
 
-    func discard() { unlink(tempPath) }
+    public func discard() { unlink(tempPath) }
 
-    static let checksumXattr = "user.cairn.checksum"
+    public static let checksumXattr = "user.cairn.checksum"
 
     /// The checksum travels with the blob as an extended attribute (where the file system has them).
-    static func storeChecksum(fd: Int32, _ sum: Checksum) {
+    public static func storeChecksum(fd: Int32, _ sum: Checksum) {
         let text = Array(sum.description.utf8)
         _ = text.withUnsafeBytes { fsetxattr(fd, checksumXattr, $0.baseAddress, $0.count, 0) }
     }
 
-    static func storedChecksum(path: String) -> String? {
+    public static func storedChecksum(path: String) -> String? {
         var buf = [UInt8](repeating: 0, count: 128)
         let n = buf.withUnsafeMutableBytes { getxattr(path, checksumXattr, $0.baseAddress, 128) }
         return n > 0 ? String(decoding: buf[..<n], as: UTF8.self) : nil
     }
 }
 
-enum StorageError: Error, CustomStringConvertible {
+public enum StorageError: Error, CustomStringConvertible {
     case io(String)
     /// The device's file system is out of space (or quota): answered 507, so the writer
     /// places the blob elsewhere or tells its user the store is full.
     case full(String)
-    var description: String { switch self { case .io(let m), .full(let m): m } }
+    public var description: String { switch self { case .io(let m), .full(let m): m } }
 
     /// The failure `errno` describes, after `what` (built only after errno is read).
-    static func failed(_ what: @autoclosure () -> String, errno e: Int32 = errno) -> StorageError {
+    public static func failed(_ what: @autoclosure () -> String, errno e: Int32 = errno) -> StorageError {
         let m = "\(what()): \(String(cString: strerror(e)))"
         return e == ENOSPC || e == EDQUOT ? .full(m) : .io(m)
     }
-}
-
-/// The peer a node-to-node copy reads from failed to hand over the blob (answered 502).
-struct CopySourceError: Error, CustomStringConvertible {
-    let description: String
 }
