@@ -52,6 +52,11 @@ public final class BlobFile {
         if let sum { Self.storeChecksum(fd: fd, sum) }
         if durable {
             guard fsync(fd) == 0 else { throw StorageError.failed("fsync of \(tempPath) failed") }
+        } else if written >= Self.earlyWriteback {
+            // Start writing a large blob to disk now, without waiting: the sync that makes it
+            // durable (a syncfs at the writer's fsync, or the periodic flush) then finds little
+            // left to write, as a local file system's background writeback would have done.
+            _ = sync_file_range(fd, 0, 0, UInt32(CSYS_SYNC_FILE_RANGE_WRITE))
         }
         guard rename(tempPath, finalPath) == 0 else { throw StorageError.failed("rename to \(finalPath) failed") }
         if durable {
@@ -62,6 +67,9 @@ public final class BlobFile {
     }
 
     public func discard() { unlink(tempPath) }
+
+    /// Deferred blobs at least this large start their writeback when written.
+    static let earlyWriteback: Int64 = 1 << 20
 
     public static let checksumXattr = "user.cairn.checksum"
 

@@ -5,6 +5,8 @@
 #include <sys/xattr.h>
 #include <malloc.h>
 
-// syncfs(2) needs _GNU_SOURCE, which Glibc's module map does not define.
+// syncfs(2) and sync_file_range(2) need _GNU_SOURCE, which Glibc's module map does not define.
 int syncfs(int fd);
+int sync_file_range(int fd, long long offset, long long nbytes, unsigned int flags);
+#define CSYS_SYNC_FILE_RANGE_WRITE 2
 #endif
