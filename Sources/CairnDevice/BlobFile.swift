@@ -42,6 +42,19 @@ public final class BlobFile {
             off += n
         }
         written += Int64(bytes.count)
+        if written - writebackStarted >= Self.earlyWriteback { startWriteback() }
+    }
+
+    /// Bytes before this offset are already on their way to disk.
+    private var writebackStarted: Int64 = 0
+
+    /// Starts writing what was appended since the last call to disk, without waiting: the
+    /// fsync or syncfs that makes the blob durable then finds little left to write, as a local
+    /// file system's background writeback would have done, and a streamed upload's disk
+    /// writes overlap its network transfer.
+    private func startWriteback() {
+        _ = sync_file_range(fd, writebackStarted, written - writebackStarted, UInt32(CSYS_SYNC_FILE_RANGE_WRITE))
+        writebackStarted = written
     }
 
     /// Makes the blob visible, and durable unless `durable` is false (the mount's writes,
@@ -52,11 +65,8 @@ public final class BlobFile {
         if let sum { Self.storeChecksum(fd: fd, sum) }
         if durable {
             guard fsync(fd) == 0 else { throw StorageError.failed("fsync of \(tempPath) failed") }
-        } else if written >= Self.earlyWriteback {
-            // Start writing a large blob to disk now, without waiting: the sync that makes it
-            // durable (a syncfs at the writer's fsync, or the periodic flush) then finds little
-            // left to write, as a local file system's background writeback would have done.
-            _ = sync_file_range(fd, 0, 0, UInt32(CSYS_SYNC_FILE_RANGE_WRITE))
+        } else if written >= Self.earlyWriteback, written > writebackStarted {
+            startWriteback()  // the tail of a large blob
         }
         guard rename(tempPath, finalPath) == 0 else { throw StorageError.failed("rename to \(finalPath) failed") }
         if durable {
@@ -68,7 +78,7 @@ public final class BlobFile {
 
     public func discard() { unlink(tempPath) }
 
-    /// Deferred blobs at least this large start their writeback when written.
+    /// Blobs start their writeback in steps of this many bytes (small ones: at their sync).
     static let earlyWriteback: Int64 = 1 << 20
 
     public static let checksumXattr = "user.cairn.checksum"
