@@ -177,7 +177,8 @@ public final class ClusterFS: @unchecked Sendable {
         if isDomainRoot(ino) { throw FSError(EPERM) }
         let cino = try cairn(ino)
         if let same = unchangedBy(c, cino) { return same }
-        defer { listings.attributesChanged(cino) }
+        var answered: WireAttributes?
+        defer { listings.attributesChanged(cino, now: answered) }
         var args: [(String, String)] = [("ino", String(cino))]
         if let m = c.mode { args.append(("mode", String(m))) }
         if let u = c.uid { args.append(("uid", String(u))) }
@@ -192,10 +193,15 @@ public final class ClusterFS: @unchecked Sendable {
             } else {
                 args.append(("size", String(size)))
                 defer { for f in open { try? f.reload() } }
-                return try attributes(call("fs_setattr", args))
+                let r = try call("fs_setattr", args)
+                answered = WireAttributes(r)
+                return try attributes(r)
             }
         }
-        var a = try attributes(call("fs_setattr", args))
+        let r = try call("fs_setattr", args)
+        // A size given here went to dirty open handles: the tracker's answer lacks it.
+        if c.size == nil { answered = WireAttributes(r) }
+        var a = try attributes(r)
         if let size = c.size { a.size = size }
         return a
     }
@@ -280,8 +286,8 @@ public final class ClusterFS: @unchecked Sendable {
     public func rename(parent: UInt64, name: String, newParent: UInt64, newName: String, flags: UInt32) throws {
         let mode = flags & Self.renameExchange != 0 ? "exchange" : flags & Self.renameNoReplace != 0 ? "noreplace" : "replace"
         let dir = try cairn(parent), newDir = try cairn(newParent)
-        _ = try call("fs_rename", [("parent", String(dir)), ("name", name), ("newparent", String(newDir)), ("newname", newName), ("mode", mode)])
-        listings.renamed(dir, name, to: newDir, newName, exchange: mode == "exchange")
+        let r = try call("fs_rename", [("parent", String(dir)), ("name", name), ("newparent", String(newDir)), ("newname", newName), ("mode", mode)])
+        listings.renamed(dir, name, to: newDir, newName, exchange: mode == "exchange", moved: WireAttributes(r, prefix: "moved_"))
     }
 
     public func link(_ ino: UInt64, newParent: UInt64, newName: String) throws -> FSAttributes {

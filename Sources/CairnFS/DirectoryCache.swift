@@ -13,8 +13,10 @@ import Foundation
 /// and found missing). Elsewhere the tracker is asked: a file another client has just made
 /// (`cairn put`, then open through the mount) is seen at once.
 ///
-/// Attributes in a listing are a snapshot: an inode changed here since (a commit, a setattr, a
-/// link) is marked, and its lookups take fresher attributes. Keyed by tracker inode.
+/// Attributes in a listing are a snapshot. A change made here that the tracker answers with the
+/// inode's new attributes (a commit, a setattr, a rename) updates its entry in place; any other
+/// (a link, a custom-metadata change) marks the inode, and its lookups take fresher attributes.
+/// Keyed by tracker inode.
 ///
 /// Under the mount's lease (`LeasedLayouts`) a listing fetched while it was current is held
 /// past the entry timeout, answers "absent" too, and serves `readdir`: the tracker's `INVAL`
@@ -40,6 +42,10 @@ final class DirectoryCache: @unchecked Sendable {
     private var changed: [Ino: Int] = [:]
     /// Directories changed through this mount → when.
     private var ownChanges: [Ino: Date] = [:]
+    /// Where each listed inode was last named: the entry its changes update (checked before
+    /// use, since listings come and go; bounded apart).
+    private var names: [Ino: (dir: Ino, name: String)] = [:]
+    static let maxNames = 1 << 18
     /// Bumped by every change: a listing fetched while a change was made is not kept.
     private var generation = 0
     let maxAge: TimeInterval
@@ -113,6 +119,8 @@ final class DirectoryCache: @unchecked Sendable {
             }
             listings[dir] = Listing(fetched: Date(), since: since, heldAt: heldAt(stamp, lease),
                                     entries: Dictionary(entries, uniquingKeysWith: { a, _ in a }))
+            if names.count + entries.count > Self.maxNames { names.removeAll() }
+            for (name, e) in entries { names[e.ino] = (dir, name) }
             return true
         }
     }
@@ -122,6 +130,7 @@ final class DirectoryCache: @unchecked Sendable {
         change {
             mark(dir, own: true)
             listings[dir]?.entries[name] = attributes
+            names[attributes.ino] = (dir, name)
         }
     }
 
@@ -155,7 +164,8 @@ final class DirectoryCache: @unchecked Sendable {
         }
     }
 
-    func renamed(_ dir: Ino, _ name: String, to newDir: Ino, _ newName: String, exchange: Bool) {
+    /// `moved`: the moved inode's attributes as the tracker answered the rename (its new ctime).
+    func renamed(_ dir: Ino, _ name: String, to newDir: Ino, _ newName: String, exchange: Bool, moved now: WireAttributes? = nil) {
         change {
             mark(dir, own: true)
             mark(newDir, own: true)
@@ -164,16 +174,35 @@ final class DirectoryCache: @unchecked Sendable {
             guard !exchange, listings[newDir] != nil else { dropAll(); return }
             if let victim = listings[newDir]?.entries[newName] { mark(victim.ino) }
             if let moved = listings[dir]?.entries.removeValue(forKey: name) {
-                mark(moved.ino)
-                listings[newDir]?.entries[newName] = moved
+                if let now, Self.singlyNamed(now), now.ino == moved.ino {
+                    changed[moved.ino] = nil
+                    listings[newDir]?.entries[newName] = now
+                } else {
+                    mark(moved.ino)
+                    listings[newDir]?.entries[newName] = moved
+                }
+                names[moved.ino] = (newDir, newName)
             } else {
                 listings[newDir] = nil
             }
         }
     }
 
-    /// Content, attributes or link count of `ino` changed through this mount.
-    func attributesChanged(_ ino: Ino) { change { mark(ino) } }
+    /// Content, attributes or link count of `ino` changed through this mount. `now`: its
+    /// attributes as the tracker answered the change, which its entry takes, so lookups and
+    /// listings need not ask again (rsync's chmod, utimes and rename of every file it copies).
+    func attributesChanged(_ ino: Ino, now: WireAttributes? = nil) {
+        change {
+            guard let now, now.ino == ino, Self.singlyNamed(now), let (dir, name) = names[ino],
+                  listings[dir]?.entries[name]?.ino == ino else { mark(ino); return }
+            changed[ino] = nil  // its only entry is current again
+            listings[dir]?.entries[name] = now
+        }
+    }
+
+    /// An inode with one name (a directory, or a file without hard links): a change to it
+    /// touches one entry only.
+    private static func singlyNamed(_ a: WireAttributes) -> Bool { a.isDirectory || a.nlink <= 1 }
 
     func forgetAll() { change { dropAll() } }
 
@@ -198,5 +227,6 @@ final class DirectoryCache: @unchecked Sendable {
         listings.removeAll()
         changed.removeAll()
         ownChanges.removeAll()
+        names.removeAll()
     }
 }

@@ -242,7 +242,7 @@ final class OpenFile: @unchecked Sendable {
         }
         if let since { context.leases?.keep(now, since: since) }
         committed = now
-        context.listings.attributesChanged(ino)
+        context.listings.attributesChanged(ino, now: now.attributes)
         uploaded.removeAll()
         changed = false
         context.rememberContent(ino: ino, now.attributes)

@@ -357,15 +357,19 @@ extension MetadataStore {
     /// (exchange). Returns both directories' new attributes (one when they are the same).
     @discardableResult
     public func rename(parent: Ino, name: String, newParent: Ino, newName: String,
-                       mode: RenameMode = .replace) async throws -> (parent: InodeAttributes, newParent: InodeAttributes?) {
+                       mode: RenameMode = .replace) async throws -> (parent: InodeAttributes, newParent: InodeAttributes?, moved: InodeAttributes?) {
         try KeyPath.validate(name: newName)
         return try await write { db in
-            try Self.renameEntry(db, parent: parent, name: name, newParent: newParent, newName: newName, mode: mode)
-            return (try Self.requireAttributes(db, ino: parent), newParent == parent ? nil : try Self.requireAttributes(db, ino: newParent))
+            let moved = try Self.renameEntry(db, parent: parent, name: name, newParent: newParent, newName: newName, mode: mode)
+            return (try Self.requireAttributes(db, ino: parent), newParent == parent ? nil : try Self.requireAttributes(db, ino: newParent),
+                    try moved.map { try Self.requireAttributes(db, ino: $0) })
         }
     }
 
-    static func renameEntry(_ db: Database, parent: Ino, name: String, newParent: Ino, newName: String, mode: RenameMode) throws {
+    /// The inode moved to the new name (its ctime changed), or nil for an exchange or a
+    /// rename onto itself.
+    @discardableResult
+    static func renameEntry(_ db: Database, parent: Ino, name: String, newParent: Ino, newName: String, mode: RenameMode) throws -> Ino? {
         guard let src = try Self.entryIno(db, parent: parent, name: name) else {
             throw StoreError("unknown_key", "\"\(name)\" does not exist", errno: ENOENT)
         }
@@ -374,7 +378,7 @@ extension MetadataStore {
         guard np.kind == .directory else { throw StoreError("not_a_directory", "target parent is not a directory", errno: ENOTDIR) }
         guard np.domain == srcAttrs.domain else { throw StoreError("cross_domain", "rename cannot cross domains", errno: EXDEV) }
         let dst = try Self.entryIno(db, parent: newParent, name: newName)
-        if dst == src { return }
+        if dst == src { return nil }
         switch mode {
         case .noReplace:
             if dst != nil { throw StoreError("key_exists", "\"\(newName)\" already exists", errno: EEXIST) }
@@ -384,7 +388,7 @@ extension MetadataStore {
             try Self.moveEntry(db, domain: np.domain, from: newParent, name: newName, to: parent, newName: tmp)
             try Self.moveEntry(db, domain: np.domain, from: parent, name: name, to: newParent, newName: newName)
             try Self.moveEntry(db, domain: np.domain, from: parent, name: tmp, to: parent, newName: name)
-            return
+            return nil
         case .replace:
             if let dst {
                 let dstAttrs = try Self.requireAttributes(db, ino: dst)
@@ -398,6 +402,7 @@ extension MetadataStore {
             }
         }
         try Self.moveEntry(db, domain: np.domain, from: parent, name: name, to: newParent, newName: newName)
+        return src
     }
 
     /// One page of a directory, with attributes, in name order after `after`.

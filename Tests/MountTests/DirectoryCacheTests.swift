@@ -1,3 +1,4 @@
+import CairnClient
 import CairnFS
 import CairnTestSupport
 import Foundation
@@ -42,6 +43,33 @@ import Testing
         #expect(try fs.lookup(parent: d, name: "y").nlink == 1)
         try fs.rmdir(parent: d, name: "sub")
         #expect(isMissing(fs, d, "sub"))
+    }
+
+    /// What rsync does to every file it copies — create a temporary name, write, close, set
+    /// the times, rename — leaves the directory's listing current: the tracker's answers to
+    /// the commit, the setattr and the rename update the entry, so looking the file up later
+    /// asks nothing, even after the attributes this mount remembers have expired.
+    @Test func changesMadeHereKeepTheListingCurrentWithoutLookups() throws {
+        let c = try TestCluster(nodes: 2)
+        defer { c.stop() }
+        let fs = try clusterFS(c, timeout: 60) { $0.attrTimeout = 0.05 }
+        let d = try fs.mkdir(parent: 1, name: "d", mode: 0o755, uid: 0, gid: 0).ino
+        #expect(isMissing(fs, d, ".x.tmp"))  // the listing is fetched here
+        let (_, fh) = try fs.create(parent: d, name: ".x.tmp", mode: 0o100600, uid: 0, gid: 0)
+        _ = try Array("hello".utf8).withUnsafeBytes { try fs.write(fh, offset: 0, bytes: $0) }
+        try fs.release(fh)
+        let x = try fs.lookup(parent: d, name: ".x.tmp")
+        _ = try fs.setattr(x.ino, ClusterFS.AttributeChange(mode: 0o100644, mtime: 1_000_000_000))
+        try fs.rename(parent: d, name: ".x.tmp", newParent: d, newName: "x", flags: 0)
+        Thread.sleep(forTimeInterval: 0.1)  // past the attribute timeout
+        func asked() throws -> Int { try queries(c, "fs_lookup", "fs_getattr", "fs_readdir") }
+        let before = try asked()
+        let listed = try fs.lookup(parent: d, name: "x")
+        #expect(try asked() == before, "the renamed file's entry answered, with no tracker call")
+        #expect(isMissing(fs, d, ".x.tmp"))
+        let tracker = try c.client.call("fs_getattr", [("ino", String(try #require(FileLayout.fetch(domain: "test", key: "d/x", tracker: c.client).attributes.ino)))])
+        #expect(listed.size == 5 && listed.mode == 0o100644 && listed.mtime == 1_000_000_000)
+        #expect(String(listed.ctime) == tracker["ctime"], "the entry has the rename's ctime, as the tracker does")
     }
 
     @Test func otherClientsChangesShowWithinTheEntryTimeout() throws {

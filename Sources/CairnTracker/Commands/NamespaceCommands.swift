@@ -84,8 +84,9 @@ struct NamespaceCommands {
             }
             let parent = try a.requireInt("parent"), newParent = try a.requireInt("newparent")
             let now = try await s.store.rename(parent: parent, name: try a.require("name"), newParent: newParent, newName: try a.require("newname"), mode: mode)
-            // Both directories' new times, as creates return theirs.
+            // Both directories' new times, as creates return theirs, and the moved inode's (its ctime).
             return AttributeCodec.pairs(now.parent, prefix: "parent_") + (now.newParent.map { AttributeCodec.pairs($0, prefix: "newparent_") } ?? [])
+                + (now.moved.map { AttributeCodec.pairs($0, prefix: "moved_") } ?? [])
         }
         h["fs_link"] = { a in
             AttributeCodec.pairs(try await s.store.link(ino: try a.requireInt("ino"), newParent: try a.requireInt("newparent"), newName: try a.require("newname")))
