@@ -450,8 +450,10 @@ public final class ClusterFS: @unchecked Sendable {
             return (entries, false)
         }
         let dir = try cairn(ino)
+        // Hidden names (files unlinked while open here) are left out, also from a held listing,
+        // which this mount's rename to the hidden name updated.
         func entries(_ wire: [(String, WireAttributes)]) -> [DirectoryListing.Entry] {
-            wire.map { DirectoryListing.Entry(name: $0.0, attributes: map.attributes($0.1)) }
+            wire.filter { !$0.0.hasPrefix(Self.hiddenPrefix) }.map { DirectoryListing.Entry(name: $0.0, attributes: map.attributes($0.1)) }
         }
         if after == nil {
             if let held = listings.heldEntries(dir) { return (entries(held), false) }
