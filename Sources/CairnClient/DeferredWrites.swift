@@ -1,4 +1,4 @@
-import CSys
+import CairnDevice
 import CairnTransfer
 import Foundation
 
@@ -45,16 +45,9 @@ public final class DeferredWrites: @unchecked Sendable {
         syncingFolders.lock()
         defer { syncingFolders.unlock() }
         let pending = lock.withLock { () -> Set<String> in defer { folders.removeAll() }; return folders }
-        var failed: [String] = []
-        for folder in pending {
-            let fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            if fd < 0 || syncfs(fd) != 0 {
-                failed.append("\(folder): \(String(cString: strerror(errno)))")
-                lock.withLock { _ = folders.insert(folder) }
-            }
-            if fd >= 0 { close(fd) }
-        }
-        return failed
+        let failed = FolderSync.sync(pending)
+        lock.withLock { folders.formUnion(failed.map(\.folder)) }  // tried again at the next sync
+        return failed.map(\.failure)
     }
 
     /// Notes the node behind a PUT URL (`http://host:port/...`).

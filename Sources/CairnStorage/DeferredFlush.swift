@@ -1,4 +1,4 @@
-import CSys
+import CairnDevice
 import Foundation
 
 /// Blobs the mount writes with deferred durability (`Cairn-Durability: deferred`) are renamed
@@ -31,17 +31,10 @@ final class DeferredFlush: @unchecked Sendable {
         let (devices, count) = lock.withLock { () -> (Set<String>, Int) in
             let d = (dirty.union(alsoDevices), unflushed); dirty.removeAll(); return d
         }
-        var failed: [String] = []
-        for path in devices {
-            let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            if fd < 0 || syncfs(fd) != 0 {
-                failed.append("\(path): \(String(cString: strerror(errno)))")
-                lock.withLock { _ = dirty.insert(path) }  // tried again at the next flush
-            }
-            if fd >= 0 { close(fd) }
-        }
+        let failed = FolderSync.sync(devices)
+        lock.withLock { dirty.formUnion(failed.map(\.folder)) }  // tried again at the next flush
         if failed.isEmpty { lock.withLock { unflushed -= count } }
-        return failed
+        return failed.map(\.failure)
     }
 
     /// The background flush loop (its own thread: syncfs blocks); `report` hears of devices
