@@ -16,6 +16,8 @@ public final class LocalReplicas: Sendable {
         var dataDir: String?
         /// The node's local-write grant, when it gives one and this process may read it.
         var grant: LocalWriteGrant?
+        /// A failed local write was reported since the node was last checked.
+        var failureReported = false
         var checkedAt: Double
     }
     private let nodes = Mutex<[String: Node]>([:])
@@ -104,10 +106,23 @@ public final class LocalReplicas: Sendable {
         guard writesLocally, let (base, path) = Self.split(url) else { return nil }
         let token = WriteToken.parse(path: path)
         let devicePath = token?.devicePath ?? path
-        guard let (device, _) = FidLayout.parse(devicePath: devicePath), let dir = dataDir(of: base),
-              let grant = nodes.withLock({ $0[base]?.grant }),
-              let stored = try? grant.store(bytes, devicePath: devicePath, dataDir: dir, algorithm: token?.algorithm ?? .none) else { return nil }
-        return LocalWrite(checksum: stored.checksum?.description, receipt: stored.receipt, deviceFolder: dir + "/dev\(device)")
+        guard let dir = dataDir(of: base), let grant = nodes.withLock({ $0[base]?.grant }) else { return nil }
+        do {
+            guard let stored = try grant.store(bytes, devicePath: devicePath, dataDir: dir, algorithm: token?.algorithm ?? .none) else { return nil }
+            return LocalWrite(checksum: stored.checksum?.description, receipt: stored.receipt, deviceFolder: stored.deviceFolder)
+        } catch {
+            // The node gets the blob as a PUT and answers for its device; said once per node
+            // between its checks, not per blob.
+            let first = nodes.withLock { n -> Bool in
+                guard n[base]?.failureReported == false else { return false }
+                n[base]?.failureReported = true
+                return true
+            }
+            if first {
+                FileHandle.standardError.write(Data("cairn mount: cannot write blobs into \(dir) for storage node \(base) (\(error)); sending them to the node instead\n".utf8))
+            }
+            return nil
+        }
     }
 
     /// `http://host:port` and `/dev<N>/…fid` of a blob URL.

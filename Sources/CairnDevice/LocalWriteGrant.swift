@@ -37,8 +37,10 @@ public struct LocalWriteGrant: Codable, Sendable, Equatable {
         guard fd >= 0 else { throw StorageError.failed("cannot create \(temp)") }
         let bytes = try JSONEncoder().encode(self)
         let wrote = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        let failure = wrote == bytes.count ? nil : StorageError.failed("cannot write \(temp)", errno: wrote < 0 ? errno : EIO)
         close(fd)
-        guard wrote == bytes.count, rename(temp, path) == 0 else { unlink(temp); throw StorageError.failed("cannot write \(path)") }
+        if let failure { unlink(temp); throw failure }
+        guard rename(temp, path) == 0 else { let e = StorageError.failed("cannot rename \(temp) to \(path)"); unlink(temp); throw e }
     }
 
     /// Takes the grant away (a node that stops granting: started with a capacity).
@@ -55,7 +57,7 @@ public struct LocalWriteGrant: Codable, Sendable, Equatable {
     /// folder is missing or would reach its reserve: the caller then goes through the node,
     /// which says why. Throws when the write itself failed.
     public func store(_ bytes: UnsafeRawBufferPointer, devicePath: String, dataDir: String,
-                      algorithm: ChecksumAlgorithm) throws -> (checksum: Checksum?, receipt: String?)? {
+                      algorithm: ChecksumAlgorithm) throws -> (checksum: Checksum?, receipt: String?, deviceFolder: String)? {
         guard let (device, fid) = FidLayout.parse(devicePath: devicePath) else { return nil }
         let folder = dataDir + "/dev\(device)"
         var st = stat(), vfs = statvfs()
@@ -74,6 +76,6 @@ public struct LocalWriteGrant: Codable, Sendable, Equatable {
         let receipt = receiptKey.map {
             StoreReceipt.make(devicePath: devicePath, size: Int64(bytes.count), checksum: sum?.description, secret: $0)
         }
-        return (sum, receipt)
+        return (sum, receipt, folder)
     }
 }

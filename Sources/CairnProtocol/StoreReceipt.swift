@@ -18,10 +18,10 @@ public enum StoreReceipt {
         Signer.sign("local-receipts:\(node)", secret: secret)
     }
 
-    /// True when the node on host `node` signed the receipt, or a client its local-write
-    /// grant let write straight into its device folders did.
-    public static func isValid(_ receipt: String, devicePath: String, size: Int64, checksum: String?, secret: String, node: String) -> Bool {
+    /// True when the node signed the receipt with the cluster secret, or a client its
+    /// local-write grant let write straight into its device folders did, with `localKey`.
+    public static func isValid(_ receipt: String, devicePath: String, size: Int64, checksum: String?, secret: String, localKey: String) -> Bool {
         isValid(receipt, devicePath: devicePath, size: size, checksum: checksum, secret: secret)
-            || isValid(receipt, devicePath: devicePath, size: size, checksum: checksum, secret: localKey(node: node, secret: secret))
+            || isValid(receipt, devicePath: devicePath, size: size, checksum: checksum, secret: localKey)
     }
 }

@@ -99,12 +99,14 @@ func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
     @Test func localReceiptsAreValidOnlyForTheirNodeAndBytes() {
         let secret = "cluster-secret", path = "/dev3/0/000/000/0000000042.fid"
         let byNode = StoreReceipt.make(devicePath: path, size: 10, checksum: nil, secret: secret)
-        let local = StoreReceipt.make(devicePath: path, size: 10, checksum: "sha256:ab", secret: StoreReceipt.localKey(node: "node2", secret: secret))
-        #expect(StoreReceipt.isValid(byNode, devicePath: path, size: 10, checksum: nil, secret: secret, node: "node2"))
-        #expect(StoreReceipt.isValid(local, devicePath: path, size: 10, checksum: "sha256:ab", secret: secret, node: "node2"))
-        #expect(!StoreReceipt.isValid(local, devicePath: path, size: 10, checksum: "sha256:ab", secret: secret, node: "node1"))
-        #expect(!StoreReceipt.isValid(local, devicePath: path, size: 11, checksum: "sha256:ab", secret: secret, node: "node2"))
-        #expect(!StoreReceipt.isValid(local, devicePath: path, size: 10, checksum: "sha256:ab", secret: "other", node: "node2"))
+        let key2 = StoreReceipt.localKey(node: "node2", secret: secret), key1 = StoreReceipt.localKey(node: "node1", secret: secret)
+        let local = StoreReceipt.make(devicePath: path, size: 10, checksum: "sha256:ab", secret: key2)
+        #expect(StoreReceipt.isValid(byNode, devicePath: path, size: 10, checksum: nil, secret: secret, localKey: key2))
+        #expect(StoreReceipt.isValid(local, devicePath: path, size: 10, checksum: "sha256:ab", secret: secret, localKey: key2))
+        #expect(!StoreReceipt.isValid(local, devicePath: path, size: 10, checksum: "sha256:ab", secret: secret, localKey: key1))
+        #expect(!StoreReceipt.isValid(local, devicePath: path, size: 11, checksum: "sha256:ab", secret: secret, localKey: key2))
+        #expect(!StoreReceipt.isValid(local, devicePath: path, size: 10, checksum: "sha256:ab", secret: secret,
+                                      localKey: StoreReceipt.localKey(node: "node2", secret: "other")))
         #expect(StoreReceipt.localKey(node: "node2", secret: secret) != StoreReceipt.localKey(node: "node1", secret: secret))
     }
 }

@@ -3,6 +3,7 @@ import CairnMetadata
 import CairnProtocol
 import CairnTransfer
 import Foundation
+import Synchronization
 
 /// What the tracker asks of storage nodes, over HTTP: verify a copy, have a node copy a blob
 /// from a peer, delete a blob, read usage. All blocking transfers run off the async executor.
@@ -10,6 +11,27 @@ struct NodeGateway: Sendable {
     let http: HTTPTransfer
     let secret: String?
     let tokenLifetime: Int64
+    /// Each host's local-write receipt key (`StoreReceipt.localKey`), derived once: a commit
+    /// checks every copy's receipt, and the derivation is an HMAC of its own.
+    private let localKeys = LocalReceiptKeys()
+
+    init(http: HTTPTransfer, secret: String?, tokenLifetime: Int64) {
+        self.http = http; self.secret = secret; self.tokenLifetime = tokenLifetime
+    }
+
+    /// True when `receipt` proves the copy of `fid` on `d` holds exactly these bytes: signed by
+    /// its node, or by a client the node let write into its folders (`LocalWriteGrant`).
+    func acceptsReceipt(_ receipt: String, fid: Fid, on d: DeviceInfo, size: Int64, checksum: String?) -> Bool {
+        guard let secret else { return false }
+        let key = localKeys.byHost.withLock { keys in
+            if let k = keys[d.host.name] { return k }
+            let k = StoreReceipt.localKey(node: d.host.name, secret: secret)
+            keys[d.host.name] = k
+            return k
+        }
+        return StoreReceipt.isValid(receipt, devicePath: FidLayout.devicePath(device: d.device.id, fid: fid), size: size,
+                                    checksum: checksum, secret: secret, localKey: key)
+    }
 
     /// A verified copy: its size and, when the node computed one, its checksum.
     struct CopyFacts: Sendable, Equatable {
@@ -185,4 +207,9 @@ struct NodeGateway: Sendable {
         guard let r = try? await BlockingPool.run({ try http.get(url) }), r.status == 200 else { return nil }
         return try? JSONDecoder().decode(NodeStatus.self, from: Data(r.body))
     }
+}
+
+/// See `NodeGateway.acceptsReceipt`.
+final class LocalReceiptKeys: Sendable {
+    let byHost = Mutex<[String: String]>([:])
 }

@@ -34,9 +34,7 @@ struct Replicator: Sendable {
         var problems: [String] = []
         for id in Set(claimed).sorted() {
             guard let d = all[id] else { problems.append("device \(id) is unknown"); continue }
-            if let secret = gateway.secret, let size, let receipt = receipts[id],
-               StoreReceipt.isValid(receipt, devicePath: FidLayout.devicePath(device: id, fid: fid), size: size, checksum: checksum,
-                                    secret: secret, node: d.host.name) {
+            if let size, let receipt = receipts[id], gateway.acceptsReceipt(receipt, fid: fid, on: d, size: size, checksum: checksum) {
                 good.append(d)  // the node (or a writer it let write locally) signed that it stored exactly these bytes
                 continue
             }
