@@ -37,14 +37,7 @@ struct MountCommand: ParsableCommand {
             }
             let (options, fuseOptions) = try parseOptions()
             if !f { try daemonize(path); return }
-            // Chunk buffers (16 MiB) come from mmap and go back to the system when freed:
-            // glibc's default raises its mmap threshold after the first such free, after which
-            // every FUSE thread's arena keeps freed chunk buffers (~480 MB resident after one
-            // large copy). Read segments (4 MiB) stay in the arenas, reused without page faults
-            // (a fixed mmap threshold also fixes the trim threshold at 128 KiB, which returned
-            // and re-faulted them on every read: −45 % on cold sequential reads).
-            _ = mallopt(M_MMAP_THRESHOLD, 8 << 20)
-            _ = mallopt(M_TRIM_THRESHOLD, 64 << 20)
+            MallocTuning.apply()
             // durable=0: metadata changes are visible at once and durable at fsync/unmount, as on
             // a local file system (and so are the blobs: `DeferredWrites`).
             let client = TrackerClient(trackers: tracker.addresses, timeoutSeconds: 15, commonArgs: [("durable", "0")])
