@@ -96,9 +96,10 @@ extension ClusterFS {
             var args = [("ino", String(c)), ("name", key), ("value_hex", Hex.encode(value))]
             if flags & 1 != 0 { args.append(("mode", "create")) }
             if flags & 2 != 0 { args.append(("mode", "replace")) }
-            try changingXattrs(of: c) { _ = try call("meta_set", args) }
+            var answered: WireAttributes?
+            try changingXattrs(of: c) { answered = WireAttributes(try call("meta_set", args)) }
             xattrs.set(c, key, value)
-            listings.attributesChanged(c)  // its ctime
+            listings.attributesChanged(c, now: answered)  // its ctime, from the tracker's answer
             return
         }
         if name == "cairn.class" {
@@ -115,8 +116,9 @@ extension ClusterFS {
         let c = try cairn(ino)
         guard name.hasPrefix(Self.userPrefix) else { throw name.hasPrefix("cairn.") ? FSError(EPERM) : FSError(ENOTSUP) }
         let key = String(name.dropFirst(Self.userPrefix.count))
-        try changingXattrs(of: c) { _ = try call("meta_remove", [("ino", String(c)), ("name", key)]) }
+        var answered: WireAttributes?
+        try changingXattrs(of: c) { answered = WireAttributes(try call("meta_remove", [("ino", String(c)), ("name", key)])) }
         xattrs.removed(c, key)
-        listings.attributesChanged(c)
+        listings.attributesChanged(c, now: answered)
     }
 }

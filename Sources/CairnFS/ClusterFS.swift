@@ -44,6 +44,8 @@ public final class ClusterFS: @unchecked Sendable {
     /// Commands that change entries or attributes of the inodes they name (and perhaps of files
     /// they reach through those names).
     static let namespaceCommands: Set<String> = ["fs_create", "fs_unlink", "fs_rename", "fs_link", "fs_setattr"]
+    /// Changes the tracker answers with the changed inode's attributes.
+    static let answeredWithAttributes: Set<String> = ["fs_setattr", "fs_create", "meta_set", "meta_remove"]
     /// Commands whose effects on attributes reach further: everything remembered is dropped.
     static let sweepingCommands: Set<String> = ["set_dir_class", "create_domain", "delete_domain"]
 
@@ -58,10 +60,11 @@ public final class ClusterFS: @unchecked Sendable {
         let dropLeased = leasedLayoutsChanged(by: cmd, args)
         defer { dropLeased?() }
         let r = try Self.call(tracker, cmd, args)
-        // Creates, unlinks and renames answer with their directories' new attributes, creates
-        // and setattrs with the inode's: the kernel asks for them next, and gets them without a call.
+        // Creates, unlinks and renames answer with their directories' new attributes, creates,
+        // setattrs and custom-attribute changes with the inode's: the kernel asks for them next
+        // (a changed ctime voids what it holds), and gets them without a call.
         var prefixes = ["parent_", "newparent_"]
-        if cmd == "fs_setattr" || cmd == "fs_create" { prefixes.append("") }
+        if Self.answeredWithAttributes.contains(cmd) { prefixes.append("") }
         for prefix in prefixes {
             if let w = WireAttributes(r, prefix: prefix) { context.recentAttributes.remember(w) }
         }

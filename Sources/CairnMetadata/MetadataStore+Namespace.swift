@@ -434,12 +434,14 @@ extension MetadataStore {
 
     public enum XattrMode: Sendable { case any, create, replace }
 
-    public func xattrSet(ino: Ino, name: String, value: [UInt8], mode: XattrMode = .any) async throws {
+    /// Sets a custom attribute; returns the inode's attributes (its new ctime), which a mount
+    /// keeps in its listing instead of asking again.
+    @discardableResult
+    public func xattrSet(ino: Ino, name: String, value: [UInt8], mode: XattrMode = .any) async throws -> InodeAttributes {
         try await write { db in
             // The ctime update doubles as the check that the inode exists (the transaction
             // rolls back if a later step throws).
-            try db.cachedStatement(sql: "UPDATE inode SET ctime = ? WHERE ino = ?").execute(arguments: [Clock.nowNanos(), ino])
-            if db.changesCount == 0 { throw Self.unknownInode(ino) }
+            let attributes = try Self.touchInode(db, ino: ino)
             if mode != .any {
                 let exists = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM xattr WHERE ino = ? AND name = ?)"), arguments: [ino, name]) ?? false
                 if mode == .create, exists { throw StoreError("xattr_exists", "attribute \(name) already exists", errno: EEXIST) }
@@ -447,14 +449,24 @@ extension MetadataStore {
             }
             try db.cachedStatement(sql: "INSERT INTO xattr(ino, name, value) VALUES (?, ?, ?) ON CONFLICT(ino, name) DO UPDATE SET value = excluded.value").execute(
                            arguments: [ino, name, Data(value)])
+            return attributes
         }
     }
 
-    public func xattrRemove(ino: Ino, name: String) async throws {
+    /// Removes a custom attribute; returns the inode's attributes (a removal changes its ctime too).
+    @discardableResult
+    public func xattrRemove(ino: Ino, name: String) async throws -> InodeAttributes {
         try await write { db in
             try db.cachedStatement(sql: "DELETE FROM xattr WHERE ino = ? AND name = ?").execute(arguments: [ino, name])
             if db.changesCount == 0 { throw StoreError("no_xattr", "attribute \(name) does not exist", errno: ENODATA) }
+            return try Self.touchInode(db, ino: ino)
         }
+    }
+
+    /// An inode's metadata changed (custom attributes): new ctime; returns its attributes.
+    static func touchInode(_ db: Database, ino: Ino) throws -> InodeAttributes {
+        try returnedAttributes(db.cachedStatement(sql: "UPDATE inode SET ctime = ? WHERE ino = ? RETURNING \(inodeColumns)"),
+                               arguments: [Clock.nowNanos(), ino], ino: ino)
     }
 
     /// Resolves a key to its inode (for the CLI's key-based metadata commands).

@@ -70,6 +70,18 @@ import Testing
         let tracker = try c.client.call("fs_getattr", [("ino", String(try #require(FileLayout.fetch(domain: "test", key: "d/x", tracker: c.client).attributes.ino)))])
         #expect(listed.size == 5 && listed.mode == 0o100644 && listed.mtime == 1_000_000_000)
         #expect(String(listed.ctime) == tracker["ctime"], "the entry has the rename's ctime, as the tracker does")
+
+        // Custom metadata changes the file's ctime: the tracker's answer keeps the entry current.
+        for change in ["set", "remove"] {
+            if change == "set" { try fs.setxattr(listed.ino, name: "user.k", value: Array("v".utf8), flags: 0) }
+            else { try fs.removexattr(listed.ino, name: "user.k") }
+            Thread.sleep(forTimeInterval: 0.1)
+            let before = try asked()
+            let after = try fs.lookup(parent: d, name: "x")
+            #expect(try asked() == before, "after the \(change), the entry answered with no tracker call")
+            let now = try c.client.call("fs_getattr", [("ino", String(try #require(FileLayout.fetch(domain: "test", key: "d/x", tracker: c.client).attributes.ino)))])
+            #expect(String(after.ctime) == now["ctime"] && after.ctime > listed.ctime, "the entry has the \(change)'s ctime, as the tracker does")
+        }
     }
 
     @Test func otherClientsChangesShowWithinTheEntryTimeout() throws {

@@ -125,12 +125,11 @@ struct NamespaceCommands {
                 throw ProtocolError("value_too_large", "attribute values are limited to \(Self.maxXattrValue) bytes; got \(value.count)")
             }
             let mode: MetadataStore.XattrMode = a["mode"] == "create" ? .create : a["mode"] == "replace" ? .replace : .any
-            try await s.store.xattrSet(ino: ino, name: name, value: value, mode: mode)
-            return []
+            // The inode's new attributes (ctime): a mount keeps its listing current with them.
+            return AttributeCodec.pairs(try await s.store.xattrSet(ino: ino, name: name, value: value, mode: mode))
         }
         h["meta_remove"] = { a in
-            try await s.store.xattrRemove(ino: try await s.inode(a), name: try s.attributeName(a))
-            return []
+            AttributeCodec.pairs(try await s.store.xattrRemove(ino: try await s.inode(a), name: try s.attributeName(a)))
         }
         h["set_dir_class"] = { a in
             let ino = try a.requireInt("ino")
