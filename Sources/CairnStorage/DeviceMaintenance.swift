@@ -202,13 +202,11 @@ enum BlobRemoval: Equatable {
     }
 }
 
-/// A blob's sidecar, `<fid>.meta` beside `<fid>.fid`. Written whole through a temporary file
-/// and a rename (a reader never sees half of one); not fsynced: sidecars are rewritten by the
-/// tracker whenever the file changes and serve disaster recovery, not acknowledged writes.
 /// A blob's sidecar lives in its `user.cairn.meta` extended attribute: no second file, so no
 /// inode to allocate when it is written or to free when it is rewritten (on a file system
 /// without a journal, ext4 scans past recently freed inodes on every create). One that does not
-/// fit (large custom metadata) or a file system without xattrs falls back to `<fid>.meta`.
+/// fit (large custom metadata) or a file system without xattrs falls back to `<fid>.meta` beside
+/// `<fid>.fid`, written whole through a temporary file and a rename (a reader never sees half of one).
 enum SidecarFile {
     static let xattrName = "user.cairn.meta"
 
