@@ -101,18 +101,21 @@ extension MetadataStore {
     /// `mtime`: the writer's (the mount's close), else now.
     static func replaceContent(_ db: Database, ino: Ino, domain: DomainID, classID: ClassID, size: Int64,
                                indexed: [(Int, CommittedChunk)], replicas: Int, mtime: UnixNanos? = nil) throws {
-        let keep = Set(indexed.map(\.1.fid))
-        try queueChunksForDeletion(db, ino: ino, keeping: keep)
-        try db.cachedStatement(sql: "DELETE FROM chunk WHERE ino = ?").execute(arguments: [ino])
+        let previous = Set(try removeChunks(db, ino: ino, keeping: Set(indexed.map(\.1.fid))))
         for (index, c) in indexed {
-            let known = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM blob WHERE fid = ?)"), arguments: [c.fid]) ?? false
-            if !known {
-                guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM tempfile WHERE fid = ?)"), arguments: [c.fid]) == true else {
+            // A chunk the file had is a blob still; any other must be an open upload (which
+            // becomes a blob now) or a blob already committed elsewhere (a copy's chunks).
+            var opened = false
+            if !previous.contains(c.fid) {
+                try db.cachedStatement(sql: "DELETE FROM tempfile WHERE fid = ?").execute(arguments: [c.fid])
+                opened = db.changesCount > 0
+                if !opened, try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM blob WHERE fid = ?)"), arguments: [c.fid]) != true {
                     throw StoreError("no_temp_file", "fid \(c.fid) is not an open upload (already committed, abandoned or never opened)", errno: EIO)
                 }
+            }
+            if opened {
                 try db.cachedStatement(sql: "INSERT INTO blob(fid, dmid, classid, length, checksum) VALUES (?, ?, ?, ?, ?)").execute(
                                arguments: [c.fid, domain, classID, c.length, c.checksum])
-                try db.cachedStatement(sql: "DELETE FROM tempfile WHERE fid = ?").execute(arguments: [c.fid])
                 for d in c.devices { try db.cachedStatement(sql: "INSERT OR IGNORE INTO file_on(fid, devid) VALUES (?, ?)").execute(arguments: [c.fid, d]) }
                 if Set(c.devices).count < replicas {
                     try db.cachedStatement(sql: "INSERT OR IGNORE INTO replicate_queue(fid, nexttry) VALUES (?, 0)").execute(arguments: [c.fid])
@@ -126,16 +129,21 @@ extension MetadataStore {
                        arguments: [size, classID, mtime ?? now, now, checksum, ino])
     }
 
-    /// Queues the blobs of `ino` that are not in `keeping` (and no other inode uses) for deletion.
-    static func queueChunksForDeletion(_ db: Database, ino: Ino, keeping: Set<Fid>) throws {
-        let fids = try Fid.fetchAll(db.cachedStatement(sql: "SELECT fid FROM chunk WHERE ino = ?"), arguments: [ino])
+    /// Removes the chunk rows of `ino` and queues for deletion the blobs among them that are not
+    /// in `keeping` and that no other inode uses; returns the blobs the rows named. One
+    /// statement removes the rows and names their blobs.
+    @discardableResult
+    static func removeChunks(_ db: Database, ino: Ino, keeping: Set<Fid>) throws -> [Fid] {
+        let fids = try Fid.fetchAll(db.cachedStatement(sql: "DELETE FROM chunk WHERE ino = ? RETURNING fid"), arguments: [ino])
         for fid in fids where !keeping.contains(fid) {
-            let shared = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM chunk WHERE fid = ? AND ino != ?)"), arguments: [fid, ino]) ?? false
+            // The file's own rows are gone: a row left is another inode's.
+            let shared = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM chunk WHERE fid = ?)"), arguments: [fid]) ?? false
             if shared { continue }
             try db.cachedStatement(sql: "DELETE FROM blob WHERE fid = ?").execute(arguments: [fid])
             try db.cachedStatement(sql: "DELETE FROM replicate_queue WHERE fid = ?").execute(arguments: [fid])
             try db.cachedStatement(sql: "INSERT OR IGNORE INTO delete_queue(fid, nexttry) VALUES (?, 0)").execute(arguments: [fid])
         }
+        return fids
     }
 
     // MARK: reading

@@ -129,8 +129,7 @@ extension MetadataStore {
     }
 
     static func freeInode(_ db: Database, ino: Ino) throws {
-        try queueChunksForDeletion(db, ino: ino, keeping: [])
-        try db.cachedStatement(sql: "DELETE FROM chunk WHERE ino = ?").execute(arguments: [ino])
+        try removeChunks(db, ino: ino, keeping: [])
         try db.cachedStatement(sql: "DELETE FROM xattr WHERE ino = ?").execute(arguments: [ino])
         try db.cachedStatement(sql: "DELETE FROM inode WHERE ino = ?").execute(arguments: [ino])
     }
@@ -227,8 +226,7 @@ extension MetadataStore {
             c.length = min(c.length, size - start)
             keep.append(c)
         }
-        try queueChunksForDeletion(db, ino: ino, keeping: Set(keep.map(\.fid)))
-        try db.cachedStatement(sql: "DELETE FROM chunk WHERE ino = ?").execute(arguments: [ino])
+        try removeChunks(db, ino: ino, keeping: Set(keep.map(\.fid)))
         for c in keep {
             try db.cachedStatement(sql: "INSERT INTO chunk(ino, idx, fid, length) VALUES (?, ?, ?, ?)").execute(arguments: [ino, c.index, c.fid, c.length])
         }

@@ -47,6 +47,29 @@ func commit(_ store: MetadataStore, _ d: DomainRecord, _ key: String, size: Int6
         #expect(Set(due[0].devices) == [1, 2])
     }
 
+    /// A commit's chunks are the file's own, open uploads (which become blobs) or blobs already
+    /// committed; anything else fails the whole commit, which then changes nothing.
+    @Test func commitTakesOpenUploadsAndKeepsUnchangedChunks() async throws {
+        let store = try MetadataStore(path: temporaryDatabase())
+        let d = try await store.createDomain("d")
+        let (a, fid1) = try await commit(store, d, "k", size: 10)
+        let stray = fid1 + 1000
+        await #expect(throws: StoreError.self) {
+            _ = try await store.commitInode(ino: a.ino, size: 20, chunks: [(0, CommittedChunk(fid: fid1, length: 10, checksum: nil, devices: [1, 2])),
+                                                                          (1, CommittedChunk(fid: stray, length: 10, checksum: nil, devices: [1, 2]))],
+                                            replicas: 2, mtime: nil)
+        }
+        #expect(try await store.content(ino: a.ino).1.map(\.fid) == [fid1], "the failed commit changed nothing")
+        let fid2 = try await store.openUpload(domain: d.id, classID: 0, key: "", devices: [1, 2])
+        let l = try await store.commitInode(ino: a.ino, size: 20, chunks: [(0, CommittedChunk(fid: fid1, length: 10, checksum: nil, devices: [1, 2])),
+                                                                           (1, CommittedChunk(fid: fid2, length: 10, checksum: nil, devices: [1, 2]))],
+                                           replicas: 2, mtime: nil)
+        #expect(l.chunks.map(\.fid) == [fid1, fid2] && l.attributes.size == 20)
+        #expect(try await store.blob(fid: fid1) != nil)
+        #expect(try await store.blob(fid: fid2) != nil)
+        #expect(try await store.dueDeletes(limit: 10).isEmpty, "the unchanged chunk's blob stays")
+    }
+
     @Test func deleteFreesBlobsAndFidsAreNeverReused() async throws {
         let path = temporaryDatabase()
         var store = try MetadataStore(path: path)

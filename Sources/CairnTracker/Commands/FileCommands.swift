@@ -169,10 +169,12 @@ struct FileCommands {
     /// commit_file: the chunk list in order (format below).
     /// Each new chunk is verified and brought to the class's synchronous copies, then the file's
     /// chunk list is replaced in one transaction. Either `key` (creating directories) or `ino`.
+    typealias ParsedChunk = (index: Int, fid: Fid, length: Int64, checksum: String?, devices: [DeviceID], receipts: [DeviceID: String])
+
     func commitFile(_ a: Args) async throws -> [(String, String)] {
         let d = try await cluster.domain(a)
         let chunkSpecs = (a["chunks"] ?? "").split(separator: ",", omittingEmptySubsequences: true)
-        var parsed: [(index: Int, fid: Fid, length: Int64, checksum: String?, devices: [DeviceID], receipts: [DeviceID: String])] = []
+        var parsed: [ParsedChunk] = []
         // chunks=<fid> <length> <checksum|-> <devid>.<devid>[ <index>],... (space-separated fields)
         for (i, spec) in chunkSpecs.enumerated() {
             let f = spec.split(separator: " ", omittingEmptySubsequences: true)
@@ -195,7 +197,7 @@ struct FileCommands {
         let size = try a.requireInt("size")
         let ino = try a.optionalInt("ino")
         let c: ClassRecord
-        var existing: Set<Fid> = []
+        let existing: Set<Fid>
         if let ino {
             let (attrs, chunks) = try await store.content(ino: ino)
             guard let cls = try await ctx.catalog.classRecord(domain: attrs.domain, id: attrs.classID) else { throw ProtocolError("unreg_class", "class of inode \(ino) is gone") }
@@ -203,24 +205,28 @@ struct FileCommands {
             existing = Set(chunks.map(\.fid))
         } else {
             c = try await classRecord(a, domain: d)
+            existing = []
         }
-        // Verify and replicate new chunks concurrently: each chunk is independent.
-        let committed = try await withThrowingTaskGroup(of: (Int, CommittedChunk).self) { group in
-            for p in parsed {
-                if existing.contains(p.fid) {
-                    group.addTask { (p.index, CommittedChunk(fid: p.fid, length: p.length, checksum: p.checksum, devices: p.devices)) }
-                    continue
-                }
-                group.addTask {
-                    let o = try await ctx.replicator.ensure(fid: p.fid, claimed: p.devices, expectedSize: p.length, expectedChecksum: p.checksum,
-                                                           target: c.syncCopies, policy: c.policy, algorithm: c.checksum, receipts: p.receipts)
-                    if let shortfall = o.shortfall { throw ProtocolError("sync_copies_failed", "chunk \(p.index) (fid \(p.fid)): \(shortfall)") }
-                    return (p.index, CommittedChunk(fid: p.fid, length: o.size, checksum: o.checksum, devices: o.devices))
-                }
+        let replicator = ctx.replicator
+        /// A chunk the file keeps as it is, or a new one whose copies are verified (and made).
+        @Sendable func verified(_ p: ParsedChunk) async throws -> (Int, CommittedChunk) {
+            if existing.contains(p.fid) { return (p.index, CommittedChunk(fid: p.fid, length: p.length, checksum: p.checksum, devices: p.devices)) }
+            let o = try await replicator.ensure(fid: p.fid, claimed: p.devices, expectedSize: p.length, expectedChecksum: p.checksum,
+                                                target: c.syncCopies, policy: c.policy, algorithm: c.checksum, receipts: p.receipts)
+            if let shortfall = o.shortfall { throw ProtocolError("sync_copies_failed", "chunk \(p.index) (fid \(p.fid)): \(shortfall)") }
+            return (p.index, CommittedChunk(fid: p.fid, length: o.size, checksum: o.checksum, devices: o.devices))
+        }
+        // A small file's one chunk is verified here; several run concurrently (each is independent).
+        let committed: [(Int, CommittedChunk)]
+        if parsed.count == 1 {
+            committed = [try await verified(parsed[0])]
+        } else {
+            committed = try await withThrowingTaskGroup(of: (Int, CommittedChunk).self) { group in
+                for p in parsed { group.addTask { try await verified(p) } }
+                var out: [(Int, CommittedChunk)] = []
+                for try await r in group { out.append(r) }
+                return out.sorted { $0.0 < $1.0 }
             }
-            var out: [(Int, CommittedChunk)] = []
-            for try await r in group { out.append(r) }
-            return out.sorted { $0.0 < $1.0 }
         }
         let mtime = try a.optionalInt("mtime")
         if let ino {
