@@ -103,17 +103,8 @@ extension MetadataStore {
                                indexed: [(Int, CommittedChunk)], replicas: Int, mtime: UnixNanos? = nil) throws {
         let previous = Set(try removeChunks(db, ino: ino, keeping: Set(indexed.map(\.1.fid))))
         for (index, c) in indexed {
-            // A chunk the file had is a blob still; any other must be an open upload (which
-            // becomes a blob now) or a blob already committed elsewhere (a copy's chunks).
-            var opened = false
-            if !previous.contains(c.fid) {
-                try db.cachedStatement(sql: "DELETE FROM tempfile WHERE fid = ?").execute(arguments: [c.fid])
-                opened = db.changesCount > 0
-                if !opened, try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM blob WHERE fid = ?)"), arguments: [c.fid]) != true {
-                    throw StoreError("no_temp_file", "fid \(c.fid) is not an open upload (already committed, abandoned or never opened)", errno: EIO)
-                }
-            }
-            if opened {
+            // A chunk the file had is a blob still.
+            if !previous.contains(c.fid), try takeUpload(db, fid: c.fid) {
                 try db.cachedStatement(sql: "INSERT INTO blob(fid, dmid, classid, length, checksum) VALUES (?, ?, ?, ?, ?)").execute(
                                arguments: [c.fid, domain, classID, c.length, c.checksum])
                 for d in c.devices { try db.cachedStatement(sql: "INSERT OR IGNORE INTO file_on(fid, devid) VALUES (?, ?)").execute(arguments: [c.fid, d]) }
@@ -127,6 +118,18 @@ extension MetadataStore {
         let checksum = indexed.count == 1 ? indexed[0].1.checksum : nil
         try db.cachedStatement(sql: "UPDATE inode SET size = ?, classid = ?, mtime = ?, ctime = ?, checksum = ? WHERE ino = ?").execute(
                        arguments: [size, classID, mtime ?? now, now, checksum, ino])
+    }
+
+    /// True when `fid` was an open upload, which this transaction now takes (its blob row is
+    /// the caller's to insert); false when it is a blob already (a chunk shared with another
+    /// file). Throws for a fid that is neither.
+    private static func takeUpload(_ db: Database, fid: Fid) throws -> Bool {
+        try db.cachedStatement(sql: "DELETE FROM tempfile WHERE fid = ?").execute(arguments: [fid])
+        if db.changesCount > 0 { return true }
+        guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM blob WHERE fid = ?)"), arguments: [fid]) == true else {
+            throw StoreError("no_temp_file", "fid \(fid) is not an open upload (already committed, abandoned or never opened)", errno: EIO)
+        }
+        return false
     }
 
     /// Removes the chunk rows of `ino` and queues for deletion the blobs among them that are not

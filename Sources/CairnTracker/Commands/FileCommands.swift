@@ -166,11 +166,12 @@ struct FileCommands {
         }
     }
 
+    /// One chunk of a `commit_file` request, parsed.
+    typealias ParsedChunk = (index: Int, fid: Fid, length: Int64, checksum: String?, devices: [DeviceID], receipts: [DeviceID: String])
+
     /// commit_file: the chunk list in order (format below).
     /// Each new chunk is verified and brought to the class's synchronous copies, then the file's
     /// chunk list is replaced in one transaction. Either `key` (creating directories) or `ino`.
-    typealias ParsedChunk = (index: Int, fid: Fid, length: Int64, checksum: String?, devices: [DeviceID], receipts: [DeviceID: String])
-
     func commitFile(_ a: Args) async throws -> [(String, String)] {
         let d = try await cluster.domain(a)
         let chunkSpecs = (a["chunks"] ?? "").split(separator: ",", omittingEmptySubsequences: true)
