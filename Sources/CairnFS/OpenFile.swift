@@ -93,9 +93,14 @@ final class OpenFile: @unchecked Sendable {
             // Taken out of the table while written, so the chunk's bytes are never copied (a
             // shared array would be copied whole on every 128 KiB write).
             var buf = try buffer(for: index, covering: within, count: n)
-            if buf.count < within + n { buf.append(contentsOf: repeatElement(0, count: within + n - buf.count)) }
-            buf.withUnsafeMutableBytes { dst in
-                _ = memcpy(dst.baseAddress! + within, bytes.baseAddress! + done, n)
+            let source = UnsafeRawBufferPointer(rebasing: bytes[done..<done + n])
+            if within >= buf.count {
+                // Appending (a sequential writer): the bytes go in once, not zeroed first.
+                if within > buf.count { buf.append(contentsOf: repeatElement(0, count: within - buf.count)) }
+                buf.append(contentsOf: source.assumingMemoryBound(to: UInt8.self))
+            } else {
+                if buf.count < within + n { buf.append(contentsOf: repeatElement(0, count: within + n - buf.count)) }
+                buf.withUnsafeMutableBytes { dst in _ = memcpy(dst.baseAddress! + within, source.baseAddress!, n) }
             }
             buffers[index] = buf
             done += n
@@ -122,11 +127,10 @@ final class OpenFile: @unchecked Sendable {
             try commit()
         }
         let layout = try layout(), chunkSize = layout.chunkSize
-        var empty = [UInt8]()
-        empty.reserveCapacity(Self.capacity(for: within + n, chunkSize: chunkSize))
-        guard let chunk = layout.chunks.first(where: { $0.index == index }) else { return empty }
+        let capacity = Self.capacity(for: within + n, chunkSize: chunkSize)
+        guard let chunk = layout.chunks.first(where: { $0.index == index }) else { return context.chunkBuffers.take(capacity: capacity) }
         let existing = Int(min(chunk.length, max(0, size - Int64(index) * chunkSize)))
-        if within == 0, n >= existing { return empty }
+        if within == 0, n >= existing { return context.chunkBuffers.take(capacity: capacity) }
         var bytes = try context.chunks.download(chunk, range: existing > 0 ? 0...Int64(existing - 1) : nil)
         if bytes.count > existing { bytes.removeLast(bytes.count - existing) }
         bytes.reserveCapacity(Self.capacity(for: max(existing, within + n), chunkSize: chunkSize))
@@ -145,8 +149,9 @@ final class OpenFile: @unchecked Sendable {
     /// a small file's close then costs no thread hand-offs).
     private func startUpload(_ index: Int, inline: Bool = false) {
         // A buffer exists only after a write fetched the layout.
-        guard let layout = committed, let bytes = buffers.removeValue(forKey: index) else { return }
-        inFlight[index] = bytes
+        guard let layout = committed, let taken = buffers.removeValue(forKey: index) else { return }
+        let held = HeldBuffer(consume taken)
+        inFlight[index] = held.bytes
         uploads.enter()
         lock.unlock()
         context.uploadGate.wait()  // back-pressure: at most N chunks in flight per mount
@@ -158,7 +163,7 @@ final class OpenFile: @unchecked Sendable {
         if index == 0 { preallocated = nil }
         let upload: @Sendable () -> Void = {
             defer { ctx.uploadGate.signal(); self.uploads.leave() }
-            let result = Result { try bytes.withUnsafeBytes { try ctx.chunks.upload(domain: domain, cls: cls, index: index, bytes: $0, allocation: place) } }
+            let result = Result { try held.bytes.withUnsafeBytes { try ctx.chunks.upload(domain: domain, cls: cls, index: index, bytes: $0, allocation: place) } }
             self.lock.withLock {
                 self.inFlight.removeValue(forKey: index)
                 switch result {
@@ -166,6 +171,7 @@ final class OpenFile: @unchecked Sendable {
                 case .failure(let e): self.uploadError = e
                 }
             }
+            ctx.chunkBuffers.give(&held.bytes, ifAtLeast: 1 << 20)
         }
         if inline {
             lock.unlock()
@@ -356,4 +362,11 @@ final class OpenFile: @unchecked Sendable {
             if !changed { committed = l; size = l.attributes.size; segments.removeAll() }
         }
     }
+}
+
+/// A chunk buffer on its way up, held by reference so the upload can hand its storage back
+/// to `ChunkBuffers` as the only owner.
+private final class HeldBuffer: @unchecked Sendable {
+    var bytes: [UInt8]
+    init(_ bytes: consuming [UInt8]) { self.bytes = bytes }
 }
