@@ -147,14 +147,17 @@ public struct ChunkTransfer: Sendable {
     /// blob (microseconds each), in parallel for a large one (a copy into the page cache and
     /// perhaps a checksum each).
     private func writeLocally(_ bytes: UnsafeRawBufferPointer, to targets: [(DeviceID, String)], _ local: LocalReplicas) -> [LocalReplicas.LocalWrite?] {
-        guard bytes.count > Self.smallBlob, targets.count > 1 else { return targets.map { local.write(bytes, url: $0.1) } }
-        let results = Mutex2<[LocalReplicas.LocalWrite?]>(Array(repeating: nil, count: targets.count))
-        let shared = UnsafeSendableBytes(bytes)
-        Parallel.run(targets.count) { i in
-            let stored = local.write(shared.bytes, url: targets[i].1)
-            results.withLock { $0[i] = stored }
+        guard local.writesLocally else { return targets.map { _ in nil } }
+        return local.aligned.withAligned(bytes) { bytes in
+            guard bytes.count > Self.smallBlob, targets.count > 1 else { return targets.map { local.write(bytes, url: $0.1) } }
+            let results = Mutex2<[LocalReplicas.LocalWrite?]>(Array(repeating: nil, count: targets.count))
+            let shared = UnsafeSendableBytes(bytes)
+            Parallel.run(targets.count) { i in
+                let stored = local.write(shared.bytes, url: targets[i].1)
+                results.withLock { $0[i] = stored }
+            }
+            return results.withLock { $0 }
         }
-        return results.withLock { $0 }
     }
 
     static let smallBlob = 256 << 10

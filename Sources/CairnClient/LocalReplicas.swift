@@ -26,6 +26,8 @@ public final class LocalReplicas: Sendable {
 
     /// What goes through the device folders (`-o local_reads=0`, `-o local_writes=0` turn each off).
     let readsLocally: Bool, writesLocally: Bool
+    /// Page-aligned copies of large chunks written here (one per chunk in flight is kept).
+    let aligned = PageAlignedBuffers(limit: 4)
 
     /// Short timeouts: a node that does not answer keeps its last answer rather than stall a read.
     public init(http: HTTPTransfer = HTTPTransfer(connectTimeoutMs: 500, stallTimeoutSeconds: 1), reads: Bool = true, writes: Bool = true) {

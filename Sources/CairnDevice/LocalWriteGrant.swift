@@ -67,7 +67,7 @@ public struct LocalWriteGrant: Codable, Sendable, Equatable {
         let blob = try BlobFile(path: folder + "/" + FidLayout.relativePath(fid: fid), algorithm: algorithm)
         let sum: Checksum?
         do {
-            try blob.append(bytes)
+            try blob.writeWhole(bytes)
             sum = try blob.commit(durable: false)
         } catch {
             blob.discard()

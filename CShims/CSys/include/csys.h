@@ -1,5 +1,5 @@
 // System calls and libc settings Glibc's Swift module does not export (extended attributes,
-// syncfs, mallopt).
+// syncfs, mallopt, O_DIRECT).
 #ifndef CSYS_H
 #define CSYS_H
 #include <sys/xattr.h>
@@ -9,4 +9,6 @@
 int syncfs(int fd);
 int sync_file_range(int fd, long long offset, long long nbytes, unsigned int flags);
 #define CSYS_SYNC_FILE_RANGE_WRITE 2
+// O_DIRECT's value differs between architectures and needs _GNU_SOURCE too.
+int csys_o_direct(void);
 #endif
