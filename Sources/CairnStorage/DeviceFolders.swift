@@ -81,6 +81,13 @@ final class UsageMeter: @unchecked Sendable {
         return (total, used, free)
     }
 
+    /// Counts `bytes` a PUT is about to store (negative: one that failed) until the next walk
+    /// of the folder: otherwise a burst of writes within the walk's 2 s cache all passed the
+    /// capacity check against the count taken before the first of them.
+    func account(_ bytes: Int64, on id: DeviceID) {
+        lock.withLock { if let c = counted[id] { counted[id] = (c.bytes + bytes, c.at) } }
+    }
+
     private func blobBytes(_ folders: DeviceFolders, id: DeviceID) -> Int64 {
         let now = Date().timeIntervalSince1970
         if let c = lock.withLock({ counted[id] }), now - c.at < 2 { return c.bytes }

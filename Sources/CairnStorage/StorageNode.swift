@@ -226,6 +226,17 @@ public final class StorageNode: Sendable {
            u.free - expected < FreeSpaceReserve.bytes(total: u.total, cap: config.reserveBytes) {
             return text(Self.insufficientStorage, "device \(device) on \(config.name) is nearly full (\(u.free) bytes free); the tracker will place the blob elsewhere")
         }
+        // Counted as stored from here, so concurrent PUTs see it; given back if nothing is stored.
+        if let expected { meter.account(expected, on: device) }
+        let response = await writeBlob(file: file, device: device, fid: fid, request: request, algorithm: algorithm, copySource: copySource,
+                                       durable: durable, expected: expected)
+        if let expected, response.status != .ok { meter.account(-expected, on: device) }
+        return response
+    }
+
+    /// The body (or the copy source's bytes) into the blob file.
+    private func writeBlob(file: String, device: DeviceID, fid: Fid, request: Request, algorithm: ChecksumAlgorithm, copySource: String?,
+                           durable: Bool, expected: Int64?) async -> Response {
         if copySource == nil, let expected, expected <= Self.smallBlob {
             // Most blobs of a tree of files: the body in memory, then one blocking job creates,
             // writes and renames the file (one thread hop instead of three).
