@@ -26,8 +26,9 @@ public final class LocalReplicas: Sendable {
 
     /// What goes through the device folders (`-o local_reads=0`, `-o local_writes=0` turn each off).
     let readsLocally: Bool, writesLocally: Bool
-    /// Page-aligned copies of large chunks written here (one per chunk in flight is kept).
-    let aligned = PageAlignedBuffers(limit: 4)
+    /// Page-aligned copies of large chunks written here. Uploads in flight each hold one and
+    /// hand it on; the limit is what stays idle after a large write.
+    let aligned = PageAlignedBuffers(limit: 2)
 
     /// Short timeouts: a node that does not answer keeps its last answer rather than stall a read.
     public init(http: HTTPTransfer = HTTPTransfer(connectTimeoutMs: 500, stallTimeoutSeconds: 1), reads: Bool = true, writes: Bool = true) {

@@ -11,7 +11,8 @@ final class FSContext: @unchecked Sendable {
     let options: MountOptions
     /// The mount-wide cap on chunk uploads in flight (and so on write-buffer memory).
     let uploadGate: DispatchSemaphore
-    /// Chunk buffers freed by uploads, for the next large write (as many as may be in flight).
+    /// Chunk buffers freed by uploads, for the next large write. A writer takes one as an
+    /// upload gives one back, so two cover a sequential stream; the limit is what stays idle.
     let chunkBuffers: ChunkBuffers
     private let lock = NSLock()
     /// mtime and size last seen at close or open: unchanged content keeps the kernel's page cache.
@@ -37,7 +38,7 @@ final class FSContext: @unchecked Sendable {
         self.chunks = ChunkTransfer(tracker: tracker, deferred: DeferredWrites(), local: options.localReads || options.localWrites ? LocalReplicas(reads: options.localReads, writes: options.localWrites) : nil)
         self.options = options
         self.uploadGate = DispatchSemaphore(value: max(1, options.writeBuffers))
-        self.chunkBuffers = ChunkBuffers(limit: max(1, options.writeBuffers))
+        self.chunkBuffers = ChunkBuffers(limit: 2)
         self.recentAttributes = RecentAttributes(maxAge: options.attrTimeout)
         let leases = options.leases && tracker.trackers.count == 1 ? LeasedLayouts(tracker: tracker) : nil
         self.leases = leases
