@@ -144,8 +144,8 @@ public struct ChunkTransfer: Sendable {
     }
 
     /// `LocalReplicas.write` for each target (nil: not local): one after another for a small
-    /// blob (microseconds each), in parallel for a large one (a copy into the page cache and
-    /// perhaps a checksum each).
+    /// blob (microseconds each), in parallel for a large one (a direct write to disk and
+    /// perhaps a checksum each), all from one page-aligned copy of a chunk of 1 MiB or more.
     private func writeLocally(_ bytes: UnsafeRawBufferPointer, to targets: [(DeviceID, String)], _ local: LocalReplicas) -> [LocalReplicas.LocalWrite?] {
         guard local.writesLocally else { return targets.map { _ in nil } }
         return local.aligned.withAligned(bytes) { bytes in
