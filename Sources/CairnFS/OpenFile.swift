@@ -142,7 +142,7 @@ final class OpenFile: @unchecked Sendable {
     /// needs: a 16 MiB reservation per small file cost an mmap, page faults and an munmap (whose
     /// TLB shootdown interrupts every CPU) on each create, ~0.9 of them per file in `strace -c`.
     static func capacity(for length: Int, chunkSize: Int64) -> Int {
-        length >= 1 << 20 ? Int(chunkSize) : length
+        length >= ChunkBuffers.minimum ? Int(chunkSize) : length
     }
 
     /// `inline`: upload on the calling thread and return when done (the caller waits anyway;
@@ -171,7 +171,7 @@ final class OpenFile: @unchecked Sendable {
                 case .failure(let e): self.uploadError = e
                 }
             }
-            ctx.chunkBuffers.give(&held.bytes, ifAtLeast: 1 << 20)
+            ctx.chunkBuffers.give(&held.bytes)
         }
         if inline {
             lock.unlock()

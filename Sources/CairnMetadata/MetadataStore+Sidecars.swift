@@ -25,8 +25,8 @@ extension MetadataStore {
     /// The sidecar of every chunk of each file with the devices holding each; nil for an inode
     /// that is no longer a file with a name (its blobs are being deleted, or it is unlinked
     /// but still open: nothing to recover under).
-    /// A batch costs five statements, however many inodes it has: one per table. Eight or more
-    /// per inode made the sidecar worker a tenth of the tracker's CPU in a stream of creates.
+    /// A batch costs five statements, however many inodes it has (one per table), where it cost
+    /// eight or more per inode.
     public func sidecars(of inos: [Ino]) async throws -> [(ino: Ino, sidecars: [(sidecar: Sidecar, devices: [DeviceID])]?)] {
         try await read { db in try Self.sidecars(db, inos: inos) }
     }
@@ -70,10 +70,10 @@ extension MetadataStore {
                   let names = keys[ino] else { return (ino, nil) }
             let info = Sidecar.ClassInfo(name: c.name, replicas: c.replicas, syncCopies: c.syncCopies, policy: c.policy.rawValue,
                                          checksum: c.checksum.rawValue, chunkSize: c.chunkSize)
-            let list = chunks[ino] ?? []
+            let fileChunks = chunks[ino] ?? []
             let attrs = Sidecar.Attributes(mode: a.mode, uid: a.uid, gid: a.gid, size: a.size, atime: a.atime, mtime: a.mtime, ctime: a.ctime,
-                                           chunks: list.count)
-            return (ino, list.compactMap { ch in
+                                           chunks: fileChunks.count)
+            return (ino, fileChunks.compactMap { ch in
                 guard let blob = ch.blob else { return nil }
                 let s = Sidecar(version: version, fid: ch.fid, index: ch.index, length: ch.length, checksum: blob.checksum, domain: domain,
                                 classInfo: info, ino: ino, keys: names, attributes: attrs, xattrs: ch.index == 0 ? xattrs[ino] ?? [:] : nil)

@@ -108,8 +108,8 @@ import Testing
         try #require(fd >= 0 && fstat(fd, &st) == 0)
         let pages = (Int(st.st_size) + 4095) / 4096
         let map = try #require(mmap(nil, Int(st.st_size), PROT_READ, MAP_SHARED, fd, 0))
-        defer { munmap(map, Int(st.st_size)) }
         try #require(map != MAP_FAILED)
+        defer { munmap(map, Int(st.st_size)) }
         var vec = [UInt8](repeating: 0, count: pages)
         try #require(mincore(map, Int(st.st_size), &vec) == 0)
         return (vec.filter { $0 & 1 != 0 }.count, pages)
