@@ -163,7 +163,7 @@ public struct ChunkTransfer: Sendable {
     static let smallBlob = 256 << 10
 
     /// Fetches `range` (relative to the chunk) of a chunk, trying each replica in turn.
-    public func download(_ chunk: FileLayout.Chunk, range: ClosedRange<Int64>? = nil) throws -> [UInt8] {
+    public func download(_ chunk: FileLayout.Chunk, range: ClosedRange<Int64>? = nil) throws -> ArraySlice<UInt8> {
         let want = range.map { $0.upperBound - $0.lowerBound + 1 } ?? chunk.length
         if want == 0 { return [] }
         if let local, let bytes = local.read(urls: chunk.urls, offset: range?.lowerBound ?? 0, count: Int(want)) { return bytes }
@@ -172,7 +172,7 @@ public struct ChunkTransfer: Sendable {
             do {
                 let r = try http.perform(method: "GET", url: url, range: range, maxBody: Int(want) + 1)
                 if (r.status == 200 || r.status == 206), Int64(r.body.count) >= want {
-                    return r.body.count == Int(want) ? r.body : Array(r.body.prefix(Int(want)))
+                    return r.body.prefix(Int(want))
                 }
                 failures.append("\(url): HTTP \(r.status), \(r.body.count) bytes")
             } catch {

@@ -86,7 +86,7 @@ public struct FileTransfer: Sendable {
                 let idx = window[i]
                 let expected = min(layout.chunkSize, size - Int64(idx) * layout.chunkSize)
                 let r = Result { () -> [UInt8] in
-                    var bytes = try byIndex[idx].map { try chunks.download($0) } ?? []
+                    var bytes = try byIndex[idx].map { Array(try chunks.download($0)) } ?? []
                     if bytes.count < expected { bytes += [UInt8](repeating: 0, count: Int(expected) - bytes.count) }
                     return bytes
                 }

@@ -40,9 +40,9 @@ public final class LocalReplicas: Sendable {
     /// `count` bytes at `offset` of the first of `urls` (a chunk's replicas) whose node is on
     /// this machine. Every replica's node gets asked (once, then from the cache), not just
     /// the first that answers: each local copy stays readable if its node later stops answering.
-    public func read(urls: [String], offset: Int64, count: Int) -> [UInt8]? {
+    public func read(urls: [String], offset: Int64, count: Int) -> ArraySlice<UInt8>? {
         guard readsLocally else { return nil }
-        var found: [UInt8]?
+        var found: ArraySlice<UInt8>?
         for url in urls {
             if found == nil { found = read(url: url, offset: offset, count: count) } else if let (base, _) = Self.split(url) { _ = dataDir(of: base) }
         }
@@ -74,21 +74,9 @@ public final class LocalReplicas: Sendable {
     }
 
     /// `count` bytes at `offset` of the blob `url` names, when its node is on this machine.
-    private func read(url: String, offset: Int64, count: Int) -> [UInt8]? {
+    private func read(url: String, offset: Int64, count: Int) -> ArraySlice<UInt8>? {
         guard count > 0, let local = localPath(url: url, ask: true) else { return nil }
-        let fd = open(local, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, filled in
-            filled = 0
-            while filled < count {
-                let r = pread(fd, buffer.baseAddress! + filled, count - filled, off_t(offset) + off_t(filled))
-                if r < 0, errno == EINTR { continue }
-                if r <= 0 { break }
-                filled += r
-            }
-        }
-        return bytes.count == count ? bytes : nil
+        return BlobRead.read(path: local, offset: offset, count: count)
     }
 
     /// A blob stored straight into a local node's device folder.

@@ -372,7 +372,7 @@ public final class ClusterFS: @unchecked Sendable {
     func openFiles(ofInode ino: Ino) -> [OpenFile] { lock.withLock { files.values.filter { $0.ino == ino } } }
     func openFile(ofInode ino: Ino) -> OpenFile? { openFiles(ofInode: ino).first { $0.isDirty } }
 
-    public func read(_ fh: UInt64, offset: Int64, count: Int) throws -> [UInt8] {
+    public func read(_ fh: UInt64, offset: Int64, count: Int) throws -> ReadBytes {
         do { return try file(fh).read(offset: offset, count: count) } catch { throw FSError.from(error) }
     }
 

@@ -35,8 +35,10 @@ public struct MountOptions: Sendable {
     public var writeBuffers: Int = 4
     /// Bytes fetched per ranged GET when reading (read-ahead granularity).
     public var readAheadBytes: Int64 = 4 << 20
-    /// Cached read segments per open file.
+    /// Read segments kept per open file, those read ahead included (the memory bound).
     public var readCacheSegments: Int = 4
+    /// Segments a sequential reader has fetched ahead of it, in the background.
+    public var readAheadSegments: Int = 4
     /// Replicas on storage nodes of this machine are read from their device folders (`LocalReplicas`).
     public var localReads = true
     /// Blobs for storage nodes of this machine are written into their device folders, when the

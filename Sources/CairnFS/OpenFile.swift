@@ -28,7 +28,7 @@ final class OpenFile: @unchecked Sendable {
     private var uploadError: (any Error)?
     /// Content or size changed since the last commit.
     private var changed = false
-    private var segments: [(start: Int64, bytes: [UInt8])] = []
+    private let segments: ReadSegments
     /// Where the last read ended: a read starting there is sequential and gets read-ahead;
     /// any other read fetches only the bytes it asks for.
     private var lastReadEnd: Int64 = 0
@@ -51,6 +51,7 @@ final class OpenFile: @unchecked Sendable {
         self.size = layout.attributes.size
         self.context = context
         self.writable = writable
+        self.segments = ReadSegments(options: context.options)
     }
 
     /// An open whose layout is fetched at its first read or write (close-to-open holds: that
@@ -64,6 +65,7 @@ final class OpenFile: @unchecked Sendable {
         self.size = size
         self.context = context
         self.writable = writable
+        self.segments = ReadSegments(options: context.options)
     }
 
     /// The committed layout, fetched now if the open did not. Call with the lock held.
@@ -131,7 +133,7 @@ final class OpenFile: @unchecked Sendable {
         guard let chunk = layout.chunks.first(where: { $0.index == index }) else { return context.chunkBuffers.take(capacity: capacity) }
         let existing = Int(min(chunk.length, max(0, size - Int64(index) * chunkSize)))
         if within == 0, n >= existing { return context.chunkBuffers.take(capacity: capacity) }
-        var bytes = try context.chunks.download(chunk, range: existing > 0 ? 0...Int64(existing - 1) : nil)
+        var bytes = Array(try context.chunks.download(chunk, range: existing > 0 ? 0...Int64(existing - 1) : nil))
         if bytes.count > existing { bytes.removeLast(bytes.count - existing) }
         bytes.reserveCapacity(Self.capacity(for: max(existing, within + n), chunkSize: chunkSize))
         return bytes
@@ -258,7 +260,7 @@ final class OpenFile: @unchecked Sendable {
 
     // MARK: reads
 
-    func read(offset: Int64, count: Int) throws -> [UInt8] {
+    func read(offset: Int64, count: Int) throws -> ReadBytes {
         do {
             return try readNow(offset: offset, count: count)
         } catch where lock.withLock({ leased && !changed }) {
@@ -271,19 +273,17 @@ final class OpenFile: @unchecked Sendable {
         }
     }
 
-    private func readNow(offset: Int64, count: Int) throws -> [UInt8] {
+    private func readNow(offset: Int64, count: Int) throws -> ReadBytes {
         lock.lock()
         defer { lock.unlock() }
         let chunkSize = try layout().chunkSize  // before the size check: a lazy open learns the size here
-        guard offset < size, count > 0 else { return [] }
+        guard offset < size, count > 0 else { return ReadBytes() }
         let end = min(size, offset + Int64(count))
         // The kernel's read-ahead sends neighbouring requests out of order: near enough counts.
-        let seg = context.options.readAheadBytes
         let sequential = offset == 0 || abs(offset - lastReadEnd) <= 2 << 20
-            || segments.contains { $0.start <= offset && offset < $0.start + seg }
+            || segments.covers(offset, length: context.options.readAheadBytes)
         lastReadEnd = end
-        var out = [UInt8]()
-        out.reserveCapacity(Int(end - offset))
+        var out = ReadBytes()
         var pos = offset
         while pos < end {
             let index = Int(pos / chunkSize)
@@ -291,7 +291,10 @@ final class OpenFile: @unchecked Sendable {
             let within = Int(pos - chunkStart)
             let n = Int(min(end - pos, chunkSize - Int64(within)))
             if let b = buffers[index] ?? inFlight[index] {
-                out += slice(b, within, n)
+                // Copied: a slice would keep the buffer shared, and the next write would copy it whole.
+                let have = max(0, min(n, b.count - within))
+                if have > 0 { out.append(ArraySlice(Array(b[within..<(within + have)]))) }
+                out.appendZeros(n - have)
             } else if uploaded[index] != nil {
                 // Uploaded in this session, not committed: commit so it can be read back.
                 lock.unlock()
@@ -299,60 +302,74 @@ final class OpenFile: @unchecked Sendable {
                 lock.lock()
                 continue
             } else if let chunk = try layout().chunks.first(where: { $0.index == index }) {
-                out += sequential ? try readCommitted(chunk, chunkStart: chunkStart, within: within, count: n)
-                                  : try readExact(chunk, within: within, count: n)
+                out.append(sequential ? try readCommitted(chunk, chunkStart: chunkStart, within: within, count: n)
+                                      : try readExact(chunk, within: within, count: n))
             } else {
-                out += [UInt8](repeating: 0, count: n)
+                out.appendZeros(n)
             }
             pos += Int64(n)
         }
         return out
     }
 
-    private func slice(_ b: [UInt8], _ from: Int, _ n: Int) -> [UInt8] {
-        if from >= b.count { return [UInt8](repeating: 0, count: n) }
-        let have = min(n, b.count - from)
-        var s = Array(b[from..<(from + have)])
-        if have < n { s += [UInt8](repeating: 0, count: n - have) }
-        return s
-    }
-
     /// A random read: exactly the bytes asked for, one ranged GET, no read-ahead.
-    private func readExact(_ chunk: FileLayout.Chunk, within: Int, count n: Int) throws -> [UInt8] {
+    private func readExact(_ chunk: FileLayout.Chunk, within: Int, count n: Int) throws -> ReadBytes {
+        var out = ReadBytes()
         let start = Int64(within)
-        guard start < chunk.length else { return [UInt8](repeating: 0, count: n) }
-        let have = min(Int64(n), chunk.length - start)
-        var bytes = try context.chunks.download(chunk, range: start...(start + have - 1))
-        if bytes.count < n { bytes += [UInt8](repeating: 0, count: n - bytes.count) }
-        return bytes
+        if start < chunk.length {
+            let have = min(Int64(n), chunk.length - start)
+            out.append(try context.chunks.download(chunk, range: start...(start + have - 1)))
+        }
+        out.appendZeros(n - out.count)
+        return out
     }
 
-    /// Reads from a committed chunk through the segment cache (ranged GETs of the read-ahead size).
-    private func readCommitted(_ chunk: FileLayout.Chunk, chunkStart: Int64, within: Int, count n: Int) throws -> [UInt8] {
+    /// Reads from a committed chunk through the read segments (ranged GETs of the read-ahead
+    /// size), and starts fetching the segments that follow.
+    private func readCommitted(_ chunk: FileLayout.Chunk, chunkStart: Int64, within: Int, count n: Int) throws -> ReadBytes {
         let seg = context.options.readAheadBytes
-        var out = [UInt8]()
+        var out = ReadBytes()
         var pos = Int64(within)
         let end = Int64(within + n)
         while pos < end {
-            if pos >= chunk.length { out += [UInt8](repeating: 0, count: Int(end - pos)); break }
+            if pos >= chunk.length { out.appendZeros(Int(end - pos)); break }
             let segStart = (pos / seg) * seg
-            let key = chunkStart + segStart
-            let bytes: [UInt8]
-            if let cached = segments.first(where: { $0.start == key }) {
-                bytes = cached.bytes
-            } else {
-                let segEnd = min(chunk.length, segStart + seg) - 1
-                bytes = try context.chunks.download(chunk, range: segStart...segEnd)
-                segments.append((key, bytes))
-                if segments.count > context.options.readCacheSegments { segments.removeFirst() }
-            }
+            let bytes = try segments.bytes(at: chunkStart + segStart) { try context.chunks.download(chunk, range: segment(of: chunk, from: segStart)) }
             let from = Int(pos - segStart)
             let take = Int(min(end - pos, Int64(bytes.count - from)))
             guard take > 0 else { throw FSError(EIO, "chunk \(chunk.index) of inode \(ino) is shorter than recorded") }
-            out += bytes[from..<(from + take)]
+            out.append(bytes.dropFirst(from).prefix(take))
             pos += Int64(take)
+            readAhead(after: chunk, chunkStart: chunkStart, segStart: segStart)
         }
         return out
+    }
+
+    /// The bytes of the segment of `chunk` that starts at `segStart` (within the chunk).
+    private func segment(of chunk: FileLayout.Chunk, from segStart: Int64) -> ClosedRange<Int64> {
+        segStart...(min(chunk.length, segStart + context.options.readAheadBytes) - 1)
+    }
+
+    /// Starts fetching the committed segments after the one at `segStart` of `chunk`, up to
+    /// `readAheadSegments` of them, crossing into the next chunks.
+    private func readAhead(after chunk: FileLayout.Chunk, chunkStart: Int64, segStart: Int64) {
+        guard let layout = committed else { return }
+        let seg = context.options.readAheadBytes
+        var (chunk, chunkStart, segStart) = (chunk, chunkStart, segStart)
+        for _ in 0..<context.options.readAheadSegments {
+            segStart += seg
+            if segStart >= chunk.length {
+                // The next chunk, when it is committed content (not bytes being rewritten here).
+                let next = chunk.index + 1
+                guard buffers[next] == nil, inFlight[next] == nil, uploaded[next] == nil,
+                      let c = layout.chunks.first(where: { $0.index == next }) else { return }
+                chunkStart += layout.chunkSize
+                (chunk, segStart) = (c, 0)
+            }
+            guard chunkStart + segStart < size else { return }
+            let (transfer, c, range) = (context.chunks, chunk, segment(of: chunk, from: segStart))
+            segments.readAhead(at: chunkStart + segStart) { try transfer.download(c, range: range) }
+        }
     }
 
     /// Fresh layout from the tracker (after a truncate through another handle, or a class change).

@@ -63,6 +63,24 @@ enum FuseOps {
         do { try body(); fuse_reply_err(req, 0) } catch { fail(req, error) }
     }
 
+    /// A read's answer, its pieces sent as they are held (one writev, no copy into one buffer).
+    static func reply(_ req: fuse_req_t?, _ data: ReadBytes) {
+        var vectors: [iovec] = []
+        vectors.reserveCapacity(data.pieces.count)
+        // Nested so every piece's pointer stays valid until the reply is sent.
+        func send(_ i: Int) {
+            guard i < data.pieces.count else {
+                _ = vectors.withUnsafeBufferPointer { fuse_reply_iov(req, $0.baseAddress, Int32($0.count)) }
+                return
+            }
+            data.pieces[i].withUnsafeBytes { piece in
+                vectors.append(iovec(iov_base: UnsafeMutableRawPointer(mutating: piece.baseAddress), iov_len: piece.count))
+                send(i + 1)
+            }
+        }
+        send(0)
+    }
+
     static func context(_ req: fuse_req_t?) -> (uid: UInt32, gid: UInt32, umask: UInt32) {
         guard let c = fuse_req_ctx(req) else { return (0, 0, 0o022) }
         return (c.pointee.uid, c.pointee.gid, c.pointee.umask)
@@ -149,8 +167,7 @@ enum FuseOps {
         }
         ops.read = { req, _, size, off, fi in
             do {
-                let data = try FuseOps.fs(req).read(fi!.pointee.fh, offset: Int64(off), count: size)
-                _ = data.withUnsafeBytes { fuse_reply_buf(req, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+                FuseOps.reply(req, try FuseOps.fs(req).read(fi!.pointee.fh, offset: Int64(off), count: size))
             } catch { FuseOps.fail(req, error) }
         }
         ops.write = { req, _, buf, size, off, fi in

@@ -12,7 +12,8 @@ struct MountCommand: ParsableCommand {
         discussion: """
         Without --domain every domain is a top-level directory. Cairn's -o options: attr_timeout=S, entry_timeout=S,
         class=NAME (class of new files), write_buffers=N (chunk uploads in flight; memory = N × chunk size),
-        readahead=BYTES (ranged-read size), local_reads=0 (read replicas on this machine's storage nodes over
+        readahead=BYTES (ranged-read size), readahead_segments=N (ranged reads a sequential reader has in flight
+        ahead of it, 0 to 8; memory per open file is about N+2 times readahead), local_reads=0 (read replicas on this machine's storage nodes over
         HTTP too; by default they are read straight from the node's device folder), local_writes=0 (send every blob
         through its storage node; by default a blob for a node on this machine that grants local writes is written
         straight into its device folder), leases=0 (every open asks the
@@ -75,6 +76,9 @@ struct MountCommand: ParsableCommand {
             case "readahead":
                 guard let b = parseSize(value), b >= 64 << 10 else { throw ValidationError("-o \(opt): give a size of at least 64k") }
                 m.readAheadBytes = b
+            case "readahead_segments":
+                guard let n = Int(value), (0...8).contains(n) else { throw ValidationError("-o \(opt): give a number of segments from 0 to 8") }
+                m.readAheadSegments = n
             default: rest.append(opt)
             }
         }

@@ -18,7 +18,7 @@ import Testing
     func read(_ fs: ClusterFS, _ ino: UInt64) throws -> String {
         let (h, _) = try fs.open(ino, writable: false)
         defer { try? fs.release(h) }
-        return String(decoding: try fs.read(h, offset: 0, count: 1000), as: UTF8.self)
+        return String(decoding: try fs.read(h, offset: 0, count: 1000).joined, as: UTF8.self)
     }
 
     /// Reads `ino` until an open asks the tracker nothing (the watch is up and holds it).
