@@ -163,10 +163,11 @@ public struct ChunkTransfer: Sendable {
     static let smallBlob = 256 << 10
 
     /// Fetches `range` (relative to the chunk) of a chunk, trying each replica in turn.
-    public func download(_ chunk: FileLayout.Chunk, range: ClosedRange<Int64>? = nil) throws -> ArraySlice<UInt8> {
+    /// `pastCache`: a local replica may be read past the page cache (a streaming reader's).
+    public func download(_ chunk: FileLayout.Chunk, range: ClosedRange<Int64>? = nil, pastCache: Bool = false) throws -> ArraySlice<UInt8> {
         let want = range.map { $0.upperBound - $0.lowerBound + 1 } ?? chunk.length
         if want == 0 { return [] }
-        if let local, let bytes = local.read(urls: chunk.urls, offset: range?.lowerBound ?? 0, count: Int(want)) { return bytes }
+        if let local, let bytes = local.read(urls: chunk.urls, offset: range?.lowerBound ?? 0, count: Int(want), pastCache: pastCache) { return bytes }
         var failures: [String] = []
         for url in chunk.urls {
             do {

@@ -40,11 +40,12 @@ public final class LocalReplicas: Sendable {
     /// `count` bytes at `offset` of the first of `urls` (a chunk's replicas) whose node is on
     /// this machine. Every replica's node gets asked (once, then from the cache), not just
     /// the first that answers: each local copy stays readable if its node later stops answering.
-    public func read(urls: [String], offset: Int64, count: Int) -> ArraySlice<UInt8>? {
+    /// `pastCache`: a large read may skip the page cache (`BlobRead`).
+    public func read(urls: [String], offset: Int64, count: Int, pastCache: Bool = false) -> ArraySlice<UInt8>? {
         guard readsLocally else { return nil }
         var found: ArraySlice<UInt8>?
         for url in urls {
-            if found == nil { found = read(url: url, offset: offset, count: count) } else if let (base, _) = Self.split(url) { _ = dataDir(of: base) }
+            if found == nil { found = read(url: url, offset: offset, count: count, pastCache: pastCache) } else if let (base, _) = Self.split(url) { _ = dataDir(of: base) }
         }
         return found
     }
@@ -74,9 +75,9 @@ public final class LocalReplicas: Sendable {
     }
 
     /// `count` bytes at `offset` of the blob `url` names, when its node is on this machine.
-    private func read(url: String, offset: Int64, count: Int) -> ArraySlice<UInt8>? {
+    private func read(url: String, offset: Int64, count: Int, pastCache: Bool) -> ArraySlice<UInt8>? {
         guard count > 0, let local = localPath(url: url, ask: true) else { return nil }
-        return BlobRead.read(path: local, offset: offset, count: count)
+        return BlobRead.read(path: local, offset: offset, count: count, pastCache: pastCache)
     }
 
     /// A blob stored straight into a local node's device folder.

@@ -32,7 +32,8 @@ import Testing
     /// A sequential reader has the next segments read ahead of it, into the next chunk too:
     /// after it has read the first megabyte, the two segments that follow read back byte for
     /// byte with every blob file gone, and the one after them does not. Segments of 1 MiB
-    /// from a local replica come past the page cache (where the file system takes O_DIRECT).
+    /// read ahead from a local replica come past the page cache (where the file system takes
+    /// O_DIRECT).
     @Test func sequentialReadsFetchTheNextSegmentsAheadPastThePageCache() throws {
         let c = try TestCluster(nodes: 2)
         defer { c.stop() }
@@ -61,13 +62,53 @@ import Testing
         let blobs = c.blobFiles().map { c.root + "/" + $0 }
         #expect(blobs.count == 6, "three chunks, two copies each: \(blobs)")
         if takesDirectIO(c.root) {
-            // Whole chunks were written past the cache too, so any cached page came from a read.
-            for blob in blobs where try residentPages(blob).1 == chunk / 4096 {
-                #expect(try residentPages(blob).0 == 0, "\(blob): read through the page cache")
-            }
+            // Whole chunks were written past the cache too, so a cached page came from a read:
+            // the first segment's (read before the reader was seen to stream, through the cache
+            // for its neighbours; the kernel's own read-ahead may cache the rest of its chunk),
+            // never the second chunk's, which was only read ahead.
+            let cached = try blobs.map { try residentPages($0) }.filter { $0.1 == chunk / 4096 }.map(\.0).reduce(0, +)
+            #expect(cached <= chunk / 4096, "\(cached) pages of the whole chunks are in the page cache: segments read ahead went through it")
         }
         for blob in blobs { #expect(unlink(blob) == 0) }
         #expect(try read(segment, 3 * segment) == Array(data[segment..<(3 * segment)]), "the two segments after the first were read ahead")
         #expect(throws: (any Error).self, "nothing reads the fourth segment ahead of time") { try fs.read(h, offset: Int64(3 * segment), count: 4096) }
+    }
+
+    /// A reader that jumps about reads only what it asks for (and the one segment of a read
+    /// near the last): no segments in the background. Counted with the bytes this process
+    /// reads (`rchar`), as the blobs are read here.
+    @Test func readsThatJumpAboutReadNothingAhead() throws {
+        let c = try TestCluster(nodes: 2)
+        defer { c.stop() }
+        let chunk = 4 << 20, segment = 1 << 20
+        _ = try c.client.call("create_class", [("domain", "test"), ("class", "four-mib"), ("mindevcount", "2"), ("chunk_size", String(chunk))])
+        let fs = try clusterFS(c, timeout: 5, localReads: true) {
+            $0.className = "four-mib"
+            $0.readAheadBytes = Int64(segment)
+            $0.readAheadSegments = 4
+        }
+        let data = randomBytes(4 * chunk, seed: 92)
+        let (a, wh) = try fs.create(parent: 1, name: "f", mode: 0o100644, uid: 0, gid: 0)
+        _ = try data.withUnsafeBytes { try fs.write(wh, offset: 0, bytes: $0) }
+        try fs.release(wh)
+        let (h, _) = try fs.open(a.ino, writable: false)
+        defer { try? fs.release(h) }
+        // Offsets 3 MiB apart, then back and forth: each read far from the one before, but
+        // each of the later ones inside a segment the first read kept.
+        let offsets = [0, 3, 6, 9, 12, 15, 0, 14, 1, 13].map { $0 * segment + 4096 }
+        let before = try readBytesOfThisProcess()
+        for off in offsets {
+            #expect(try fs.read(h, offset: Int64(off), count: 4096).joined == Array(data[off..<(off + 4096)]))
+        }
+        Thread.sleep(forTimeInterval: 1)  // any read-ahead started would be done by now
+        let read = try readBytesOfThisProcess() - before
+        #expect(read < 2 * segment, "\(read) bytes read for \(offsets.count) reads of 4 KiB: segments were read ahead")
+    }
+
+    /// Bytes this process has read with read(2) and pread(2), sockets included.
+    func readBytesOfThisProcess() throws -> Int {
+        let io = try String(contentsOfFile: "/proc/self/io", encoding: .utf8)
+        let line = try #require(io.split(separator: "\n").first { $0.hasPrefix("rchar:") })
+        return try #require(Int(line.dropFirst("rchar:".count).trimmingCharacters(in: .whitespaces)))
     }
 }
