@@ -58,25 +58,33 @@ enum DeviceInventory {
 
     static func blobs(in devicePath: String, after: Fid = 0, limit: Int = .max) -> [Entry] {
         var out: [Entry] = []
+        eachFidFolder(in: devicePath) { dir, relative, names in
+            for name in names.sorted() where name.hasSuffix(".fid") {
+                guard let fid = Fid(name.dropLast(4)), fid > after,
+                      FidLayout.relativePath(fid: fid) == "\(relative)/\(name)" else { continue }
+                var st = stat()
+                guard lstat("\(dir)/\(name)", &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
+                out.append(Entry(fid: fid, size: Int64(st.st_size), mtime: Int64(st.st_mtim.tv_sec)))
+                if out.count >= limit { return false }
+            }
+            return true
+        }
+        return out
+    }
+
+    /// Calls `body` with each B/MMM/TTT fid folder of a device (its path, its path within the
+    /// device, the names in it), in fid order, until `body` returns false.
+    static func eachFidFolder(in devicePath: String, _ body: (String, String, [String]) -> Bool) {
         let fm = FileManager.default
         // B/MMM/TTT folders sort in fid order because every level is fixed-width.
         for b in sortedDigits(fm, devicePath) {
             for m in sortedDigits(fm, "\(devicePath)/\(b)") {
                 for t in sortedDigits(fm, "\(devicePath)/\(b)/\(m)") {
                     let dir = "\(devicePath)/\(b)/\(m)/\(t)"
-                    let names = ((try? fm.contentsOfDirectory(atPath: dir)) ?? []).sorted()
-                    for name in names where name.hasSuffix(".fid") {
-                        guard let fid = Fid(name.dropLast(4)), fid > after,
-                              FidLayout.relativePath(fid: fid) == "\(b)/\(m)/\(t)/\(name)" else { continue }
-                        var st = stat()
-                        guard lstat("\(dir)/\(name)", &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { continue }
-                        out.append(Entry(fid: fid, size: Int64(st.st_size), mtime: Int64(st.st_mtim.tv_sec)))
-                        if out.count >= limit { return out }
-                    }
+                    guard body(dir, "\(b)/\(m)/\(t)", (try? fm.contentsOfDirectory(atPath: dir)) ?? []) else { return }
                 }
             }
         }
-        return out
     }
 
     private static func sortedDigits(_ fm: FileManager, _ path: String) -> [String] {
@@ -102,6 +110,46 @@ enum DeviceProbe {
         guard wrote == payload.count, synced == 0 else { return "test write to \(path) failed: \(String(cString: strerror(errno)))" }
         guard let back = FileManager.default.contents(atPath: path), Array(back) == payload else { return "test read of \(path) returned other bytes" }
         return nil
+    }
+}
+
+/// Temporary files (`.tmp-*` blobs being written, `<fid>.meta.tmp-*` sidecars) whose writer
+/// died before its rename — a storage node or a mount killed mid-write — would hold their
+/// space for good. One an hour old is removed: a live writer renames its file within seconds.
+enum StaleTemporaries {
+    static let maxAge: Int64 = 3600
+
+    static func isTemporary(_ name: String) -> Bool { name.hasPrefix(".tmp-") || name.contains(".meta.tmp-") }
+
+    /// Removes those older than `maxAge` under `devicePath`; returns how many and their bytes.
+    static func remove(in devicePath: String, now: Int64 = Int64(Date().timeIntervalSince1970)) -> (count: Int, bytes: Int64) {
+        var count = 0, bytes: Int64 = 0
+        DeviceInventory.eachFidFolder(in: devicePath) { dir, _, names in
+            for name in names where isTemporary(name) {
+                var st = stat()
+                let path = "\(dir)/\(name)"
+                guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, now - Int64(st.st_mtim.tv_sec) >= maxAge,
+                      unlink(path) == 0 else { continue }
+                count += 1
+                bytes += Int64(st.st_size)
+            }
+            return true
+        }
+        return (count, bytes)
+    }
+
+    /// A sweep of every device at once, then every `interval` seconds, until cancelled
+    /// (blocking I/O: call off the executor); `report` gets each device's findings.
+    static func sweep(folders: DeviceFolders, interval: Double = 3600, isCancelled: () -> Bool,
+                      report: (DeviceID, Int, Int64) -> Void) {
+        while !isCancelled() {
+            for device in folders.deviceIDs() {
+                let (count, bytes) = remove(in: folders.devicePath(device))
+                if count > 0 { report(device, count, bytes) }
+            }
+            var slept = 0.0
+            while slept < interval, !isCancelled() { Thread.sleep(forTimeInterval: 1); slept += 1 }
+        }
     }
 }
 

@@ -93,8 +93,13 @@ public final class StorageNode: Sendable {
         let scrubber = self.scrubber, folders = self.folders
         let stop = StopFlag()
         Thread.detachNewThread { scrubber.run(folders: folders, isCancelled: { stop.isSet }) }
-        let flush = deferredFlush
         let logger = self.logger, name = config.name
+        Thread.detachNewThread {
+            StaleTemporaries.sweep(folders: folders, isCancelled: { stop.isSet }) { device, count, bytes in
+                logger.notice("\(name): removed \(count) unfinished temporary files (\(bytes) bytes) from device \(device), left by a writer that stopped mid-write over an hour ago")
+            }
+        }
+        let flush = deferredFlush
         Thread.detachNewThread {
             flush.run(isCancelled: { stop.isSet }) { failed in
                 logger.error("\(name) could not make the mount's recent writes durable: \(failed.joined(separator: "; ")); check the disk")

@@ -412,6 +412,27 @@ extension HealingTests {
         for n in acknowledged.all { #expect(try Self.readBack(c, "live/\(n)") == randomBytes(200_000 + n, seed: UInt64(700 + n)), "live/\(n)") }
     }
 
+    /// A storage node that starts removes the temporary files a writer killed mid-write left
+    /// over an hour ago (a blob's and a sidecar's), and leaves a recent one, which may belong
+    /// to a write under way, and every blob.
+    @Test func aStartingNodeRemovesTemporaryFilesAbandonedAnHourAgo() throws {
+        let c = try TestCluster(nodes: 2)
+        defer { c.stop() }
+        try Self.put(c, "kept", randomBytes(5000, seed: 801))
+        let relative = try #require(c.blobFiles().first)
+        let node = try #require(Int(relative.prefix { $0 != "/" }.dropFirst("node".count)), "blob path \(relative)")
+        let dir = ((c.root + "/" + relative) as NSString).deletingLastPathComponent
+        let abandoned = [dir + "/.tmp-1234", dir + "/0000000001.meta.tmp-99"], recent = dir + "/.tmp-5678"
+        for f in abandoned + [recent] { try #require(FileManager.default.createFile(atPath: f, contents: Data(repeating: 7, count: 4096))) }
+        for f in abandoned { try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-7200)], ofItemAtPath: f) }
+        c.killNode(node)
+        try c.startNode(node)
+        try c.wait("the abandoned temporary files removed") { abandoned.allSatisfy { !FileManager.default.fileExists(atPath: $0) } }
+        #expect(FileManager.default.fileExists(atPath: recent), "a recent temporary file may be a write under way")
+        #expect(c.blobFiles().count == 2)
+        #expect(try Self.readBack(c, "kept") == randomBytes(5000, seed: 801))
+    }
+
     @Test func deadAfterReapsAnUnreachableDeviceUnlessInMaintenance() throws {
         let c = try TestCluster(nodes: 3, trackerArgs: ["--dead-after", "3"])
         defer { c.stop() }
