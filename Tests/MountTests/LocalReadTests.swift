@@ -38,19 +38,11 @@ import Testing
         let c = try TestCluster(nodes: 2)
         defer { c.stop() }
         let chunk = 2 << 20, segment = 1 << 20
-        _ = try c.client.call("create_class", [("domain", "test"), ("class", "two-mib"), ("mindevcount", "2"), ("chunk_size", String(chunk))])
-        let fs = try clusterFS(c, timeout: 5, localReads: true) {
-            $0.className = "two-mib"
-            $0.readAheadBytes = Int64(segment)
-            $0.readAheadSegments = 2
-        }
         let data = randomBytes(2 * chunk + 12_345, seed: 91)
-        let (a, wh) = try fs.create(parent: 1, name: "f", mode: 0o100644, uid: 0, gid: 0)
-        _ = try data.withUnsafeBytes { try fs.write(wh, offset: 0, bytes: $0) }
-        try fs.release(wh)
+        let (fs, ino) = try writeForLocalReads(c, data, chunk: chunk, segment: segment, ahead: 2)
         try fs.fsync(nil)
 
-        let (h, _) = try fs.open(a.ino, writable: false)
+        let (h, _) = try fs.open(ino, writable: false)
         defer { try? fs.release(h) }
         func read(_ from: Int, _ to: Int) throws -> [UInt8] {
             var out: [UInt8] = []
@@ -81,17 +73,9 @@ import Testing
         let c = try TestCluster(nodes: 2)
         defer { c.stop() }
         let chunk = 4 << 20, segment = 1 << 20
-        _ = try c.client.call("create_class", [("domain", "test"), ("class", "four-mib"), ("mindevcount", "2"), ("chunk_size", String(chunk))])
-        let fs = try clusterFS(c, timeout: 5, localReads: true) {
-            $0.className = "four-mib"
-            $0.readAheadBytes = Int64(segment)
-            $0.readAheadSegments = 4
-        }
         let data = randomBytes(4 * chunk, seed: 92)
-        let (a, wh) = try fs.create(parent: 1, name: "f", mode: 0o100644, uid: 0, gid: 0)
-        _ = try data.withUnsafeBytes { try fs.write(wh, offset: 0, bytes: $0) }
-        try fs.release(wh)
-        let (h, _) = try fs.open(a.ino, writable: false)
+        let (fs, ino) = try writeForLocalReads(c, data, chunk: chunk, segment: segment, ahead: 4)
+        let (h, _) = try fs.open(ino, writable: false)
         defer { try? fs.release(h) }
         // Offsets 3 MiB apart, then back and forth: each read far from the one before, but
         // each of the later ones inside a segment the first read kept.
@@ -103,6 +87,21 @@ import Testing
         Thread.sleep(forTimeInterval: 1)  // any read-ahead started would be done by now
         let read = try readBytesOfThisProcess() - before
         #expect(read < 2 * segment, "\(read) bytes read for \(offsets.count) reads of 4 KiB: segments were read ahead")
+    }
+
+    /// `data` written as file "f" of a class of `chunk`-byte chunks, through a `ClusterFS` that
+    /// reads local replicas in segments of `segment` bytes, `ahead` of them read ahead.
+    func writeForLocalReads(_ c: TestCluster, _ data: [UInt8], chunk: Int, segment: Int, ahead: Int) throws -> (ClusterFS, UInt64) {
+        _ = try c.client.call("create_class", [("domain", "test"), ("class", "chunked"), ("mindevcount", "2"), ("chunk_size", String(chunk))])
+        let fs = try clusterFS(c, timeout: 5, localReads: true) {
+            $0.className = "chunked"
+            $0.readAheadBytes = Int64(segment)
+            $0.readAheadSegments = ahead
+        }
+        let (a, wh) = try fs.create(parent: 1, name: "f", mode: 0o100644, uid: 0, gid: 0)
+        _ = try data.withUnsafeBytes { try fs.write(wh, offset: 0, bytes: $0) }
+        try fs.release(wh)
+        return (fs, a.ino)
     }
 
     /// Bytes this process has read with read(2) and pread(2), sockets included.
