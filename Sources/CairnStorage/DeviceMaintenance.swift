@@ -115,7 +115,8 @@ enum DeviceProbe {
 
 /// Temporary files (`.tmp-*` blobs being written, `<fid>.meta.tmp-*` sidecars) whose writer
 /// died before its rename — a storage node or a mount killed mid-write — would hold their
-/// space for good. One an hour old is removed: a live writer renames its file within seconds.
+/// space for good. One not written to for an hour is removed: a live writer writes to its
+/// file as the bytes arrive and renames it within seconds of the last.
 enum StaleTemporaries {
     static let maxAge: Int64 = 3600
 
