@@ -7,7 +7,8 @@ import Foundation
 /// the cache and no cache pages to allocate and later reclaim (in a cold sequential read
 /// through a mount those were about a third of its CPU). Other reads, and a file system that
 /// refuses O_DIRECT, go through the cache: small files and random reads are read again soon
-/// (a random reader's cached neighbourhood made it 40 % faster than direct segments did).
+/// (with a random reader's segments direct too, fio's random 4 KiB reads were 40 % slower:
+/// the neighbourhood of each was no longer cached).
 public enum BlobRead {
     /// `count` bytes at `offset` of the file at `path`; nil when it cannot be opened or is shorter.
     public static func read(path: String, offset: Int64, count: Int, pastCache: Bool = false) -> ArraySlice<UInt8>? {

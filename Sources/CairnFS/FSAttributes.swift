@@ -35,7 +35,8 @@ public struct MountOptions: Sendable {
     public var writeBuffers: Int = 4
     /// Bytes fetched per ranged GET when reading (read-ahead granularity).
     public var readAheadBytes: Int64 = 4 << 20
-    /// Read segments kept per open file, those read ahead included (the memory bound).
+    /// Read segments kept per open file, those read ahead included (the memory bound); at
+    /// least `readAheadSegments` + 2, the one being read and the one before it.
     public var readCacheSegments: Int = 4
     /// Segments a sequential reader has fetched ahead of it, in the background.
     public var readAheadSegments: Int = 4
