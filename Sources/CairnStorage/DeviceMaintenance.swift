@@ -122,31 +122,42 @@ enum StaleTemporaries {
 
     static func isTemporary(_ name: String) -> Bool { name.hasPrefix(".tmp-") || name.contains(".meta.tmp-") }
 
-    /// Removes those older than `maxAge` under `devicePath`; returns how many and their bytes.
-    static func remove(in devicePath: String, now: Int64 = Int64(Date().timeIntervalSince1970)) -> (count: Int, bytes: Int64) {
-        var count = 0, bytes: Int64 = 0
+    /// What a sweep of one device did: files removed, their bytes, and the ones it could not
+    /// remove (path and reason), which stay until someone looks.
+    struct Sweep {
+        var count = 0
+        var bytes: Int64 = 0
+        var failures: [String] = []
+    }
+
+    /// Removes those older than `maxAge` under `devicePath`.
+    static func remove(in devicePath: String, now: Int64 = Int64(Date().timeIntervalSince1970)) -> Sweep {
+        var done = Sweep()
         DeviceInventory.eachFidFolder(in: devicePath) { dir, _, names in
             for name in names where isTemporary(name) {
                 var st = stat()
                 let path = "\(dir)/\(name)"
-                guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, now - Int64(st.st_mtim.tv_sec) >= maxAge,
-                      unlink(path) == 0 else { continue }
-                count += 1
-                bytes += Int64(st.st_size)
+                guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, now - Int64(st.st_mtim.tv_sec) >= maxAge else { continue }
+                guard unlink(path) == 0 || errno == ENOENT else {
+                    done.failures.append("\(path): \(String(cString: strerror(errno)))")
+                    continue
+                }
+                done.count += 1
+                done.bytes += Int64(st.st_size)
             }
             return true
         }
-        return (count, bytes)
+        return done
     }
 
     /// A sweep of every device at once, then every `interval` seconds, until cancelled
-    /// (blocking I/O: call off the executor); `report` gets each device's findings.
+    /// (blocking I/O: call off the executor); `report` gets each device's sweep that found any.
     static func sweep(folders: DeviceFolders, interval: Double = 3600, isCancelled: () -> Bool,
-                      report: (DeviceID, Int, Int64) -> Void) {
+                      report: (DeviceID, Sweep) -> Void) {
         while !isCancelled() {
             for device in folders.deviceIDs() {
-                let (count, bytes) = remove(in: folders.devicePath(device))
-                if count > 0 { report(device, count, bytes) }
+                let done = remove(in: folders.devicePath(device))
+                if done.count > 0 || !done.failures.isEmpty { report(device, done) }
             }
             var slept = 0.0
             while slept < interval, !isCancelled() { Thread.sleep(forTimeInterval: 1); slept += 1 }

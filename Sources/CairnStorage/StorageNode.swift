@@ -95,8 +95,13 @@ public final class StorageNode: Sendable {
         Thread.detachNewThread { scrubber.run(folders: folders, isCancelled: { stop.isSet }) }
         let logger = self.logger, name = config.name
         Thread.detachNewThread {
-            StaleTemporaries.sweep(folders: folders, isCancelled: { stop.isSet }) { device, count, bytes in
-                logger.notice("\(name): removed \(count) unfinished temporary files (\(bytes) bytes) from device \(device), left by a writer that stopped mid-write over an hour ago")
+            StaleTemporaries.sweep(folders: folders, isCancelled: { stop.isSet }) { device, done in
+                if done.count > 0 {
+                    logger.notice("\(name): removed \(done.count) unfinished temporary files (\(done.bytes) bytes) from device \(device), left by a writer that stopped mid-write over an hour ago")
+                }
+                if !done.failures.isEmpty {
+                    logger.warning("\(name): cannot remove \(done.failures.count) abandoned temporary files on device \(device), which keep their space: \(done.failures.prefix(5).joined(separator: "; ")); check the folder's permissions")
+                }
             }
         }
         let flush = deferredFlush
