@@ -69,6 +69,19 @@ import Testing
         #expect(StreamingChecksum(.none).finalize() == nil)
     }
 
+    /// RFC 4231 test case 2, and signatures under two secrets taken in turns: the keyed HMAC
+    /// the signer keeps must never sign with the other secret's key.
+    @Test func signaturesAreHMACSHA256OfTheirOwnSecret() {
+        let rfc = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        let other = Signer.sign("what do ya want for nothing?", secret: "another key")
+        for _ in 0..<2 {
+            #expect(Signer.sign("what do ya want for nothing?", secret: "Jefe") == rfc)
+            #expect(Signer.sign("what do ya want for nothing?", secret: "another key") == other)
+        }
+        #expect(other != rfc)
+        #expect(Signer.sign("what do ya want for nothing!", secret: "Jefe") != rfc)
+    }
+
     @Test func parsesMogileChecksums() {
         #expect(Checksum(parsing: "MD5:900150983CD24FB0D6963F7D28E17F72")?.description == "md5:900150983cd24fb0d6963f7d28e17f72")
         #expect(Checksum(parsing: "MD5:1234") == nil)
