@@ -79,6 +79,10 @@ import Testing
         let admin = try rawExchange(port: c.trackerPort, Array("!version\r\n!stats\r\n".utf8))
         #expect(admin.hasPrefix("cairn ") && admin.contains("\r\n.\r\n") && admin.contains("uptime "))
         #expect(try c.client.call("noop").values.isEmpty)
+        // Per command: how many were answered, and the microseconds spent answering them.
+        let stats = try rawExchange(port: c.trackerPort, Array("!stats\r\n".utf8)).split(separator: "\r\n").map(String.init)
+        #expect(stats.contains { $0.hasPrefix("queries_noop ") })
+        #expect(stats.contains { $0.hasPrefix("micros_noop ") && Int($0.dropFirst("micros_noop ".count)) != nil })
     }
 
     @Test func pipelinedRequestsAnswerInOrder() throws {

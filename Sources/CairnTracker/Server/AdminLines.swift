@@ -26,6 +26,7 @@ struct AdminLines: Sendable {
                 "work_queue_for_delete \(s?.deleteQueue ?? 0)",
                 "lease_waits \(counters.leaseWaitCount)",
             ] + counters.commandCounts.map { "queries_\($0.0) \($0.1)" }
+              + counters.commandMicros.map { "micros_\($0.0) \($0.1)" }
         case "jobs":
             lines = workers.jobs().flatMap { ["\($0.name) count \($0.count)", "\($0.name) desired \($0.count)"] }
         case "want":

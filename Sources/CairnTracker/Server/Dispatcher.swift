@@ -49,6 +49,8 @@ struct Dispatcher: Sendable {
             let origin = args.nonEmpty("watcher").flatMap { UInt64($0) }
             if let origin, !Self.watchUpkeep.contains(name) { watchers.hold(origin) }
             let writes = Self.leaveLayouts.contains(name) ? nil : WriteLog()
+            let started = ContinuousClock.now
+            defer { stats.countTime(name, since: started) }
             let reply: Reply
             do {
                 reply = .ok(try await MetadataStore.$writeLog.withValue(writes) {
@@ -128,6 +130,16 @@ final class TrackerCounters: @unchecked Sendable {
     var leaseWaitCount: Int { lock.withLock { leaseWaits } }
     var queryCount: Int { lock.withLock { queries } }
     var commandCounts: [(String, Int)] { lock.withLock { perCommand.sorted { $0.key < $1.key } } }
+    /// Microseconds spent answering each command, from its parsed line to its reply (waits for
+    /// the database and for mounts' lease acks included): with the counts, what a request of
+    /// each kind costs under the load of the moment.
+    private var perCommandMicros: [String: Int] = [:]
+    func countTime(_ command: String, since start: ContinuousClock.Instant) {
+        let d = ContinuousClock.now - start
+        let micros = Int(d.components.seconds) * 1_000_000 + Int(d.components.attoseconds / 1_000_000_000_000)
+        lock.withLock { perCommandMicros[command, default: 0] += micros }
+    }
+    var commandMicros: [(String, Int)] { lock.withLock { perCommandMicros.sorted { $0.key < $1.key } } }
 }
 
 /// Reply helpers shared by the command groups.
