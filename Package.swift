@@ -69,7 +69,7 @@ let package = Package(
         // File-system semantics without the kernel: inode mapping, open files with chunk write
         // buffers and read-ahead, directory paging, xattr mapping.
         .target(name: "CairnFS", dependencies: [
-            "CairnCore", "CairnProtocol", "CairnClient", "CairnTransfer",
+            "CairnCore", "CairnProtocol", "CairnClient", "CairnTransfer", "CSys",
         ], swiftSettings: swiftSettings),
         // The thin libfuse3 (low-level API) adapter over CairnFS.
         .target(name: "CairnFUSE", dependencies: ["CairnFS", "CFuse3"], swiftSettings: swiftSettings),

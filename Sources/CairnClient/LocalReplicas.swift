@@ -30,6 +30,9 @@ public final class LocalReplicas: Sendable {
     /// hand it on; the limit is what stays idle after a large write.
     let aligned = PageAlignedBuffers(limit: 2)
 
+    /// Frees the page-aligned buffers kept for the next large chunk.
+    public func releaseKeptBuffers() { aligned.removeAll() }
+
     /// Short timeouts: a node that does not answer keeps its last answer rather than stall a read.
     public init(http: HTTPTransfer = HTTPTransfer(connectTimeoutMs: 500, stallTimeoutSeconds: 1), reads: Bool = true, writes: Bool = true) {
         self.http = http

@@ -34,6 +34,12 @@ final class PageAlignedBuffers: @unchecked Sendable {
         return UnsafeMutableRawBufferPointer(start: p, count: count)
     }
 
+    /// Frees every kept buffer (an idle mount's memory goes back to the system).
+    func removeAll() {
+        let all = lock.withLock { () -> [UnsafeMutableRawBufferPointer] in defer { kept.removeAll() }; return kept }
+        for b in all { free(b.baseAddress) }
+    }
+
     private func give(_ b: UnsafeMutableRawBufferPointer) {
         let keep = lock.withLock { () -> Bool in
             guard kept.count < limit else { return false }

@@ -23,6 +23,9 @@ final class ChunkBuffers: @unchecked Sendable {
         return b
     }
 
+    /// Frees every kept buffer (an idle mount's memory goes back to the system).
+    func removeAll() { lock.withLock { kept.removeAll() } }
+
     /// Keeps a large buffer whose bytes are no longer needed. Pass the last reference: a
     /// shared array would get a new allocation on `removeAll(keepingCapacity:)`.
     func give(_ buffer: inout [UInt8]) {

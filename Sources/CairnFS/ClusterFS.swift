@@ -20,10 +20,13 @@ public final class ClusterFS: @unchecked Sendable {
     private var hidden: [Ino: (parent: UInt64, name: String)] = [:]
     static let hiddenPrefix = ".cairn-hidden-"
     private var nextHandle: UInt64 = 1
+    /// Every kernel request notes itself here; after 10 s without one the mount frees what it keeps.
+    public let idleMemory: IdleMemoryRelease
 
     /// Connects to the tracker and resolves the mounted domain, if any.
     public init(tracker: TrackerClient, options: MountOptions) throws {
         context = FSContext(tracker: tracker, options: options)
+        idleMemory = IdleMemoryRelease { [context] in context.releaseKeptMemory() }
         if let d = options.domain {
             let root = try Self.call(tracker, "fs_root", [("domain", d)])
             map = InodeMap(domainRoot: WireAttributes(root)?.ino)

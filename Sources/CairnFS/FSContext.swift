@@ -1,6 +1,7 @@
 import CairnClient
 import CairnCore
 import CairnProtocol
+import CSys
 import Dispatch
 import Foundation
 
@@ -31,6 +32,14 @@ final class FSContext: @unchecked Sendable {
     let firstChunks = FirstChunks()
     /// Layouts opens may use without asking the tracker (see `LeasedLayouts`).
     let leases: LeasedLayouts?
+
+    /// Gives back what this mount keeps for its next large transfers, then the allocator's free
+    /// memory (see `IdleMemoryRelease`).
+    func releaseKeptMemory() {
+        chunkBuffers.removeAll()
+        chunks.local?.releaseKeptBuffers()
+        _ = malloc_trim(0)
+    }
 
     init(tracker: TrackerClient, options: MountOptions) {
         self.tracker = tracker

@@ -36,6 +36,7 @@ public final class FuseMount: Sendable {
             let stopper = SignalStopper(mountpoint: mountpoint, session: se)
             Self.raiseReadAhead(mountpoint)
             onMounted()
+            fs.idleMemory.start()
             let cfg = fuse_loop_cfg_create()
             defer { fuse_loop_cfg_destroy(cfg) }
             fuse_loop_cfg_set_max_threads(cfg, 16)
