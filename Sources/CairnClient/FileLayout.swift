@@ -32,7 +32,7 @@ public struct FileLayout: Sendable, Equatable {
             return Chunk(index: Int(r.int(p + "index") ?? Int64(i)), fid: r.int(p + "fid") ?? 0, length: r.int(p + "length") ?? 0,
                          devices: (r[p + "devids"] ?? "").split(separator: ",").compactMap { Int($0) },
                          urls: (r[p + "urls"] ?? "").split(separator: " ").map(String.init), checksum: r.nonEmpty(p + "checksum"))
-        }
+        }.sorted { $0.index < $1.index }  // in order already (linear then); `chunk(at:)` relies on it
     }
 
     public static func fetch(domain: String, key: String, tracker: TrackerClient) throws -> FileLayout {
@@ -45,6 +45,19 @@ public struct FileLayout: Sendable, Equatable {
 }
 
 extension FileLayout {
+    /// The chunk with this index, or nil for a hole. The tracker lists chunks in index order,
+    /// usually with none missing, so this is one comparison, or a binary search around holes: a
+    /// read or a commit of a file of many chunks must not scan them all (a 1 TiB file has 65,536).
+    public func chunk(at index: Int) -> Chunk? {
+        if chunks.indices.contains(index), chunks[index].index == index { return chunks[index] }
+        var low = 0, high = chunks.count
+        while low < high {
+            let mid = (low + high) / 2
+            if chunks[mid].index < index { low = mid + 1 } else { high = mid }
+        }
+        return low < chunks.count && chunks[low].index == index ? chunks[low] : nil
+    }
+
     /// The class facts an upload of this file needs.
     public var classInfo: ClassInfo {
         ClassInfo(name: className, replicas: replicas, syncCopies: syncCopies, policy: "", checksum: "", chunkSize: chunkSize)

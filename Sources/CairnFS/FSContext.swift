@@ -113,7 +113,7 @@ final class FirstChunks: @unchecked Sendable {
     static let capacity = 16384
 
     func remember(_ layout: FileLayout) {
-        guard let first = layout.chunks.first(where: { $0.index == 0 }) else { return }
+        guard let first = layout.chunk(at: 0) else { return }
         lock.withLock {
             if chunks.count >= Self.capacity { chunks.removeAll(keepingCapacity: true) }
             chunks[layout.attributes.ino] = first

@@ -135,7 +135,7 @@ final class OpenFile: @unchecked Sendable {
         }
         let layout = try layout(), chunkSize = layout.chunkSize
         let capacity = Self.capacity(for: within + n, chunkSize: chunkSize)
-        guard let chunk = layout.chunks.first(where: { $0.index == index }) else { return context.chunkBuffers.take(capacity: capacity) }
+        guard let chunk = layout.chunk(at: index) else { return context.chunkBuffers.take(capacity: capacity) }
         let existing = Int(min(chunk.length, max(0, size - Int64(index) * chunkSize)))
         if within == 0, n >= existing { return context.chunkBuffers.take(capacity: capacity) }
         var bytes = Array(try context.chunks.download(chunk, range: existing > 0 ? 0...Int64(existing - 1) : nil))
@@ -239,7 +239,7 @@ final class OpenFile: @unchecked Sendable {
             if var u = uploaded[index] {
                 u.length = min(u.length, maxLen)
                 specs.append(u.commitSpec)
-            } else if let c = layout.chunks.first(where: { $0.index == index }) {
+            } else if let c = layout.chunk(at: index) {
                 specs.append("\(c.fid) \(min(c.length, maxLen)) - \(c.devices.map(String.init).joined(separator: ".")) \(index)")
             }
         }
@@ -308,7 +308,7 @@ final class OpenFile: @unchecked Sendable {
                 do { try commit() } catch { lock.lock(); throw error }
                 lock.lock()
                 continue
-            } else if let chunk = try layout().chunks.first(where: { $0.index == index }) {
+            } else if let chunk = try layout().chunk(at: index) {
                 out.append(sequential ? try readCommitted(chunk, chunkStart: chunkStart, within: within, count: n, readsAhead: readsAhead)
                                       : try readExact(chunk, within: within, count: n))
             } else {
@@ -373,7 +373,7 @@ final class OpenFile: @unchecked Sendable {
                 // The next chunk, when it is committed content (not bytes being rewritten here).
                 let next = chunk.index + 1
                 guard buffers[next] == nil, inFlight[next] == nil, uploaded[next] == nil,
-                      let c = layout.chunks.first(where: { $0.index == next }) else { return }
+                      let c = layout.chunk(at: next) else { return }
                 chunkStart += layout.chunkSize
                 (chunk, segStart) = (c, 0)
             }
