@@ -4,7 +4,8 @@ import Foundation
 
 /// The op table. Each callback: find the file system, do the work, reply exactly once.
 enum FuseOps {
-    /// Every callback starts here, so this is also where the mount notes it is in use.
+    /// Every callback that does work starts here (not `forget`), so this is also where the mount
+    /// notes it is in use.
     static func fs(_ req: fuse_req_t?) -> ClusterFS {
         let fs = Unmanaged<ClusterFS>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
         fs.idleMemory.noteRequest()
