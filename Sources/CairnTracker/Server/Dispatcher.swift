@@ -40,8 +40,8 @@ struct Dispatcher: Sendable {
         case .command(let name, let args):
             let callid = args.nonEmpty("callid")
             if let connection, let reply = answerWatch(name, args, on: connection) { return reply.encode(callid: callid) }
-            stats.countQuery(handlers[name] == nil ? nil : name)
             guard let handler = handlers[name] else {
+                stats.countQuery(nil)
                 return Reply.err(ProtocolError("unknown_command", "unknown command \"\(name)\"")).encode(callid: callid)
             }
             // A watching mount's request: what it is told, it may keep; what it changes, it
@@ -50,7 +50,7 @@ struct Dispatcher: Sendable {
             if let origin, !Self.watchUpkeep.contains(name) { watchers.hold(origin) }
             let writes = Self.leaveLayouts.contains(name) ? nil : WriteLog()
             let started = ContinuousClock.now
-            defer { stats.countTime(name, since: started) }
+            defer { stats.countAnswered(name, since: started) }
             let reply: Reply
             do {
                 reply = .ok(try await MetadataStore.$writeLog.withValue(writes) {
@@ -134,10 +134,15 @@ final class TrackerCounters: @unchecked Sendable {
     /// the database and for mounts' lease acks included): with the counts, what a request of
     /// each kind costs under the load of the moment.
     private var perCommandMicros: [String: Int] = [:]
-    func countTime(_ command: String, since start: ContinuousClock.Instant) {
+    /// A known command answered: counted with its time, under one lock (a request's only one).
+    func countAnswered(_ command: String, since start: ContinuousClock.Instant) {
         let d = ContinuousClock.now - start
         let micros = Int(d.components.seconds) * 1_000_000 + Int(d.components.attoseconds / 1_000_000_000_000)
-        lock.withLock { perCommandMicros[command, default: 0] += micros }
+        lock.withLock {
+            queries += 1
+            perCommand[command, default: 0] += 1
+            perCommandMicros[command, default: 0] += micros
+        }
     }
     var commandMicros: [(String, Int)] { lock.withLock { perCommandMicros.sorted { $0.key < $1.key } } }
 }
