@@ -60,16 +60,37 @@ public enum LineCodec {
 
     /// Parses `k=v&k=v`: empty segments dropped, a repeated key joined with NUL.
     public static func decodeArgs<C: Collection>(_ input: C) -> Args where C.Element == UInt8, C.SubSequence: Collection<UInt8> {
-        var args = Args()
-        for segment in input.split(separator: UInt8(ascii: "&"), omittingEmptySubsequences: true) {
-            let key: [UInt8], value: [UInt8]
-            if let eq = segment.firstIndex(of: UInt8(ascii: "=")) {
-                key = decodeBytes(segment[segment.startIndex..<eq])
-                value = decodeBytes(segment[segment.index(after: eq)...])
-            } else {
-                key = decodeBytes(segment); value = []
+        if let args = input.withContiguousStorageIfAvailable({ decodeArgs(bytes: $0) }) { return args }
+        return Array(input).withUnsafeBufferPointer { decodeArgs(bytes: $0) }
+    }
+
+    /// One pass over contiguous bytes with no intermediate arrays: every reply and request is
+    /// parsed here (a create's reply has some 30 pairs), so a split into slices, two decoded
+    /// copies and a growing dictionary per pair were a tenth of the mount's CPU per call.
+    static func decodeArgs(bytes: UnsafeBufferPointer<UInt8>) -> Args {
+        var pairs = 1
+        for b in bytes where b == UInt8(ascii: "&") { pairs += 1 }
+        var args = Args(capacity: pairs)
+        var start = 0
+        while start < bytes.count {
+            var end = start, eq = -1, plain = true
+            while end < bytes.count, bytes[end] != UInt8(ascii: "&") {
+                let b = bytes[end]
+                if b == UInt8(ascii: "="), eq < 0 { eq = end }
+                else if b == UInt8(ascii: "%") || b == UInt8(ascii: "+") { plain = false }
+                end += 1
             }
-            args.add(key: String(decoding: key, as: UTF8.self), value: value)
+            if end > start {
+                let keyEnd = eq < 0 ? end : eq
+                let key = UnsafeBufferPointer(rebasing: bytes[start..<keyEnd])
+                let value = eq < 0 ? UnsafeBufferPointer(rebasing: bytes[end..<end]) : UnsafeBufferPointer(rebasing: bytes[(eq + 1)..<end])
+                if plain {
+                    args.add(key: String(decoding: key, as: UTF8.self), value: Array(value))
+                } else {
+                    args.add(key: String(decoding: decodeBytes(key), as: UTF8.self), value: decodeBytes(value))
+                }
+            }
+            start = end + 1
         }
         return args
     }
@@ -92,6 +113,7 @@ public enum LineCodec {
 public struct Args: Sendable, Equatable {
     public private(set) var values: [String: [UInt8]] = [:]
     public init() {}
+    init(capacity: Int) { values.reserveCapacity(capacity) }
     public init(_ pairs: [String: String]) { for (k, v) in pairs { values[k] = Array(v.utf8) } }
 
     mutating func add(key: String, value: [UInt8]) {

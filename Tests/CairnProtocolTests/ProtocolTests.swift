@@ -40,6 +40,13 @@ func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
         #expect(a["c"] == "")
         #expect(a["d"] == "%zz")
         #expect(a["e"] == "A")
+        // A value keeps its later `=`; an escaped key is decoded like a value.
+        let b = LineCodec.decodeArgs(bytes("f=a=b&%6B%65y=v+w&=z&g="))
+        #expect(b["f"] == "a=b")
+        #expect(b["key"] == "v w")
+        #expect(b[""] == "z")
+        #expect(b["g"] == "")
+        #expect(b.values.count == 4)
         #expect(a.bool("a"))
         #expect(!Args(["x": "0"]).bool("x"))
         #expect(Args(["x": "None"]).bool("x"))
