@@ -30,8 +30,9 @@ public struct FileLayout: Sendable, Equatable {
         chunks = (0..<Int(r.int("chunk_count") ?? 0)).map { i in
             let p = "chunk\(i + 1)_"
             return Chunk(index: Int(r.int(p + "index") ?? Int64(i)), fid: r.int(p + "fid") ?? 0, length: r.int(p + "length") ?? 0,
-                         devices: (r[p + "devids"] ?? "").split(separator: ",").compactMap { Int($0) },
-                         urls: (r[p + "urls"] ?? "").split(separator: " ").map(String.init), checksum: r.nonEmpty(p + "checksum"))
+                         devices: (r[p + "devids"] ?? "").utf8.split(separator: UInt8(ascii: ",")).compactMap { Int(Substring($0)) },
+                         urls: (r[p + "urls"] ?? "").utf8.split(separator: UInt8(ascii: " ")).map { String(Substring($0)) },
+                         checksum: r.nonEmpty(p + "checksum"))
         }.sorted { $0.index < $1.index }  // in order already (linear then); `chunk(at:)` relies on it
     }
 

@@ -33,16 +33,32 @@ public enum FidLayout {
 
     /// Parses `/dev<N>/B/MMM/TTT/NNNNNNNNNN.fid` back into (device, fid), accepting only the
     /// exact form `devicePath` produces. Anything else (traversal, other names) is nil.
+    /// Reads bytes, not characters: every blob request on a node and every local blob write
+    /// of a mount parses one.
     public static func parse(devicePath path: String) -> (device: DeviceID, fid: Fid)? {
-        let parts = path.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 6, parts[0].isEmpty, parts[1].hasPrefix("dev"),
-              let device = DeviceID(parts[1].dropFirst(3)), device > 0,
-              String(device) == parts[1].dropFirst(3) else { return nil }
-        let name = parts[5]
-        guard name.hasSuffix(".fid"), name.count >= 14, name.count <= 24 else { return nil }
-        let digits = name.dropLast(4)
-        guard digits.allSatisfy({ $0.isASCII && $0.isNumber }), let fid = Fid(digits), fid > 0 else { return nil }
-        guard devicePath(device: device, fid: fid) == path else { return nil }
-        return (device, fid)
+        let b = path.utf8
+        guard b.count <= 64, b.starts(with: "/dev".utf8), let nameStart = b.lastIndex(of: UInt8(ascii: "/")) else { return nil }
+        var i = b.index(b.startIndex, offsetBy: 4)
+        guard let device = number(b, &i, maxDigits: 9), device > 0, i != b.endIndex, b[i] == UInt8(ascii: "/") else { return nil }
+        var n = b.index(after: nameStart)
+        guard let fid = number(b, &n, maxDigits: 19), fid > 0, b[n...].elementsEqual(".fid".utf8) else { return nil }
+        // The exact form: no leading zeros in the device, the fid's own B/MMM/TTT folders.
+        guard devicePath(device: Int(device), fid: fid) == path else { return nil }
+        return (Int(device), fid)
+    }
+
+    /// The decimal number at `i` (1 to `maxDigits` digits, no overflow); `i` moves past it.
+    private static func number(_ b: String.UTF8View, _ i: inout String.UTF8View.Index, maxDigits: Int) -> Int64? {
+        var value: Int64 = 0, digits = 0
+        while i != b.endIndex, b[i] >= UInt8(ascii: "0"), b[i] <= UInt8(ascii: "9") {
+            digits += 1
+            guard digits <= maxDigits else { return nil }
+            let (m, o1) = value.multipliedReportingOverflow(by: 10)
+            let (a, o2) = m.addingReportingOverflow(Int64(b[i] - UInt8(ascii: "0")))
+            guard !o1, !o2 else { return nil }
+            value = a
+            i = b.index(after: i)
+        }
+        return digits > 0 ? value : nil
     }
 }

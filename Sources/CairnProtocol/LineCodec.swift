@@ -40,22 +40,23 @@ public enum LineCodec {
     /// Decodes `+` and `%XX`; a malformed escape is kept literally (as Perl's decoder does).
     public static func decodeBytes<C: Collection>(_ input: C) -> [UInt8] where C.Element == UInt8 {
         var out = [UInt8](); out.reserveCapacity(input.count)
-        var i = input.startIndex
-        while i != input.endIndex {
-            let b = input[i]
-            if b == UInt8(ascii: "+") { out.append(UInt8(ascii: " ")); i = input.index(after: i); continue }
-            if b == UInt8(ascii: "%") {
-                let h1 = input.index(after: i)
-                if h1 != input.endIndex {
-                    let h2 = input.index(after: h1)
-                    if h2 != input.endIndex, let hi = Hex.value(input[h1]), let lo = Hex.value(input[h2]) {
-                        out.append(hi << 4 | lo); i = input.index(after: h2); continue
-                    }
-                }
-            }
-            out.append(b); i = input.index(after: i)
+        if input.withContiguousStorageIfAvailable({ decode($0, into: &out) }) == nil {
+            Array(input).withUnsafeBufferPointer { decode($0, into: &out) }
         }
         return out
+    }
+
+    /// Appends the decoded bytes of `input` to `out`.
+    static func decode(_ input: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+        var i = 0
+        while i < input.count {
+            let b = input[i]
+            if b == UInt8(ascii: "+") { out.append(UInt8(ascii: " ")); i += 1; continue }
+            if b == UInt8(ascii: "%"), i + 2 < input.count, let hi = Hex.value(input[i + 1]), let lo = Hex.value(input[i + 2]) {
+                out.append(hi << 4 | lo); i += 3; continue
+            }
+            out.append(b); i += 1
+        }
     }
 
     /// Parses `k=v&k=v`: empty segments dropped, a repeated key joined with NUL.
@@ -70,25 +71,18 @@ public enum LineCodec {
     static func decodeArgs(bytes: UnsafeBufferPointer<UInt8>) -> Args {
         var pairs = 1
         for b in bytes where b == UInt8(ascii: "&") { pairs += 1 }
-        var args = Args(capacity: pairs)
+        var args = Args(capacity: pairs, bytes: bytes.count)
         var start = 0
         while start < bytes.count {
-            var end = start, eq = -1, plain = true
+            var end = start, eq = -1
             while end < bytes.count, bytes[end] != UInt8(ascii: "&") {
-                let b = bytes[end]
-                if b == UInt8(ascii: "="), eq < 0 { eq = end }
-                else if b == UInt8(ascii: "%") || b == UInt8(ascii: "+") { plain = false }
+                if eq < 0, bytes[end] == UInt8(ascii: "=") { eq = end }
                 end += 1
             }
             if end > start {
-                let keyEnd = eq < 0 ? end : eq
-                let key = UnsafeBufferPointer(rebasing: bytes[start..<keyEnd])
-                let value = eq < 0 ? UnsafeBufferPointer(rebasing: bytes[end..<end]) : UnsafeBufferPointer(rebasing: bytes[(eq + 1)..<end])
-                if plain {
-                    args.add(key: String(decoding: key, as: UTF8.self), value: Array(value))
-                } else {
-                    args.add(key: String(decoding: decodeBytes(key), as: UTF8.self), value: decodeBytes(value))
-                }
+                let key = UnsafeBufferPointer(rebasing: bytes[start..<(eq < 0 ? end : eq)])
+                let value = UnsafeBufferPointer(rebasing: bytes[(eq < 0 ? end : eq + 1)..<end])
+                args.append(key: { decode(key, into: &$0) }, value: { decode(value, into: &$0) })
             }
             start = end + 1
         }
@@ -110,22 +104,88 @@ public enum LineCodec {
 
 /// Decoded request or reply arguments. Values are raw bytes (binary-safe for xattrs);
 /// the accessors read them as text, integers or Perl-truthy booleans.
+///
+/// Every pair's decoded bytes sit in one array, found by a scan of the pairs: a line has a
+/// few dozen pairs at most, and a parse then costs two allocations instead of two per pair
+/// plus a dictionary (each tracker call parses one line on each side).
 public struct Args: Sendable, Equatable {
-    public private(set) var values: [String: [UInt8]] = [:]
-    public init() {}
-    init(capacity: Int) { values.reserveCapacity(capacity) }
-    public init(_ pairs: [String: String]) { for (k, v) in pairs { values[k] = Array(v.utf8) } }
+    private var storage: [UInt8] = []
+    /// Each pair's key and value, as ranges of `storage`, in line order.
+    private var pairs: [Pair] = []
+    private struct Pair: Sendable { var key: Range<Int>; var value: Range<Int> }
 
-    mutating func add(key: String, value: [UInt8]) {
-        if let existing = values[key] { values[key] = existing + [0] + value } else { values[key] = value }
+    public init() {}
+    init(capacity: Int, bytes: Int) { pairs.reserveCapacity(capacity); storage.reserveCapacity(bytes) }
+    public init(_ pairs: [String: String]) { for (k, v) in pairs { setBytes(k, Array(v.utf8)) } }
+
+    /// Every key with its value; a repeated key's values joined with NUL.
+    public var values: [String: [UInt8]] {
+        var out: [String: [UInt8]] = [:]
+        for p in pairs {
+            let k = String(decoding: storage[p.key], as: UTF8.self)
+            if out[k] == nil { out[k] = bytes(k) }
+        }
+        return out
+    }
+
+    public static func == (a: Args, b: Args) -> Bool { a.values == b.values }
+
+    /// Appends a pair whose key and value `fill` writes at the end of `storage`.
+    mutating func append(key: (inout [UInt8]) -> Void, value: (inout [UInt8]) -> Void) {
+        let k0 = storage.count
+        key(&storage)
+        let v0 = storage.count
+        value(&storage)
+        pairs.append(Pair(key: k0..<v0, value: v0..<storage.count))
+    }
+
+    /// Whether `key` is present, and its value as a range of `storage` when it appears once.
+    private func single(_ key: String) -> (found: Bool, range: Range<Int>?) {
+        var k = key
+        return k.withUTF8 { kb in
+            storage.withUnsafeBufferPointer { sb in
+                var found: Range<Int>?
+                var count = 0
+                for p in pairs where p.key.count == kb.count {
+                    var same = true
+                    for i in 0..<kb.count where sb[p.key.lowerBound + i] != kb[i] { same = false; break }
+                    if same { found = p.value; count += 1 }
+                }
+                return (count > 0, count == 1 ? found : nil)
+            }
+        }
+    }
+
+    public func bytes(_ key: String) -> [UInt8]? {
+        let (found, range) = single(key)
+        guard found else { return nil }
+        if let range { return Array(storage[range]) }
+        // A repeated key: its values joined with NUL, in line order.
+        var out: [UInt8]?
+        for p in pairs where storage[p.key].elementsEqual(key.utf8) {
+            if out == nil { out = [] } else { out!.append(0) }
+            out! += storage[p.value]
+        }
+        return out
+    }
+
+    public mutating func setBytes(_ key: String, _ value: [UInt8]) {
+        pairs.removeAll { storage[$0.key].elementsEqual(key.utf8) }
+        append(key: { $0 += key.utf8 }, value: { $0 += value })
     }
 
     public subscript(key: String) -> String? {
-        get { values[key].map { String(decoding: $0, as: UTF8.self) } }
-        set { values[key] = newValue.map { Array($0.utf8) } }
+        get {
+            let (found, range) = single(key)
+            guard found else { return nil }
+            if let range { return String(decoding: storage[range], as: UTF8.self) }
+            return bytes(key).map { String(decoding: $0, as: UTF8.self) }
+        }
+        set {
+            if let newValue { setBytes(key, Array(newValue.utf8)) }
+            else { pairs.removeAll { storage[$0.key].elementsEqual(key.utf8) } }
+        }
     }
-    public func bytes(_ key: String) -> [UInt8]? { values[key] }
-    public mutating func setBytes(_ key: String, _ value: [UInt8]) { values[key] = value }
 
     /// A non-empty value, or nil.
     public func nonEmpty(_ key: String) -> String? {
