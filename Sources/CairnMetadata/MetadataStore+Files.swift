@@ -340,9 +340,10 @@ extension MetadataStore {
     }
 
     /// A file's attributes and chunk list, read together (a commit's starting point): one
-    /// statement, its own snapshot, so no transaction around it.
+    /// statement, its own snapshot, so no transaction around it; on the writer connection,
+    /// which has just written them (the file's create or last commit).
     public func content(ino: Ino) async throws -> (InodeAttributes, [ChunkRef]) {
-        try await readOneStatement { db in
+        try await readOnWriter { db in
             let rows = try Row.fetchAll(db.cachedStatement(sql: """
                 SELECT \(Self.inodeColumnsOfI), c.idx, c.fid, c.length FROM inode i LEFT JOIN chunk c ON c.ino = i.ino
                 WHERE i.ino = ? ORDER BY c.idx

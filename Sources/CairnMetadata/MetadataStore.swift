@@ -51,6 +51,14 @@ public final class MetadataStore: Sendable {
         try await mapErrors { try self.pool.unsafeRead(body) }
     }
 
+    /// A read of rows this tracker has just written (a commit reads what its file's create
+    /// wrote): on the writer connection, whose page cache keeps them. Every write empties a
+    /// reader's cache, and a reader also needs a pool checkout and a schema check per access.
+    /// Waits for a write in progress, as `writeDeferred` does.
+    func readOnWriter<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
+        try await mapErrors { try self.pool.writeWithoutTransaction(body) }
+    }
+
     /// Set by the tracker for requests whose writes may be durable later (see `writeDeferred`).
     @TaskLocal public static var deferDurability = false
 
