@@ -130,7 +130,7 @@ public struct Args: Sendable, Equatable {
 
     public static func == (a: Args, b: Args) -> Bool { a.values == b.values }
 
-    /// Appends a pair whose key and value `fill` writes at the end of `storage`.
+    /// Appends a pair: `key`, then `value`, write their bytes at the end of `storage`.
     mutating func append(key: (inout [UInt8]) -> Void, value: (inout [UInt8]) -> Void) {
         let k0 = storage.count
         key(&storage)
@@ -169,6 +169,8 @@ public struct Args: Sendable, Equatable {
         return out
     }
 
+    /// Replaces every value of `key`. The old bytes stay in `storage`, unreferenced: `Args`
+    /// are built once (by a parse, or from a dictionary) and not changed after.
     public mutating func setBytes(_ key: String, _ value: [UInt8]) {
         pairs.removeAll { storage[$0.key].elementsEqual(key.utf8) }
         append(key: { $0 += key.utf8 }, value: { $0 += value })
