@@ -86,6 +86,7 @@ public enum LineCodec {
             }
             start = end + 1
         }
+        args.reindex()
         return args
     }
 
@@ -105,18 +106,25 @@ public enum LineCodec {
 /// Decoded request or reply arguments. Values are raw bytes (binary-safe for xattrs);
 /// the accessors read them as text, integers or Perl-truthy booleans.
 ///
-/// Every pair's decoded bytes sit in one array, found by a scan of the pairs: a line has a
-/// few dozen pairs at most, and a parse then costs two allocations instead of two per pair
-/// plus a dictionary (each tracker call parses one line on each side).
+/// Every pair's decoded bytes sit in one array. Most lines have a few dozen pairs, found by a
+/// scan: a parse then costs two allocations instead of two per pair plus a dictionary (each
+/// tracker call parses one line on each side). Longer lines (a directory page has 14 pairs per
+/// entry, a big file's layout 6 per chunk) get an index, so their lookups do not scan.
 public struct Args: Sendable, Equatable {
     private var storage: [UInt8] = []
     /// Each pair's key and value, as ranges of `storage`, in line order.
     private var pairs: [Pair] = []
     private struct Pair: Sendable { var key: Range<Int>; var value: Range<Int> }
+    /// For lines of more than `indexedFrom` pairs: each key's pair, or -1 for a repeated key.
+    private var index: [String: Int]?
+    static let indexedFrom = 48
 
     public init() {}
     init(capacity: Int, bytes: Int) { pairs.reserveCapacity(capacity); storage.reserveCapacity(bytes) }
-    public init(_ pairs: [String: String]) { for (k, v) in pairs { setBytes(k, Array(v.utf8)) } }
+    public init(_ pairs: [String: String]) {
+        for (k, v) in pairs { append(key: { $0 += k.utf8 }, value: { $0 += v.utf8 }) }
+        reindex()
+    }
 
     /// Every key with its value; a repeated key's values joined with NUL.
     public var values: [String: [UInt8]] {
@@ -139,8 +147,24 @@ public struct Args: Sendable, Equatable {
         pairs.append(Pair(key: k0..<v0, value: v0..<storage.count))
     }
 
+    /// Builds (or drops) the index after the pairs changed.
+    mutating func reindex() {
+        guard pairs.count > Self.indexedFrom else { index = nil; return }
+        var built: [String: Int] = [:]
+        built.reserveCapacity(pairs.count)
+        for (i, p) in pairs.enumerated() {
+            let k = String(decoding: storage[p.key], as: UTF8.self)
+            built[k] = built[k] == nil ? i : -1
+        }
+        index = built
+    }
+
     /// Whether `key` is present, and its value as a range of `storage` when it appears once.
     private func single(_ key: String) -> (found: Bool, range: Range<Int>?) {
+        if let index {
+            guard let i = index[key] else { return (false, nil) }
+            return (true, i < 0 ? nil : pairs[i].value)
+        }
         var k = key
         return k.withUTF8 { kb in
             storage.withUnsafeBufferPointer { sb in
@@ -174,6 +198,7 @@ public struct Args: Sendable, Equatable {
     public mutating func setBytes(_ key: String, _ value: [UInt8]) {
         pairs.removeAll { storage[$0.key].elementsEqual(key.utf8) }
         append(key: { $0 += key.utf8 }, value: { $0 += value })
+        reindex()
     }
 
     public subscript(key: String) -> String? {
@@ -185,7 +210,7 @@ public struct Args: Sendable, Equatable {
         }
         set {
             if let newValue { setBytes(key, Array(newValue.utf8)) }
-            else { pairs.removeAll { storage[$0.key].elementsEqual(key.utf8) } }
+            else { pairs.removeAll { storage[$0.key].elementsEqual(key.utf8) }; reindex() }
         }
     }
 

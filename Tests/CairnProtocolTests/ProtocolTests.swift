@@ -53,6 +53,25 @@ func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
         #expect(!Args().bool("x"))
     }
 
+    /// A directory page (14 pairs per entry) or a big file's layout: past `indexedFrom` pairs
+    /// lookups go through the index, and must answer as the scan does.
+    @Test func longLinesAnswerAsShortOnes() {
+        var line = (1...2_000).map { "e\($0)_name=n\($0)&e\($0)_size=\($0 * 10)" }.joined(separator: "&")
+        line += "&dup=a&dup=b&%6Bey=v+w"
+        let a = LineCodec.decodeArgs(bytes(line))
+        #expect(a["e1_name"] == "n1")
+        #expect(a["e1000_size"] == "10000")
+        #expect(a["e2000_name"] == "n2000")
+        #expect(a["e2001_name"] == nil)
+        #expect(a["dup"] == "a\u{0}b")
+        #expect(a["key"] == "v w")
+        #expect(a.values.count == 4_002)
+        let short = LineCodec.decodeArgs(bytes("e1_name=n1&dup=a&dup=b"))
+        #expect(short["dup"] == a["dup"] && short["e1_name"] == a["e1_name"])
+        let built = Args(Dictionary(uniqueKeysWithValues: (1...100).map { ("k\($0)", "v\($0)") }))
+        #expect(built["k1"] == "v1" && built["k100"] == "v100" && built["k101"] == nil)
+    }
+
     @Test func replyParsing() throws {
         let ok = try Reply.parse(line: bytes("OK paths=1&path1=http://h:1/dev1/0/000/000/0000000001.fid\r")).get()
         #expect(ok["path1"] == "http://h:1/dev1/0/000/000/0000000001.fid")
