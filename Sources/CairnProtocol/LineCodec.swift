@@ -108,7 +108,7 @@ public enum LineCodec {
 ///
 /// Every pair's decoded bytes sit in one array. Most lines have a few dozen pairs, found by a
 /// scan: a parse then costs two allocations instead of two per pair plus a dictionary (each
-/// tracker call parses one line on each side). Longer lines (a directory page has 14 pairs per
+/// tracker call parses one line on each side). `Args` do not change once built. Longer lines (a directory page has 14 pairs per
 /// entry, a big file's layout 6 per chunk) get an index, so their lookups do not scan.
 public struct Args: Sendable, Equatable {
     private var storage: [UInt8] = []
@@ -147,7 +147,7 @@ public struct Args: Sendable, Equatable {
         pairs.append(Pair(key: k0..<v0, value: v0..<storage.count))
     }
 
-    /// Builds (or drops) the index after the pairs changed.
+    /// Builds the index of a long line, once its pairs are all in.
     mutating func reindex() {
         guard pairs.count > Self.indexedFrom else { index = nil; return }
         var built: [String: Int] = [:]
@@ -193,25 +193,11 @@ public struct Args: Sendable, Equatable {
         return out
     }
 
-    /// Replaces every value of `key`. The old bytes stay in `storage`, unreferenced: `Args`
-    /// are built once (by a parse, or from a dictionary) and not changed after.
-    public mutating func setBytes(_ key: String, _ value: [UInt8]) {
-        pairs.removeAll { storage[$0.key].elementsEqual(key.utf8) }
-        append(key: { $0 += key.utf8 }, value: { $0 += value })
-        reindex()
-    }
-
     public subscript(key: String) -> String? {
-        get {
-            let (found, range) = single(key)
-            guard found else { return nil }
-            if let range { return String(decoding: storage[range], as: UTF8.self) }
-            return bytes(key).map { String(decoding: $0, as: UTF8.self) }
-        }
-        set {
-            if let newValue { setBytes(key, Array(newValue.utf8)) }
-            else { pairs.removeAll { storage[$0.key].elementsEqual(key.utf8) }; reindex() }
-        }
+        let (found, range) = single(key)
+        guard found else { return nil }
+        if let range { return String(decoding: storage[range], as: UTF8.self) }
+        return bytes(key).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// A non-empty value, or nil.
