@@ -122,10 +122,10 @@ public final class LocalReplicas: Sendable {
 
     /// `http://host:port` and `/dev<N>/…fid` of a blob URL.
     static func split(_ url: String) -> (String, String)? {
-        guard url.hasPrefix("http://") else { return nil }
-        let rest = url.dropFirst(7)
-        guard let slash = rest.firstIndex(of: "/") else { return nil }
-        return (String(url[..<slash]), String(rest[slash...]))
+        let bytes = url.utf8
+        guard bytes.starts(with: "http://".utf8),
+              let slash = bytes[bytes.index(bytes.startIndex, offsetBy: 7)...].firstIndex(of: UInt8(ascii: "/")) else { return nil }
+        return (String(Substring(bytes[..<slash])), String(Substring(bytes[slash...])))
     }
 
     /// The node's data folder when it is on this machine, nil otherwise.

@@ -79,16 +79,20 @@ public struct StreamingChecksum {
 
 /// HMAC-SHA256 for write tokens (the tracker signs, storage nodes verify).
 public enum Signer {
-    /// The HMAC keyed with the last secret used, copied for each signature: keying hashes two
+    /// An HMAC keyed with each secret in use, copied for each signature: keying hashes two
     /// blocks and builds a key, which was over half of a signature's cost (several per small
-    /// file: the create's write URLs, the blobs' receipts and their checks).
-    private static let keyed = Mutex<(secret: String, mac: HMAC<SHA256>)?>(nil)
+    /// file: the create's write URLs, the blobs' receipts and their checks). Kept per secret,
+    /// as a small file takes turns between several: the cluster secret and each local node's
+    /// receipt key.
+    private static let keyed = Mutex<[String: HMAC<SHA256>]>([:])
+    static let keyedLimit = 64
 
     public static func sign(_ message: String, secret: String) -> String {
         var mac = keyed.withLock { cached -> HMAC<SHA256> in
-            if let cached, cached.secret == secret { return cached.mac }
+            if let mac = cached[secret] { return mac }
             let fresh = HMAC<SHA256>(key: SymmetricKey(data: Array(secret.utf8)))
-            cached = (secret, fresh)
+            if cached.count >= keyedLimit { cached.removeAll() }  // secrets rotate rarely: start over
+            cached[secret] = fresh
             return fresh
         }
         mac.update(data: Array(message.utf8))

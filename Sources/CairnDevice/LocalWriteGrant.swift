@@ -64,7 +64,8 @@ public struct LocalWriteGrant: Codable, Sendable, Equatable {
         guard lstat(folder, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, statvfs(folder, &vfs) == 0 else { return nil }
         let total = Int64(vfs.f_blocks) * Int64(vfs.f_frsize), free = Int64(vfs.f_bavail) * Int64(vfs.f_frsize)
         guard free - Int64(bytes.count) >= FreeSpaceReserve.bytes(total: total, cap: reserveBytes) else { return nil }
-        let blob = try BlobFile(path: folder + "/" + FidLayout.relativePath(fid: fid), algorithm: algorithm)
+        // In place: the fid is one the tracker allocated to this upload (see `BlobFile.init`).
+        let blob = try BlobFile(path: folder + "/" + FidLayout.relativePath(fid: fid), algorithm: algorithm, inPlace: true)
         let sum: Checksum?
         do {
             try blob.writeWhole(bytes)

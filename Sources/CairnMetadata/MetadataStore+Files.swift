@@ -82,26 +82,51 @@ extension MetadataStore {
 
     /// Commits new content for an existing inode (the mount's close/fsync). Chunks may reuse
     /// fids the inode already has (unchanged chunks); the rest must be fresh uploads.
-    public func commitInode(ino: Ino, size: Int64, chunks: [(index: Int, chunk: CommittedChunk)], replicas: Int, mtime: UnixNanos?) async throws -> StoredLayout {
+    /// `catalog`: the file's domain name and class as the caller knows them (the tracker's
+    /// cache). When they are the file's and every chunk is new (a file's first write, a whole
+    /// rewrite), the answer is built from what the commit wrote; otherwise it is read back.
+    public func commitInode(ino: Ino, size: Int64, chunks: [(index: Int, chunk: CommittedChunk)], replicas: Int, mtime: UnixNanos?,
+                            catalog: (domainName: String, classRecord: ClassRecord)? = nil) async throws -> StoredLayout {
         let indexed = chunks.map { ($0.index, $0.chunk) }
         return try await write { db in
             let a = try Self.requireAttributes(db, ino: ino)
             guard a.kind == .file else { throw StoreError("is_a_directory", "inode \(ino) is not a file", errno: EISDIR) }
-            try Self.replaceContent(db, ino: ino, domain: a.domain, classID: a.classID, size: size, indexed: indexed, replicas: replicas, mtime: mtime)
-            return try Self.layout(db, ino: ino)
+            let written = try Self.replaceContent(db, ino: ino, domain: a.domain, classID: a.classID, size: size, indexed: indexed,
+                                                  replicas: replicas, mtime: mtime)
+            guard written.allNew, let catalog, catalog.classRecord.domain == a.domain, catalog.classRecord.id == a.classID else {
+                return try Self.layout(db, ino: ino)
+            }
+            var copies: [Fid: [DeviceID]] = [:], sums: [Fid: String] = [:]
+            for (_, c) in indexed {
+                copies[c.fid] = Set(c.devices).sorted()  // as file_on holds them: once each, by id
+                if let sum = c.checksum { sums[c.fid] = sum }
+            }
+            return StoredLayout(attributes: written.attributes, domainName: catalog.domainName, classRecord: catalog.classRecord,
+                                chunks: indexed.sorted { $0.0 < $1.0 }.map { ChunkRef(index: $0.0, fid: $0.1.fid, length: $0.1.length) },
+                                copies: copies, checksums: sums)
         }
     }
 
+    @discardableResult
     static func replaceContent(_ db: Database, ino: Ino, domain: DomainID, classID: ClassID, size: Int64,
-                               chunks: [CommittedChunk], replicas: Int) throws {
+                               chunks: [CommittedChunk], replicas: Int) throws -> ReplacedContent {
         try replaceContent(db, ino: ino, domain: domain, classID: classID, size: size,
                            indexed: chunks.enumerated().map { ($0.offset, $0.element) }, replicas: replicas)
     }
 
+    /// What `replaceContent` left: the inode as stored, and whether every chunk was a new blob
+    /// (none kept from before or shared), whose copies and checksum are then the ones given.
+    struct ReplacedContent {
+        var attributes: InodeAttributes
+        var allNew: Bool
+    }
+
     /// `mtime`: the writer's (the mount's close), else now.
+    @discardableResult
     static func replaceContent(_ db: Database, ino: Ino, domain: DomainID, classID: ClassID, size: Int64,
-                               indexed: [(Int, CommittedChunk)], replicas: Int, mtime: UnixNanos? = nil) throws {
+                               indexed: [(Int, CommittedChunk)], replicas: Int, mtime: UnixNanos? = nil) throws -> ReplacedContent {
         let previous = Set(try removeChunks(db, ino: ino, keeping: Set(indexed.map(\.1.fid))))
+        var allNew = true
         for (index, c) in indexed {
             // A chunk the file had is a blob still.
             if !previous.contains(c.fid), try takeUpload(db, fid: c.fid) {
@@ -111,13 +136,17 @@ extension MetadataStore {
                 if Set(c.devices).count < replicas {
                     try db.cachedStatement(sql: "INSERT OR IGNORE INTO replicate_queue(fid, nexttry) VALUES (?, 0)").execute(arguments: [c.fid])
                 }
+            } else {
+                allNew = false
             }
             try db.cachedStatement(sql: "INSERT INTO chunk(ino, idx, fid, length) VALUES (?, ?, ?, ?)").execute(arguments: [ino, index, c.fid, c.length])
         }
         let now = Clock.nowNanos()
         let checksum = indexed.count == 1 ? indexed[0].1.checksum : nil
-        try db.cachedStatement(sql: "UPDATE inode SET size = ?, classid = ?, mtime = ?, ctime = ?, checksum = ? WHERE ino = ?").execute(
-                       arguments: [size, classID, mtime ?? now, now, checksum, ino])
+        let attributes = try returnedAttributes(db.cachedStatement(sql: """
+            UPDATE inode SET size = ?, classid = ?, mtime = ?, ctime = ?, checksum = ? WHERE ino = ? RETURNING \(inodeColumns)
+            """), arguments: [size, classID, mtime ?? now, now, checksum, ino], ino: ino)
+        return ReplacedContent(attributes: attributes, allNew: allNew)
     }
 
     /// True when `fid` was an open upload, which this transaction now takes (its blob row is
@@ -292,7 +321,7 @@ extension MetadataStore {
 }
 
 /// A file's content layout as readers and writers need it, read in one transaction.
-public struct StoredLayout: Sendable {
+public struct StoredLayout: Sendable, Equatable {
     public var attributes: InodeAttributes
     public var domainName: String
     public var classRecord: ClassRecord?

@@ -134,21 +134,45 @@ extension MetadataStore {
         try db.cachedStatement(sql: "DELETE FROM inode WHERE ino = ?").execute(arguments: [ino])
     }
 
-    /// Moves an entry (and, for a directory, rewrites its subtree's keys).
-    static func moveEntry(_ db: Database, domain: DomainID, from parent: Ino, name: String, to newParent: Ino, newName: String) throws {
-        guard let ino = try entryIno(db, parent: parent, name: name) else {
-            throw StoreError("unknown_key", "\"\(name)\" does not exist", errno: ENOENT)
+    /// A name's inode and full key.
+    static func entry(_ db: Database, parent: Ino, name: String) throws -> (ino: Ino, path: String)? {
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT ino, path FROM dirent WHERE parent = ? AND name = ?"), arguments: [parent, name])
+            .map { ($0[0], $0[1]) }
+    }
+
+    /// What a move changed: the moved inode (its ctime) and its directories (mtime, ctime,
+    /// nlink), as the writes returned them — no reads after.
+    struct Moved {
+        var inode: InodeAttributes
+        var parent: InodeAttributes
+        /// Nil when the move stayed in one directory.
+        var newParent: InodeAttributes?
+    }
+
+    /// Moves an entry (and, for a directory, rewrites its subtree's keys). `source`: the entry
+    /// at `parent`/`name` when the caller has already read it.
+    @discardableResult
+    static func moveEntry(_ db: Database, domain: DomainID, from parent: Ino, name: String, to newParent: Ino, newName: String,
+                          source: (ino: Ino, path: String, kind: InodeKind)? = nil) throws -> Moved {
+        let src: (ino: Ino, path: String, kind: InodeKind)
+        if let source {
+            src = source
+        } else {
+            guard let e = try entry(db, parent: parent, name: name) else {
+                throw StoreError("unknown_key", "\"\(name)\" does not exist", errno: ENOENT)
+            }
+            src = (e.ino, e.path, try requireAttributes(db, ino: e.ino).kind)
         }
-        let oldPath = try String.fetchOne(db.cachedStatement(sql: "SELECT path FROM dirent WHERE parent = ? AND name = ?"), arguments: [parent, name])!
-        let newPath = childPath(parentPath: try directoryPath(db, ino: newParent), name: newName)
-        let a = try requireAttributes(db, ino: ino)
-        if a.kind == .directory, newPath.hasPrefix(oldPath + "/") {
+        let oldPath = src.path
+        let newPath = childPath(parentPath: try newParent == parent ? folderPath(of: oldPath, name: name, db: db, parent: parent)
+                                                                     : directoryPath(db, ino: newParent), name: newName)
+        if src.kind == .directory, newPath.hasPrefix(oldPath + "/") {
             throw StoreError("invalid_rename", "cannot move directory \"\(oldPath)\" inside itself", errno: EINVAL)
         }
         try db.cachedStatement(sql: "DELETE FROM dirent WHERE parent = ? AND name = ?").execute(arguments: [parent, name])
         try db.cachedStatement(sql: "INSERT INTO dirent(parent, name, ino, dmid, path) VALUES (?, ?, ?, ?, ?)").execute(
-                       arguments: [newParent, newName, ino, domain, newPath])
-        if a.kind == .directory {
+                       arguments: [newParent, newName, src.ino, domain, newPath])
+        if src.kind == .directory {
             // '0' is the byte after '/': the range holds exactly the keys under oldPath/.
             try db.cachedStatement(sql: """
                 UPDATE dirent SET path = ? || substr(path, ?) WHERE dmid = ? AND path > ? AND path < ?
@@ -158,9 +182,21 @@ extension MetadataStore {
                 try db.cachedStatement(sql: "UPDATE inode SET nlink = nlink + 1 WHERE ino = ?").execute(arguments: [newParent])
             }
         }
-        try db.cachedStatement(sql: "UPDATE inode SET ctime = ? WHERE ino = ?").execute(arguments: [Clock.nowNanos(), ino])
-        try touchDirectory(db, ino: parent)
-        if newParent != parent { try touchDirectory(db, ino: newParent) }
+        let moved = try returnedAttributes(db.cachedStatement(sql: "UPDATE inode SET ctime = ? WHERE ino = ? RETURNING \(inodeColumns)"),
+                                           arguments: [Clock.nowNanos(), src.ino], ino: src.ino)
+        return Moved(inode: moved, parent: try touchDirectory(db, ino: parent),
+                     newParent: newParent != parent ? try touchDirectory(db, ino: newParent) : nil)
+    }
+
+    /// The key of the directory holding `path`, a key that ends in `name` (a rename within one
+    /// directory keeps it, so it needs no read); read from the directory if it does not fit.
+    private static func folderPath(of path: String, name: String, db: Database, parent: Ino) throws -> String {
+        let bytes = path.utf8, cut = bytes.count - name.utf8.count
+        guard cut >= 0, bytes.suffix(name.utf8.count).elementsEqual(name.utf8) else { return try directoryPath(db, ino: parent) }
+        if cut == 0 { return "" }
+        let slash = bytes.index(bytes.startIndex, offsetBy: cut - 1)
+        guard bytes[slash] == UInt8(ascii: "/") else { return try directoryPath(db, ino: parent) }
+        return String(Substring(bytes[..<slash]))
     }
 
     // MARK: inode operations (the mount's and the CLI's)
@@ -358,31 +394,30 @@ extension MetadataStore {
                        mode: RenameMode = .replace) async throws -> (parent: InodeAttributes, newParent: InodeAttributes?, moved: InodeAttributes?) {
         try KeyPath.validate(name: newName)
         return try await write { db in
-            let moved = try Self.renameEntry(db, parent: parent, name: name, newParent: newParent, newName: newName, mode: mode)
-            return (try Self.requireAttributes(db, ino: parent), newParent == parent ? nil : try Self.requireAttributes(db, ino: newParent),
-                    try moved.map { try Self.requireAttributes(db, ino: $0) })
+            if let moved = try Self.renameEntry(db, parent: parent, name: name, newParent: newParent, newName: newName, mode: mode) {
+                return (moved.parent, moved.newParent, moved.inode)
+            }
+            return (try Self.requireAttributes(db, ino: parent), newParent == parent ? nil : try Self.requireAttributes(db, ino: newParent), nil)
         }
     }
 
-    /// The inode moved to the new name (its ctime changed), or nil for an exchange or a
-    /// rename onto itself.
-    @discardableResult
-    static func renameEntry(_ db: Database, parent: Ino, name: String, newParent: Ino, newName: String, mode: RenameMode) throws -> Ino? {
-        guard let src = try Self.entryIno(db, parent: parent, name: name) else {
+    /// What the move changed, or nil for an exchange or a rename onto itself.
+    static func renameEntry(_ db: Database, parent: Ino, name: String, newParent: Ino, newName: String, mode: RenameMode) throws -> Moved? {
+        guard let src = try Self.entry(db, parent: parent, name: name) else {
             throw StoreError("unknown_key", "\"\(name)\" does not exist", errno: ENOENT)
         }
-        let srcAttrs = try Self.requireAttributes(db, ino: src)
+        let srcAttrs = try Self.requireAttributes(db, ino: src.ino)
         let np = try Self.requireAttributes(db, ino: newParent)
         guard np.kind == .directory else { throw StoreError("not_a_directory", "target parent is not a directory", errno: ENOTDIR) }
         guard np.domain == srcAttrs.domain else { throw StoreError("cross_domain", "rename cannot cross domains", errno: EXDEV) }
         let dst = try Self.entryIno(db, parent: newParent, name: newName)
-        if dst == src { return nil }
+        if dst == src.ino { return nil }
         switch mode {
         case .noReplace:
             if dst != nil { throw StoreError("key_exists", "\"\(newName)\" already exists", errno: EEXIST) }
         case .exchange:
             guard dst != nil else { throw StoreError("unknown_key", "\"\(newName)\" does not exist", errno: ENOENT) }
-            let tmp = ".cairn-exchange-\(src)"
+            let tmp = ".cairn-exchange-\(src.ino)"
             try Self.moveEntry(db, domain: np.domain, from: newParent, name: newName, to: parent, newName: tmp)
             try Self.moveEntry(db, domain: np.domain, from: parent, name: name, to: newParent, newName: newName)
             try Self.moveEntry(db, domain: np.domain, from: parent, name: tmp, to: parent, newName: name)
@@ -399,8 +434,8 @@ extension MetadataStore {
                 try Self.removeEntry(db, parent: newParent, name: newName, expectDirectory: nil)
             }
         }
-        try Self.moveEntry(db, domain: np.domain, from: parent, name: name, to: newParent, newName: newName)
-        return src
+        return try Self.moveEntry(db, domain: np.domain, from: parent, name: name, to: newParent, newName: newName,
+                                  source: (src.ino, src.path, srcAttrs.kind))
     }
 
     /// One page of a directory, with attributes, in name order after `after`.

@@ -27,14 +27,20 @@ public struct WriteToken: Sendable, Equatable {
     public var path: String { "\(Self.prefix)\(expiry)-\(algorithm.rawValue)-\(signature)\(devicePath)" }
 
     /// Splits a request path into its token and device path; nil when it carries no token.
+    /// Reads UTF-8 bytes (every blob write parses one, on the node or in a mount): expiry,
+    /// algorithm and signature, each non-empty, separated by the first two dashes.
     public static func parse(path: String) -> WriteToken? {
-        guard path.hasPrefix(prefix) else { return nil }
-        let rest = path.dropFirst(prefix.count)
-        guard let slash = rest.firstIndex(of: "/") else { return nil }
-        let parts = rest[..<slash].split(separator: "-", maxSplits: 2)
-        guard parts.count == 3, let expiry = Int64(parts[0]),
-              let alg = ChecksumAlgorithm(rawValue: String(parts[1])) else { return nil }
-        return WriteToken(expiry: expiry, algorithm: alg, signature: String(parts[2]), devicePath: String(rest[slash...]))
+        let bytes = path.utf8
+        guard bytes.starts(with: prefix.utf8) else { return nil }
+        let start = bytes.index(bytes.startIndex, offsetBy: prefix.utf8.count)
+        guard let slash = bytes[start...].firstIndex(of: UInt8(ascii: "/")),
+              let dash1 = bytes[start..<slash].firstIndex(of: UInt8(ascii: "-")),
+              let dash2 = bytes[bytes.index(after: dash1)..<slash].firstIndex(of: UInt8(ascii: "-")),
+              start < dash1, bytes.index(after: dash1) < dash2, bytes.index(after: dash2) < slash,
+              let expiry = Int64(Substring(bytes[start..<dash1])),
+              let alg = ChecksumAlgorithm(rawValue: String(Substring(bytes[bytes.index(after: dash1)..<dash2]))) else { return nil }
+        return WriteToken(expiry: expiry, algorithm: alg, signature: String(Substring(bytes[bytes.index(after: dash2)..<slash])),
+                          devicePath: String(Substring(bytes[slash...])))
     }
 
     public enum Verdict: Equatable { case valid, expired, badSignature }

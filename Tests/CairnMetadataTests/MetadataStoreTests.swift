@@ -178,6 +178,67 @@ func commit(_ store: MetadataStore, _ d: DomainRecord, _ key: String, size: Int6
         #expect(try await store.readlink(ino: sym.ino) == "dir/f")
     }
 
+    /// A rename answers with the moved inode and its directories as stored afterwards, and
+    /// keeps every key right: in a subdirectory (the new key is derived from the old one), at
+    /// the domain root, across directories, and for a directory's whole subtree.
+    @Test func renamesAnswerAsStoredAndKeepKeys() async throws {
+        let store = try MetadataStore(path: temporaryDatabase())
+        let d = try await store.createDomain("d")
+        func key(_ k: String) async throws -> Ino? { try await store.resolve(domain: d, key: try KeyPath(k)) }
+        func dir(_ parent: Ino, _ name: String) async throws -> Ino {
+            try await store.create(parent: parent, name: name, .init(kind: .directory, mode: 0o755, uid: 0, gid: 0)).ino
+        }
+        let a = try await dir(d.root, "a"), b = try await dir(a, "b"), c = try await dir(d.root, "c")
+        let f = try await store.create(parent: b, name: ".f.tmp", .init(kind: .file, mode: 0o600, uid: 0, gid: 0))
+        try await Task.sleep(for: .milliseconds(2))  // a later ctime and mtime than the create's
+        let inB = try await store.rename(parent: b, name: ".f.tmp", newParent: b, newName: "f")
+        #expect(inB.newParent == nil)
+        #expect(inB.parent == (try await store.getattr(ino: b)))
+        #expect(inB.moved == (try await store.getattr(ino: f.ino)))
+        #expect(try #require(inB.moved).ctime > f.ctime)
+        #expect(try await key("a/b/f") == f.ino)
+        #expect(try await key("a/b/.f.tmp") == nil)
+        let atRoot = try await store.rename(parent: b, name: "f", newParent: d.root, newName: "top")
+        #expect(atRoot.parent == (try await store.getattr(ino: b)))
+        #expect(atRoot.newParent == (try await store.getattr(ino: d.root)))
+        #expect(try await key("top") == f.ino)
+        _ = try await store.rename(parent: d.root, name: "top", newParent: d.root, newName: "top2")
+        #expect(try await key("top2") == f.ino)
+        _ = try await store.rename(parent: d.root, name: "top2", newParent: b, newName: "back")
+        let moved = try await store.rename(parent: d.root, name: "a", newParent: c, newName: "a2")
+        #expect(moved.moved == (try await store.getattr(ino: a)))
+        #expect(moved.parent == (try await store.getattr(ino: d.root)))
+        #expect(moved.newParent == (try await store.getattr(ino: c)))
+        #expect(try #require(moved.newParent).nlink == 3, "the moved directory's '..' now counts in c")
+        #expect(try await key("c/a2/b/back") == f.ino)
+        #expect(try await key("c/a2/b") == b)
+        #expect(try await key("a/b/back") == nil)
+    }
+
+    /// A commit answers with the layout as stored: built from what it wrote when every chunk is
+    /// new and the caller's class is the file's, read back otherwise (a chunk kept, another class).
+    @Test func commitAnswersWithTheStoredLayout() async throws {
+        let store = try MetadataStore(path: temporaryDatabase())
+        let d = try await store.createDomain("d")
+        let cls = try #require(try await store.classRecord(domain: d.id, id: 0))
+        let f = try await store.create(parent: d.root, name: "f", .init(kind: .file, mode: 0o644, uid: 0, gid: 0))
+        func upload(_ devices: [DeviceID]) async throws -> Fid { try await store.openUpload(domain: d.id, classID: 0, key: "", devices: devices) }
+        let head = CommittedChunk(fid: try await upload([2, 1]), length: 16, checksum: "MD5:00112233445566778899aabbccddeeff", devices: [2, 1, 2])
+        let tail = CommittedChunk(fid: try await upload([3]), length: 14, checksum: nil, devices: [3])
+        let built = try await store.commitInode(ino: f.ino, size: 30, chunks: [(1, tail), (0, head)], replicas: 2, mtime: 5, catalog: ("d", cls))
+        #expect(built == (try await store.layout(ino: f.ino)))
+        #expect(built.copies[head.fid] == [1, 2])
+        let newTail = CommittedChunk(fid: try await upload([1]), length: 4, checksum: nil, devices: [1])
+        let kept = try await store.commitInode(ino: f.ino, size: 20, chunks: [(0, head), (1, newTail)], replicas: 2, mtime: nil, catalog: ("d", cls))
+        #expect(kept == (try await store.layout(ino: f.ino)))
+        var other = cls
+        other.id = 99
+        let again = CommittedChunk(fid: try await upload([2]), length: 3, checksum: nil, devices: [2])
+        let readBack = try await store.commitInode(ino: f.ino, size: 3, chunks: [(0, again)], replicas: 2, mtime: nil, catalog: ("d", other))
+        #expect(readBack == (try await store.layout(ino: f.ino)))
+        #expect(readBack.classRecord == cls)
+    }
+
     @Test func truncateKeepsChunksBelowTheSize() async throws {
         let store = try MetadataStore(path: temporaryDatabase())
         let d = try await store.createDomain("d")

@@ -105,6 +105,18 @@ func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
         #expect(forged.verify(secret: "s3cret", now: 1000) == .badSignature)
     }
 
+    /// A token is expiry, algorithm and signature, each present, before the device path; the
+    /// signature may hold dashes. Anything else carries no token.
+    @Test func parsesOnlyWholeTokens() {
+        let dev = "/dev3/0/000/000/0000000009.fid"
+        #expect(WriteToken.parse(path: "/_w/1060-md5-ab-cd" + dev) == WriteToken(expiry: 1060, algorithm: .md5, signature: "ab-cd", devicePath: dev))
+        #expect(WriteToken.parse(path: "/_w/1060-none-0" + dev)?.signature == "0")
+        for bad in ["/_w/1060-md5-" + dev, "/_w/-md5-ab" + dev, "/_w/1060--ab" + dev, "/_w/x-md5-ab" + dev,
+                    "/_w/1060-rot13-ab" + dev, "/_w/1060-md5-ab", "/_w/1060-md5" + dev, "/_x/1060-md5-ab" + dev, dev, "/_w/"] {
+            #expect(WriteToken.parse(path: bad) == nil, "\(bad)")
+        }
+    }
+
     @Test func concatenatedPathsRoundTrip() {
         let c = ConcatenatedPath(size: 40, chunkSize: 16, pieces: [
             .init(index: 0, host: "127.0.0.1", port: 7500, device: 1, fid: 5, length: 16),

@@ -232,8 +232,10 @@ struct FileCommands {
         let mtime = try a.optionalInt("mtime")
         if let ino {
             // The new layout, so the writer needs no second call to see where its chunks are.
+            let domainName = try await ctx.catalog.domainName(id: c.domain)
             return try await layoutPairs(try await store.commitInode(ino: ino, size: size, chunks: committed.map { ($0.0, $0.1) },
-                                                                     replicas: c.replicas, mtime: mtime))
+                                                                     replicas: c.replicas, mtime: mtime,
+                                                                     catalog: domainName.map { ($0, c) }))
         } else {
             let change = MetadataStore.AttributeChange(mode: try a.optionalInt("mode").map { UInt32(truncatingIfNeeded: $0) },
                                                        uid: try a.optionalInt("uid").map { UInt32(truncatingIfNeeded: $0) },
