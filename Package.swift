@@ -41,6 +41,8 @@ let package = Package(
         .target(name: "CairnMetadata", dependencies: [
             "CairnCore", "CairnPolicy",
             .product(name: "GRDB", package: "GRDB.swift"),
+            // SQLite's C API, for the inode rows decoded without GRDB's `Row` (InodeRows).
+            .product(name: "GRDBSQLite", package: "GRDB.swift"),
         ], swiftSettings: swiftSettings),
         // The wire: HTTP blob transfer over libcurl and blocking tracker connections; used by the
         // client, the tracker (node checks, copies) and storage nodes (registration, peer copies).

@@ -20,7 +20,7 @@ extension MetadataStore {
     }
 
     static func attributes(_ db: Database, ino: Ino) throws -> InodeAttributes? {
-        try Row.fetchOne(db.cachedStatement(sql: "SELECT \(inodeColumns) FROM inode WHERE ino = ?"), arguments: [ino]).map { attributes($0) }
+        try InodeRows.first(db.cachedStatement(sql: "SELECT \(inodeColumns) FROM inode WHERE ino = ?"), arguments: [ino])
     }
 
     static func unknownInode(_ ino: Ino) -> StoreError { StoreError("unknown_inode", "inode \(ino) does not exist", errno: ENOENT) }
@@ -78,8 +78,8 @@ extension MetadataStore {
 
     /// The inode row a write's `RETURNING <inodeColumns>` gives back.
     static func returnedAttributes(_ statement: Statement, arguments: StatementArguments, ino: Ino? = nil) throws -> InodeAttributes {
-        guard let row = try Row.fetchOne(statement, arguments: arguments) else { throw unknownInode(ino ?? 0) }
-        return attributes(row)
+        guard let a = try InodeRows.first(statement, arguments: arguments) else { throw unknownInode(ino ?? 0) }
+        return a
     }
 
     /// Creates the directories of `path` that do not exist yet; returns the innermost one.
@@ -206,10 +206,10 @@ extension MetadataStore {
         try await readOneStatement { db in
             let sql = "SELECT \(Self.inodeColumnsOfI) "
                 + "FROM dirent d JOIN inode i ON i.ino = d.ino WHERE d.parent = ? AND d.name = ?"
-            guard let row = try Row.fetchOne(db.cachedStatement(sql: sql), arguments: [parent, name]) else {
+            guard let a = try InodeRows.first(db.cachedStatement(sql: sql), arguments: [parent, name]) else {
                 throw StoreError("unknown_key", "no entry \"\(name)\" in directory \(parent)", errno: ENOENT)
             }
-            return Self.attributes(row)
+            return a
         }
     }
 

@@ -1,5 +1,6 @@
 import CairnCore
 import Foundation
+import GRDB
 import Testing
 @testable import CairnMetadata
 
@@ -237,6 +238,29 @@ func commit(_ store: MetadataStore, _ d: DomainRecord, _ key: String, size: Int6
         let readBack = try await store.commitInode(ino: f.ino, size: 3, chunks: [(0, again)], replicas: 2, mtime: nil, catalog: ("d", other))
         #expect(readBack == (try await store.layout(ino: f.ino)))
         #expect(readBack.classRecord == cls)
+    }
+
+    /// `InodeRows` reads SQLite's columns itself; it must decode every kind of inode, with and
+    /// without a checksum, at any column offset, as GRDB's `Row` does.
+    @Test func inodeRowsDecodeAsRowsDo() async throws {
+        let store = try MetadataStore(path: temporaryDatabase())
+        let d = try await store.createDomain("d")
+        let (file, _) = try await commit(store, d, "f", size: 12_345)
+        _ = try await store.setattr(ino: file.ino, .init(mode: 0o4751, uid: 4_000_000_000, gid: 77, atime: -5, mtime: 1 << 61))
+        let dir = try await store.create(parent: d.root, name: "dir", .init(kind: .directory, mode: 0o700, uid: 1, gid: 2))
+        _ = try await store.create(parent: dir.ino, name: "s", .init(kind: .symlink, mode: 0o777, uid: 3, gid: 4, target: "../f"))
+        try await store.pool.writeWithoutTransaction { db in
+            try db.execute(sql: "UPDATE inode SET checksum = 'MD5:0123456789abcdef0123456789abcdef', classid = 3 WHERE ino = ?", arguments: [file.ino])
+        }
+        let (viaRows, viaCursor) = try await store.pool.read { db in
+            let sql = "SELECT 'x', \(MetadataStore.inodeColumns) FROM inode ORDER BY ino"
+            return (try Row.fetchAll(db, sql: sql).map { MetadataStore.attributes($0, at: 1) },
+                    try Array(InodeRows(db.makeStatement(sql: sql), arguments: [], offset: 1)))
+        }
+        #expect(viaRows.count == 4)  // the root, f, dir, s
+        #expect(Set(viaRows.map(\.kind)) == [.directory, .file, .symlink])
+        #expect(viaRows.contains { $0.checksum != nil } && viaRows.contains { $0.checksum == nil })
+        #expect(viaCursor == viaRows)
     }
 
     @Test func truncateKeepsChunksBelowTheSize() async throws {
