@@ -45,7 +45,15 @@ FS=0; [ "${BENCH_FS:-1}" = 1 ] && [ -f "$SHARED/bench/fsbench.sh" ] && FS=1
 # CPU time the hypervisor gave to other guests (steal), as "total steal" ticks: a run's figures
 # mean little when its steal is high, so each system's share is kept beside its figures.
 cpu_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9}' /proc/stat; }
+# Every system starts on a file system at rest. This disk's ext4 has no journal, and then ext4
+# will not reuse an inode freed in the last 60 s (300 s more while its table block is dirty):
+# each new file's allocation scans past every recently freed one. Right after the previous
+# system's files were removed, that made creates up to 4x dearer in CPU (kernel
+# recently_deleted(), measured on Cairn's mount), so whichever system ran next paid for the
+# last one's cleanup. Settling is writing everything back and waiting out the 60 s.
+settle() { sync; sleep "${BENCH_SETTLE_SECONDS:-62}"; }
 fsbench() { # label dir
+  settle
   local before; before=$(cpu_ticks)
   emit "hop_rtt_same_cpu_$1" "$(python3 Scripts/bench_hop.py same)" us
   emit "hop_rtt_cross_cpu_$1" "$(python3 Scripts/bench_hop.py cross)" us
@@ -100,11 +108,10 @@ if [ "$FS" = 1 ]; then
   "$BIN" admin class modify bench1 default --replicas 1 --sync-copies 1 >/dev/null
   fsbench cairn "$WORK/mnt/bench"
   # Each system is measured at rest: the r=2 run's files are still being freed (GBs of
-  # deletes) and sidecars written; let that finish before the r=1 run, as the peers each
-  # start on an idle machine.
+  # deletes) and sidecars written; let that finish before the r=1 run (which then settles,
+  # see `settle`), as the peers each start on an idle machine.
   idle() { "$BIN" admin stats --json | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["delete_queue"] + s["sidecar_queue"] + s["replication_queue"])'; }
   for _ in $(seq 240); do [ "$(idle)" = 0 ] && break; sleep 0.5; done
-  sync; sleep 5
   fsbench cairn_r1 "$WORK/mnt/bench1"
   python3 Scripts/bench_table.py "$RAW" "$OUT" >&2
 fi
