@@ -29,11 +29,14 @@ public struct TrackerConfig: Sendable {
     /// Grant mounts leases (`fs_watch`, see `Watchers`). Only for a tracker alone on its
     /// database: changes made through another tracker would not reach this one's watchers.
     public var leases: Bool
+    /// A Unix socket to listen on besides TCP, for clients on this machine (nil: none).
+    public var socketPath: String?
 
     public init(databasePath: String, host: String = "127.0.0.1", port: Int = 7001, secret: String? = nil,
                 defaultReplicas: Int = 2, pollInterval: Double = 2, tokenLifetime: Int64 = 3600,
-                backgroundBandwidth: Int64 = 0, deadAfter: Int64 = 0, probeEvery: Int = 5, leases: Bool = false) {
+                backgroundBandwidth: Int64 = 0, deadAfter: Int64 = 0, probeEvery: Int = 5, leases: Bool = false, socketPath: String? = nil) {
         self.leases = leases
+        self.socketPath = socketPath
         self.databasePath = databasePath; self.host = host; self.port = port; self.secret = secret
         self.defaultReplicas = defaultReplicas; self.pollInterval = pollInterval; self.tokenLifetime = tokenLifetime
         self.backgroundBandwidth = backgroundBandwidth; self.deadAfter = deadAfter; self.probeEvery = probeEvery
@@ -88,14 +91,15 @@ public final class Tracker: Sendable {
         watchers.register(into: &handlers)
         let dispatcher = Dispatcher(handlers: handlers, admin: AdminLines(store: context.store, counters: counters, workers: workers),
                                     stats: counters, watchers: watchers)
-        let server = ProtocolServer(host: context.config.host, port: context.config.port, dispatcher: dispatcher, logger: context.logger)
+        let server = ProtocolServer(host: context.config.host, port: context.config.port, socketPath: context.config.socketPath,
+                                    dispatcher: dispatcher, logger: context.logger)
         let ctx = context
         let workers = self.workers
         if let saved = try? await ctx.store.setting("background_bandwidth"), let n = Int64(saved) { ctx.throttle.limit.store(n, ordering: .relaxed) }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 try await server.run { port in
-                    ctx.logger.info("tracker listening on \(ctx.config.host):\(port), metadata in \(ctx.config.databasePath)")
+                    ctx.logger.info("tracker listening on \(ctx.config.host):\(port)\(ctx.config.socketPath.map { " and \($0)" } ?? ""), metadata in \(ctx.config.databasePath)")
                     onBound(port)
                 }
             }

@@ -11,8 +11,14 @@ public final class TrackerConnection {
     /// Receive space, reused: a reply is usually a few hundred bytes.
     private var scratch = [UInt8](repeating: 0, count: 65536)
 
+    /// `address`: HOST:PORT, or the path of a tracker's Unix socket (`cairn tracker --socket`),
+    /// which a client on the tracker's machine reaches without the TCP stack.
     public init(address: String, timeoutSeconds: Int = 10) throws {
         self.address = address
+        if address.hasPrefix("/") {
+            fd = try Self.connectUnix(path: address, timeoutSeconds: timeoutSeconds)
+            return
+        }
         let (host, port) = try Self.split(address)
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
@@ -44,6 +50,28 @@ public final class TrackerConnection {
     }
 
     deinit { if fd >= 0 { close(fd) } }
+
+    private static func connectUnix(path: String, timeoutSeconds: Int) throws -> Int32 {
+        var sa = sockaddr_un()
+        sa.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: sa.sun_path) else {
+            throw TransferError(url: path, reason: "tracker socket path is longer than \(MemoryLayout.size(ofValue: sa.sun_path) - 1) bytes; use HOST:PORT")
+        }
+        withUnsafeMutableBytes(of: &sa.sun_path) { $0.copyBytes(from: bytes) }
+        let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard s >= 0 else { throw TransferError(url: path, reason: "cannot create a socket: \(String(cString: strerror(errno)))") }
+        var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        let rc = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        guard rc == 0 else {
+            let e = errno
+            close(s)
+            throw TransferError(url: path, reason: "cannot connect to the tracker's socket: \(String(cString: strerror(e))). Is `cairn tracker --socket \(path)` running?")
+        }
+        return s
+    }
 
     static func split(_ address: String) throws -> (String, Int) {
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]) else {

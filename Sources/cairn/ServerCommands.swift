@@ -8,6 +8,7 @@ struct TrackerCommand: AsyncParsableCommand {
 
     @Option(help: "Path of the SQLite metadata database (created if missing).") var db: String
     @Option(help: "Address to listen on.") var listen = "127.0.0.1:7001"
+    @Option(help: "Also listen on this Unix socket: clients on this machine (a mount: --tracker PATH) skip TCP.") var socket: String?
     @Option(name: .customLong("secret-file"), help: "File holding the cluster secret (or set CAIRN_SECRET).") var secretFile: String?
     @Option(name: .customLong("default-replicas"), help: "Replicas of the default class of new domains.") var defaultReplicas = 2
     @Option(name: .customLong("poll-interval"), help: "Seconds between usage polls of storage nodes.") var pollInterval = 2.0
@@ -23,7 +24,8 @@ struct TrackerCommand: AsyncParsableCommand {
         guard backgroundBandwidth >= 0, deadAfter >= 0 else { throw ValidationError("--background-bandwidth and --dead-after must not be negative") }
         let config = TrackerConfig(databasePath: db, host: host, port: port, secret: try loadSecret(file: secretFile),
                                    defaultReplicas: defaultReplicas, pollInterval: pollInterval,
-                                   backgroundBandwidth: Int64(backgroundBandwidth * 1_048_576), deadAfter: deadAfter, leases: leases)
+                                   backgroundBandwidth: Int64(backgroundBandwidth * 1_048_576), deadAfter: deadAfter, leases: leases,
+                                   socketPath: socket)
         try await reportingErrors {
             let tracker = try Tracker(config: config)
             try await tracker.run()

@@ -7,7 +7,7 @@ import Foundation
 
 /// `--tracker HOST:PORT` (repeatable), or CAIRN_TRACKER (comma-separated), or 127.0.0.1:7001.
 struct TrackerOptions: ParsableArguments {
-    @Option(name: .long, help: "Tracker address HOST:PORT (repeatable; default: $CAIRN_TRACKER or 127.0.0.1:7001).")
+    @Option(name: .long, help: "Tracker address HOST:PORT, or the path of a tracker's Unix socket (repeatable, tried in order; default: $CAIRN_TRACKER or 127.0.0.1:7001).")
     var tracker: [String] = []
 
     var addresses: [String] {

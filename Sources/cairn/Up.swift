@@ -32,10 +32,16 @@ struct Up: ParsableCommand {
                                                attributes: [.posixPermissions: 0o600])
             }
             let tracker = "127.0.0.1:\(port)"
+            // The mount reaches the tracker over a Unix socket when its path fits sockaddr_un's
+            // 108 bytes, else over TCP. One address, not both: a mount given several trackers
+            // takes no leases (it cannot know they are one).
+            let socket = root + "/tracker.sock"
+            let socketArgs = socket.utf8.count < 100 ? ["--socket", socket] : []
             let group = ProcessGroup(logs: logs)
             group.installSignalHandlers()
             do {
-                try group.start(name: "tracker", ["tracker", "--db", root + "/tracker.db", "--listen", tracker, "--secret-file", secretFile, "--leases"])
+                try group.start(name: "tracker", ["tracker", "--db", root + "/tracker.db", "--listen", tracker, "--secret-file", secretFile, "--leases"]
+                                                 + socketArgs)
                 for i in 1...nodes {
                     try group.start(name: "node\(i)", ["storage", "--listen", "127.0.0.1:\(storagePort + i - 1)", "--data", root + "/node\(i)",
                                                        "--tracker", tracker, "--name", "node\(i)", "--secret-file", secretFile])
@@ -43,7 +49,7 @@ struct Up: ParsableCommand {
                 let client = TrackerClient(trackers: [tracker], timeoutSeconds: 5)
                 try waitUntilReady(client: client, group: group)
                 if let mount {
-                    try group.start(name: "mount", ["mount", mount, "--tracker", tracker, "-f"])
+                    try group.start(name: "mount", ["mount", mount, "--tracker", socketArgs.isEmpty ? tracker : socket, "-f"])
                 }
             } catch {
                 // Nothing half-started stays behind holding the ports and the data folder.

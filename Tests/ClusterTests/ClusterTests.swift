@@ -127,6 +127,23 @@ import Testing
         }
     }
 
+    /// A client on the tracker's machine may use its Unix socket (`--socket`): the same protocol
+    /// without TCP. A tracker restarted (killed, its socket file left behind) takes the path
+    /// over again; a client whose first address is a dead socket fails over to the next one.
+    @Test func clientsOnTheTrackersMachineReachItOverItsSocket() throws {
+        let c = try TestCluster(nodes: 1)
+        defer { c.stop() }
+        let local = TrackerClient(trackers: [c.trackerSocket], timeoutSeconds: 10)
+        let domains = try local.call("get_domains")
+        #expect((1...(domains.int("domains") ?? 0)).contains { domains["domain\($0)"] == "test" })
+        try c.restartTracker()
+        #expect(try TrackerClient(trackers: [c.trackerSocket], timeoutSeconds: 10).call("get_domains") == (try c.client.call("get_domains")))
+        let dead = c.root + "/no-tracker.sock"
+        #expect(try TrackerClient(trackers: [dead, c.trackerAddress], timeoutSeconds: 10).call("noop") == (try local.call("noop")))
+        let refused = #expect(throws: TransferError.self) { try TrackerConnection(address: dead) }
+        #expect(refused?.reason.contains("cannot connect to the tracker's socket") == true)
+    }
+
     @Test func putFinishesWhenAStorageNodeDiesMidUpload() throws {
         let c = try TestCluster()
         defer { c.stop() }

@@ -59,6 +59,8 @@ public final class TestCluster: @unchecked Sendable {
     }
 
     public var trackerAddress: String { "127.0.0.1:\(trackerPort)" }
+    /// The tracker's Unix socket (`--socket`), which mounts use first, as under `cairn up`.
+    public var trackerSocket: String { root + "/tracker.sock" }
 
     public func spawn(_ args: [String], log: String, withSecret: Bool = true) throws -> Process {
         let p = Process()
@@ -74,7 +76,8 @@ public final class TestCluster: @unchecked Sendable {
     }
 
     public func startTracker() throws {
-        tracker = try spawn(["tracker", "--db", root + "/tracker.db", "--listen", trackerAddress, "--poll-interval", "0.5", "--leases"] + trackerArgs, log: "tracker.log")
+        tracker = try spawn(["tracker", "--db", root + "/tracker.db", "--listen", trackerAddress, "--socket", trackerSocket,
+                             "--poll-interval", "0.5", "--leases"] + trackerArgs, log: "tracker.log")
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
             if (try? client.call("noop")) != nil { return }

@@ -16,7 +16,7 @@ public final class TestMount: @unchecked Sendable {
     }
 
     public func mount() throws {
-        var args = ["mount", path, "--tracker", cluster.trackerAddress, "-f"]
+        var args = ["mount", path, "--tracker", cluster.trackerSocket, "-f"]  // as under `cairn up`
         for o in options { args += ["-o", o] }
         process = try cluster.spawn(args, log: "mount.log", withSecret: false)
         let deadline = Date().addingTimeInterval(20)
