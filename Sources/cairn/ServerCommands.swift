@@ -22,6 +22,11 @@ struct TrackerCommand: AsyncParsableCommand {
     func run() async throws {
         let (host, port) = try splitAddress(listen, defaultPort: 7001)
         guard backgroundBandwidth >= 0, deadAfter >= 0 else { throw ValidationError("--background-bandwidth and --dead-after must not be negative") }
+        // Absolute, as clients name it (a tracker address starting with / is a socket).
+        let socket = self.socket.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
+        if let socket, socket.utf8.count > 107 {
+            throw ValidationError("--socket \(socket) is longer than a Unix socket path may be (107 bytes); choose a shorter path")
+        }
         let config = TrackerConfig(databasePath: db, host: host, port: port, secret: try loadSecret(file: secretFile),
                                    defaultReplicas: defaultReplicas, pollInterval: pollInterval,
                                    backgroundBandwidth: Int64(backgroundBandwidth * 1_048_576), deadAfter: deadAfter, leases: leases,

@@ -6,6 +6,23 @@ import CairnTestSupport
 import Testing
 
 @Suite(.serialized) struct BadInputTests {
+    /// A tracker socket path no Unix socket can have is refused at start, saying why.
+    @Test func trackerRefusesASocketPathTooLongForAUnixSocket() throws {
+        let dir = NSTemporaryDirectory() + "cairn-sock-\(UUID().uuidString)"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: TestCluster.binary)
+        p.arguments = ["tracker", "--db", dir + "/t.db", "--listen", "127.0.0.1:\(TestCluster.freePort())",
+                       "--socket", dir + "/" + String(repeating: "s", count: 120)]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        let said = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(p.terminationStatus != 0)
+        #expect(said.contains("longer than a Unix socket path may be"), "cairn tracker said: \(said)")
+    }
+
     /// `cairn up` that cannot start (a node's port is taken) says which part failed and stops
     /// the parts it had started: nothing stays behind holding ports.
     @Test func upThatCannotStartLeavesNothingRunning() throws {
