@@ -104,6 +104,8 @@ final class ProcessGroup: @unchecked Sendable {
     private let lock = NSLock()
     private let stopSignal = DispatchSemaphore(value: 0)
     private var sources: [any DispatchSourceSignal] = []
+    /// Set once `stopAll` has begun: a child then dying of the SIGTERM it was sent is no news.
+    private var stopping = false
 
     init(logs: String) { self.logs = logs }
 
@@ -123,7 +125,8 @@ final class ProcessGroup: @unchecked Sendable {
         p.standardError = log
         p.terminationHandler = { [weak self] proc in
             guard let self else { return }
-            if proc.terminationReason == .uncaughtSignal || proc.terminationStatus != 0 {
+            let asked = self.lock.withLock { self.stopping } && proc.terminationReason == .uncaughtSignal && proc.terminationStatus == SIGTERM
+            if !asked, proc.terminationReason == .uncaughtSignal || proc.terminationStatus != 0 {
                 FileHandle.standardError.write(Data("cairn up: \(name) exited (status \(proc.terminationStatus)); see \(logPath)\n".utf8))
             }
             self.stopSignal.signal()
@@ -154,7 +157,7 @@ final class ProcessGroup: @unchecked Sendable {
 
     /// Stops every child still running, the last started (the mount) first.
     func stopAll() {
-        let list = lock.withLock { children }
+        let list = lock.withLock { stopping = true; return children }
         for c in list.reversed() where c.process.isRunning {
             c.process.terminate()
             let deadline = Date().addingTimeInterval(10)

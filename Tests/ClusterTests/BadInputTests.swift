@@ -61,6 +61,31 @@ import Testing
         #expect(!probe.ok, "the tracker cairn up started still listens on \(trackerPort)")
     }
 
+    /// Ctrl-C stops `cairn up` quietly: the parts it stops are not reported as failures.
+    @Test func upStoppedByCtrlCSaysOnlyThatItStopped() throws {
+        let dir = NSTemporaryDirectory() + "cairn-up-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let out = dir + "/out", err = dir + "/err"
+        FileManager.default.createFile(atPath: out, contents: nil)
+        FileManager.default.createFile(atPath: err, contents: nil)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: TestCluster.binary)
+        p.arguments = ["up", dir + "/data", "--nodes", "1", "--port", String(TestCluster.freePort()), "--storage-port", String(TestCluster.freePort())]
+        p.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: err))
+        try p.run()
+        func text(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+        let deadline = Date().addingTimeInterval(60)
+        while !text(out).contains("Cairn is up"), p.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(text(out).contains("Cairn is up"), "cairn up said: \(text(out)) \(text(err))")
+        p.interrupt()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        #expect(text(out).contains("Cairn stopped."))
+        #expect(!text(err).contains("exited"), "cairn up reported a part it stopped: \(text(err))")
+    }
+
     @Test func trackerAnswersBadLinesAndKeepsServing() throws {
         let c = try TestCluster(nodes: 1)
         defer { c.stop() }
