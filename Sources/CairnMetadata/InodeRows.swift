@@ -5,7 +5,8 @@ import GRDBSQLite
 /// Inode rows (`MetadataStore.inodeColumns` from column `offset` on) decoded straight from
 /// SQLite's statement. GRDB's `Row` builds a lowercased column-name index and copies every
 /// value for each row it fetches; for the inode read or returned by nearly every request
-/// (a lookup, getattr, each write's RETURNING) that was about a tenth of the tracker's CPU.
+/// (a lookup, getattr, each write's RETURNING) that was 6 % of the tracker's CPU in a setxattr
+/// loop for the RETURNING row alone.
 final class InodeRows: DatabaseCursor {
     typealias Element = InodeAttributes
     let _statement: Statement

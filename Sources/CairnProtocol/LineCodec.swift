@@ -108,8 +108,9 @@ public enum LineCodec {
 ///
 /// Every pair's decoded bytes sit in one array. Most lines have a few dozen pairs, found by a
 /// scan: a parse then costs two allocations instead of two per pair plus a dictionary (each
-/// tracker call parses one line on each side). `Args` do not change once built. Longer lines (a directory page has 14 pairs per
-/// entry, a big file's layout 6 per chunk) get an index, so their lookups do not scan.
+/// tracker call parses one line on each side). `Args` do not change once built. Longer lines
+/// (a directory page has 14 pairs per entry, a big file's layout 6 per chunk) get an index,
+/// so their lookups do not scan.
 public struct Args: Sendable, Equatable {
     private var storage: [UInt8] = []
     /// Each pair's key and value, as ranges of `storage`, in line order.

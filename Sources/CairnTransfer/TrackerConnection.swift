@@ -33,9 +33,7 @@ public final class TrackerConnection {
         while let a = ai {
             let s = socket(a.pointee.ai_family, a.pointee.ai_socktype, a.pointee.ai_protocol)
             if s >= 0 {
-                var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-                setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-                setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+                Self.setTimeouts(s, seconds: timeoutSeconds)
                 var one: Int32 = 1
                 setsockopt(s, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
                 if connect(s, a.pointee.ai_addr, a.pointee.ai_addrlen) == 0 { fd = s; break }
@@ -51,19 +49,27 @@ public final class TrackerConnection {
 
     deinit { if fd >= 0 { close(fd) } }
 
+    /// The longest Unix socket path (`sockaddr_un` holds it with its terminating NUL); the
+    /// tracker's `--socket` and `cairn up` keep to it too.
+    public static let maxSocketPathBytes = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1
+
+    private static func setTimeouts(_ s: Int32, seconds: Int) {
+        var tv = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     private static func connectUnix(path: String, timeoutSeconds: Int) throws -> Int32 {
         var sa = sockaddr_un()
         sa.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: sa.sun_path) else {
-            throw TransferError(url: path, reason: "tracker socket path is longer than \(MemoryLayout.size(ofValue: sa.sun_path) - 1) bytes; use HOST:PORT")
+        guard bytes.count <= maxSocketPathBytes else {
+            throw TransferError(url: path, reason: "tracker socket path is longer than \(maxSocketPathBytes) bytes; use HOST:PORT")
         }
         withUnsafeMutableBytes(of: &sa.sun_path) { $0.copyBytes(from: bytes) }
         let s = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         guard s >= 0 else { throw TransferError(url: path, reason: "cannot create a socket: \(String(cString: strerror(errno)))") }
-        var tv = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setTimeouts(s, seconds: timeoutSeconds)
         let rc = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
         guard rc == 0 else {
             let e = errno

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CairnStorage
 import CairnTracker
+import CairnTransfer
 import Foundation
 
 struct TrackerCommand: AsyncParsableCommand {
@@ -24,8 +25,8 @@ struct TrackerCommand: AsyncParsableCommand {
         guard backgroundBandwidth >= 0, deadAfter >= 0 else { throw ValidationError("--background-bandwidth and --dead-after must not be negative") }
         // Absolute, as clients name it (a tracker address starting with / is a socket).
         let socket = self.socket.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
-        if let socket, socket.utf8.count > 107 {
-            throw ValidationError("--socket \(socket) is longer than a Unix socket path may be (107 bytes); choose a shorter path")
+        if let socket, socket.utf8.count > TrackerConnection.maxSocketPathBytes {
+            throw ValidationError("--socket \(socket) is longer than a Unix socket path may be (\(TrackerConnection.maxSocketPathBytes) bytes); choose a shorter path")
         }
         let config = TrackerConfig(databasePath: db, host: host, port: port, secret: try loadSecret(file: secretFile),
                                    defaultReplicas: defaultReplicas, pollInterval: pollInterval,

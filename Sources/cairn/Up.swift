@@ -1,6 +1,7 @@
 import ArgumentParser
 import CairnClient
 import CairnProtocol
+import CairnTransfer
 import Foundation
 
 /// The quick start: a tracker on SQLite and N storage nodes on loopback (distinct hosts), all
@@ -32,11 +33,11 @@ struct Up: ParsableCommand {
                                                attributes: [.posixPermissions: 0o600])
             }
             let tracker = "127.0.0.1:\(port)"
-            // The mount reaches the tracker over a Unix socket when its path fits sockaddr_un's
-            // 108 bytes, else over TCP. One address, not both: a mount given several trackers
-            // takes no leases (it cannot know they are one).
+            // The mount reaches the tracker over a Unix socket when its path can be one, else
+            // over TCP. One address, not both: a mount given several trackers takes no leases
+            // (it cannot know they are one).
             let socket = root + "/tracker.sock"
-            let socketArgs = socket.utf8.count < 100 ? ["--socket", socket] : []
+            let socketArgs = socket.utf8.count <= TrackerConnection.maxSocketPathBytes ? ["--socket", socket] : []
             let group = ProcessGroup(logs: logs)
             group.installSignalHandlers()
             do {
