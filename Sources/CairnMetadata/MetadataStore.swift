@@ -9,17 +9,11 @@ import Synchronization
 /// it acknowledged and leaves nothing half-done.
 public final class MetadataStore: Sendable {
     let pool: DatabasePool
-
-    /// The writer connection's `PRAGMA synchronous`. Durable commits need FULL (the commit
-    /// fsyncs the WAL), deferred ones NORMAL; the level changes only when a commit needs the
-    /// other one, so the mount's stream of deferred writes pays no PRAGMA per write. Read and
-    /// set only on the writer connection, which GRDB serializes.
-    private let writerLevel: Mutex<Synchronous>
-    enum Synchronous: String { case normal = "NORMAL", full = "FULL" }
+    /// Every write transaction, shared by writes that come at the same time.
+    let commits: GroupCommit
 
     /// Opens (creating if needed) the database at `path` and migrates it to the current schema.
     public init(path: String) throws {
-        writerLevel = Mutex(.full)
         var config = Configuration()
         config.busyMode = .timeout(10)
         config.prepareDatabase { db in
@@ -34,6 +28,7 @@ public final class MetadataStore: Sendable {
             // `prepareDatabase` has run.
             try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try Schema.migrator().migrate(pool)
+            commits = GroupCommit(pool: pool, level: .durable)
         } catch {
             throw StoreError("db", "cannot open the metadata database at \(path): \(error). Check the path and its permissions.")
         }
@@ -68,8 +63,7 @@ public final class MetadataStore: Sendable {
 
     func write<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
         Self.writeLog?.mark()
-        if Self.deferDurability { return try await writeDeferred(body) }
-        return try await mapErrors { try await self.pool.writeWithoutTransaction { db in try self.transaction(db, .full, body) } }
+        return try await mapErrors { try await self.commits.perform(Self.deferDurability ? .deferred : .durable, body) }
     }
 
     /// A write made visible at once but durable only with the next durable commit (or
@@ -79,44 +73,20 @@ public final class MetadataStore: Sendable {
     /// hop to the writer's queue and back on every change the mount makes.
     func writeDeferred<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
         Self.writeLog?.mark()
-        return try await mapErrors {
-            try self.pool.writeWithoutTransaction { db in try self.transaction(db, .normal, body) }
-        }
+        return try await mapErrors { try await self.commits.perform(.deferred, body) }
     }
 
-    /// One write transaction on the writer connection, committed at `level`.
-    /// BEGIN and COMMIT are prepared once (GRDB's `inTransaction` parses both on every call,
-    /// a tenth of a small write's CPU); an error rolls back as `inTransaction` does.
-    private func transaction<T>(_ db: Database, _ level: Synchronous, _ body: (Database) throws -> T) throws -> T {
-        try setLevel(db, level)
-        try db.cachedStatement(sql: "BEGIN IMMEDIATE TRANSACTION").execute()
-        do {
-            let result = try body(db)
-            try db.cachedStatement(sql: "COMMIT TRANSACTION").execute()
-            return result
-        } catch {
-            // A failed statement may already have ended the transaction (SQLITE_FULL, …).
-            if db.isInsideTransaction { try? db.rollback() }
-            throw error
-        }
-    }
-
-    private func setLevel(_ db: Database, _ level: Synchronous) throws {
-        guard writerLevel.withLock({ $0 }) != level else { return }
-        try db.cachedStatement(sql: "PRAGMA synchronous = \(level.rawValue)").execute()
-        writerLevel.withLock { $0 = level }
-    }
+    /// Write transactions committed (or tried) since start, and the writes they held.
+    public var writeCounts: (transactions: Int, writes: Int) { commits.counted }
 
     /// Makes every deferred commit durable (fsync of the WAL).
     public func sync() async throws {
         try await mapErrors {
             // A FULL commit fsyncs the WAL, which also covers every deferred commit before it;
             // a commit that wrote nothing would not, hence the tiny write.
-            try await self.pool.writeWithoutTransaction { db in
-                try self.transaction(db, .full) { db in
-                    try db.execute(sql: "INSERT INTO setting(key, value) VALUES ('last_sync', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                                   arguments: [String(Clock.nowSeconds())])
-                }
+            try await self.commits.perform(.durable) { db in
+                try db.execute(sql: "INSERT INTO setting(key, value) VALUES ('last_sync', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                               arguments: [String(Clock.nowSeconds())])
             }
         }
     }

@@ -299,4 +299,39 @@ func commit(_ store: MetadataStore, _ d: DomainRecord, _ key: String, size: Int6
         #expect(again == [3])
         await #expect(throws: StoreError.self) { _ = try await store.createDevice(id: 1, host: host.id + 1) }
     }
+
+    /// Writes that queue while one runs share its transaction, each undone alone when it fails.
+    @Test func writesThatComeTogetherShareATransaction() async throws {
+        let store = try MetadataStore(path: temporaryDatabase())
+        let setSQL = "INSERT INTO setting(key, value) VALUES (?, 'v')"
+        let gate = DispatchSemaphore(value: 0)
+        let before = store.writeCounts
+        // A durable leader runs on GRDB's writer thread, holding it until every other write has queued.
+        let leader = Task { try await store.write { db in gate.wait(); try db.execute(sql: setSQL, arguments: ["leader"]) } }
+        while !store.commits.isRunning { try await Task.sleep(for: .milliseconds(5)) }
+        struct Refused: Error {}
+        let joiners = (0..<4).map { i in
+            Task {
+                try await store.writeDeferred { db in
+                    try db.execute(sql: setSQL, arguments: ["joiner\(i)"])
+                    if i == 2 { throw Refused() }  // after its insert, which must be undone alone
+                }
+            }
+        }
+        let durable = Task { try await store.write { db in try db.execute(sql: setSQL, arguments: ["durable"]) } }
+        while store.commits.waiting < 5 { try await Task.sleep(for: .milliseconds(5)) }
+        gate.signal()
+        try await leader.value
+        for (i, j) in joiners.enumerated() {
+            if i == 2 { await #expect(throws: StoreError.self) { try await j.value } } else { try await j.value }
+        }
+        try await durable.value
+        let keys = Set(try await store.settings().map(\.0))
+        #expect(keys.isSuperset(of: ["leader", "joiner0", "joiner1", "joiner3", "durable"]))
+        #expect(!keys.contains("joiner2"))
+        let after = store.writeCounts
+        #expect(after.transactions - before.transactions == 1)
+        #expect(after.writes - before.writes == 6)
+        #expect(!store.commits.isRunning && store.commits.waiting == 0)
+    }
 }

@@ -25,6 +25,9 @@ struct AdminLines: Sendable {
                 "work_queue_for_replicate \(s?.replicationQueue ?? 0)",
                 "work_queue_for_delete \(s?.deleteQueue ?? 0)",
                 "lease_waits \(counters.leaseWaitCount)",
+                // Writes share transactions when they come together (`GroupCommit`).
+                "write_transactions \(store.writeCounts.transactions)",
+                "writes \(store.writeCounts.writes)",
             ] + counters.commandCounts.map { "queries_\($0.0) \($0.1)" }
               + counters.commandMicros.map { "micros_\($0.0) \($0.1)" }
         case "jobs":
