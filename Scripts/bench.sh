@@ -9,6 +9,8 @@
 #     by shared/bench/peers/, each alone), and on a Cairn mount with 2 copies (both synchronous)
 #     and with 1, as fs_<workload>_<system> lines, then a table with Cairn's ratio to the best peer
 #     per workload (stderr; raw lines in $BENCH_OUT with .tsv).  BENCH_FS=0 skips them.
+#     Before them, parallel_create_8 (Scripts/bench_parallel.py): 8 writers creating 250 files of
+#     4 KiB each at once, on every system.
 #   reaper_restore_*: 1 GiB in 1,000 files, a device marked dead, seconds until all are back at 2
 #     copies; fsck_{files,mib}_rate: a report-only fsck over everything (beside disk_read_cold).
 #     BENCH_HEAL=0 skips them.
@@ -57,11 +59,16 @@ fsbench() { # label dir
   local before; before=$(cpu_ticks)
   emit "hop_rtt_same_cpu_$1" "$(python3 Scripts/bench_hop.py same)" us
   emit "hop_rtt_cross_cpu_$1" "$(python3 Scripts/bench_hop.py cross)" us
+  # Cairn's own workload first, its files removed only after fsbench.sh (see `settle`).
+  local par; par=$(timeout 300 python3 Scripts/bench_parallel.py "$2" 8 250 4096 2>>"$WORK/fsbench.log" || echo error)
+  printf 'RESULT\t%s\tparallel_create_8\t%s\tfiles/s\n' "$1" "$par" >> "$RAW"
   bash "$SHARED/bench/fsbench.sh" -l "$1" -o "$RAW" "$2" 2>>"$WORK/fsbench.log" | awk -F'\t' '$1=="RESULT" {print $3, $4, $5}' |
     while read -r name value unit; do
       case "$value" in ''|*[!0-9.]*) continue ;; esac
       emit "fs_${name}_$1" "$value" "$unit"
     done
+  case "$par" in ''|*[!0-9.]*) ;; *) emit "fs_parallel_create_8_$1" "$par" files/s ;; esac
+  rm -rf "$2"/par.*
   emit "steal_pct_$1" "$(echo "$before $(cpu_ticks)" | awk '{d = $3 - $1; print (d > 0 ? int(1000 * ($4 - $2) / d) / 10 : 0)}')" %
 }
 # The local disk and the peers first, each alone on the machine (Cairn is not up yet).
