@@ -91,10 +91,10 @@ final class GroupCommit: Sendable {
                 try await Task { try await pool.writeWithoutTransaction { db in self.run(batch, db, level) } }.value
             } else {
                 // A deferred commit is as short as a read: no hop to the writer thread and back.
-                try runHere(batch, level)
+                runHere(batch, level)
             }
         } catch {
-            for m in batch.members { m.fail(error) }  // the writer connection was not reached
+            for m in batch.members { m.fail(error) }  // the writer thread was not reached
         }
         let next = state.withLock { s -> (any Member)? in
             guard !s.queue.isEmpty else { s.running = false; return nil }
@@ -104,8 +104,8 @@ final class GroupCommit: Sendable {
         next?.lead()
     }
 
-    private func runHere(_ batch: Batch, _ level: Durability) throws {
-        try pool.writeWithoutTransaction { db in run(batch, db, level) }
+    private func runHere(_ batch: Batch, _ level: Durability) {
+        pool.writeWithoutTransaction { db in run(batch, db, level) }
     }
 
     /// Moves queued writes (up to a batch) into `batch`; returns the highest durability in it.

@@ -313,7 +313,7 @@ extension MetadataStore {
                 if exclusive || n.kind != .file { throw StoreError("key_exists", "\"\(name)\" already exists", errno: EEXIST) }
                 return (try Self.requireAttributes(db, ino: existing), p, nil)
             }
-            var classID = n.kind == .symlink ? 0 : p.classID != 0 ? p.classID : try Self.inheritedClass(db, directory: parent)
+            var classID = n.kind == .symlink ? 0 : p.classID != 0 ? p.classID : try Self.inheritedClass(db, directory: parent, domain: p.domain)
             if let name = n.className, n.kind == .file {
                 guard let c = try Self.classRecord(db, domain: p.domain, name: name) else {
                     throw StoreError("class_not_found", "class \"\(name)\" does not exist in this domain", errno: EINVAL)
@@ -339,8 +339,11 @@ extension MetadataStore {
     /// The class of the nearest directory above that names one (its inode's class), else default.
     /// One statement, however deep the directory: the walk up runs inside SQLite, where two
     /// statements per level through GRDB made it the largest part of a create in a deep tree.
-    static func inheritedClass(_ db: Database, directory: Ino) throws -> ClassID {
-        try ClassID.fetchOne(db.cachedStatement(sql: """
+    /// In a domain where no directory names a class (one probe of a partial index), no walk.
+    static func inheritedClass(_ db: Database, directory: Ino, domain: DomainID) throws -> ClassID {
+        guard try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS(SELECT 1 FROM inode WHERE dmid = ? AND kind = 'd' AND classid != 0)"),
+                                arguments: [domain]) == true else { return 0 }
+        return try ClassID.fetchOne(db.cachedStatement(sql: """
             WITH RECURSIVE up(ino, classid, depth) AS (
                 SELECT ino, classid, 0 FROM inode WHERE ino = ?
                 UNION ALL

@@ -108,7 +108,7 @@ struct MountCommand: ParsableCommand {
     /// the file system is mounted (or reports why it did not mount).
     func daemonize(_ path: String) throws {
         let logPath = log ?? (NSTemporaryDirectory() + "cairn-mount-\(getpid()).log")
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)  // a failure shows in the open below
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
         p.arguments = [ProcessGroup.executable] + CommandLine.arguments.dropFirst() + ["-f"]

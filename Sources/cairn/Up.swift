@@ -29,8 +29,10 @@ struct Up: ParsableCommand {
             if !FileManager.default.fileExists(atPath: secretFile) {
                 var bytes = [UInt8](repeating: 0, count: 32)
                 for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
-                FileManager.default.createFile(atPath: secretFile, contents: Data(bytes.map { String(format: "%02x", $0) }.joined().utf8),
-                                               attributes: [.posixPermissions: 0o600])
+                guard FileManager.default.createFile(atPath: secretFile, contents: Data(bytes.map { String(format: "%02x", $0) }.joined().utf8),
+                                                     attributes: [.posixPermissions: 0o600]) else {
+                    throw ValidationError("cannot create the cluster secret \(secretFile); check that \(root) is writable and not full")
+                }
             }
             let tracker = "127.0.0.1:\(port)"
             // The mount reaches the tracker over a Unix socket when its path can be one, else
@@ -119,7 +121,7 @@ final class ProcessGroup: @unchecked Sendable {
         p.executableURL = URL(fileURLWithPath: Self.executable)
         p.arguments = arguments
         let logPath = logs + "/\(name).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)  // a failure shows in the open below
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
         p.standardOutput = log

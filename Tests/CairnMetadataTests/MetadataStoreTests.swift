@@ -136,6 +136,26 @@ func commit(_ store: MetadataStore, _ d: DomainRecord, _ key: String, size: Int6
         #expect(try await store.getattr(ino: d.root).nlink == 3, "a new subdirectory's '..' counts")
     }
 
+    /// A new file takes the class of the nearest directory above that names one, however deep,
+    /// also below directories made before that class was set; default when none does.
+    @Test func newFilesTakeTheClassOfTheNearestDirectoryThatNamesOne() async throws {
+        let store = try MetadataStore(path: temporaryDatabase())
+        let d = try await store.createDomain("d")
+        let other = try await store.createDomain("other")
+        let three = try await store.saveClass(domain: d.id, name: "three", update: false) { $0.replicas = 3 }
+        func mk(_ parent: Ino, _ name: String, _ kind: InodeKind = .directory) async throws -> InodeAttributes {
+            try await store.createEntry(parent: parent, name: name, .init(kind: kind, mode: 0o755, uid: 0, gid: 0)).inode
+        }
+        let a = try await mk(d.root, "a"), b = try await mk(a.ino, "b"), c = try await mk(b.ino, "c")
+        #expect(try await mk(c.ino, "before", .file).classID == 0)
+        try await store.setClass(ino: a.ino, classID: three.id)
+        #expect(try await mk(c.ino, "deep", .file).classID == three.id, "found three levels up")
+        #expect(try await mk(try await mk(c.ino, "new").ino, "deeper", .file).classID == three.id)
+        #expect(try await mk(d.root, "beside", .file).classID == 0, "not below it")
+        #expect(try await mk(try await mk(other.root, "x").ino, "f", .file).classID == 0, "another domain has none")
+        #expect(try await mk(c.ino, "link", .symlink).classID == 0)
+    }
+
     @Test func durableCommitsStayDurableBetweenDeferredOnes() async throws {
         let store = try MetadataStore(path: temporaryDatabase())
         let d = try await store.createDomain("d")
