@@ -5,8 +5,9 @@ import GRDB
 import Synchronization
 
 /// The tracker's metadata: namespace, cluster layout, blobs and work queues, in SQLite (WAL).
-/// Every public method is one transaction, so a tracker killed at any moment loses nothing
-/// it acknowledged and leaves nothing half-done.
+/// Every public method is one transaction (or one savepoint in a transaction it shares with
+/// writes that came at the same time, `GroupCommit`), answered once committed, so a tracker
+/// killed at any moment loses nothing it acknowledged and leaves nothing half-done.
 public final class MetadataStore: Sendable {
     let pool: DatabasePool
     /// Every write transaction, shared by writes that come at the same time.
@@ -69,8 +70,9 @@ public final class MetadataStore: Sendable {
     /// A write made visible at once but durable only with the next durable commit (or
     /// `sync()`): the mount's close. WAL is sequential, so a later FULL commit's fsync covers
     /// every commit before it; a process kill loses nothing, a power loss at most these.
-    /// Runs on the caller's thread (no fsync to wait for, so it is as short as a read): no
-    /// hop to the writer's queue and back on every change the mount makes.
+    /// Runs on the thread of the caller that leads its transaction (no fsync to wait for, so
+    /// it is as short as a read): no hop to the writer's queue and back on every change the
+    /// mount makes.
     func writeDeferred<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
         Self.writeLog?.mark()
         return try await mapErrors { try await self.commits.perform(.deferred, body) }

@@ -17,6 +17,7 @@ struct AdminLines: Sendable {
             lines = [Self.version]
         case "stats":
             let s = try? await store.stats()
+            let written = store.writeCounts
             lines = [
                 "uptime \(Int(Date().timeIntervalSince(counters.started)))",
                 "queries \(counters.queryCount)",
@@ -26,8 +27,8 @@ struct AdminLines: Sendable {
                 "work_queue_for_delete \(s?.deleteQueue ?? 0)",
                 "lease_waits \(counters.leaseWaitCount)",
                 // Writes share transactions when they come together (`GroupCommit`).
-                "write_transactions \(store.writeCounts.transactions)",
-                "writes \(store.writeCounts.writes)",
+                "write_transactions \(written.transactions)",
+                "writes \(written.writes)",
             ] + counters.commandCounts.map { "queries_\($0.0) \($0.1)" }
               + counters.commandMicros.map { "micros_\($0.0) \($0.1)" }
         case "jobs":
