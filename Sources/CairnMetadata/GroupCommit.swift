@@ -56,24 +56,18 @@ final class GroupCommit: Sendable {
     /// same time) and returns its result once that transaction is committed.
     func perform<T: Sendable>(_ durability: Durability, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         let write = Write(durability, body)
-        let leads = state.withLock { s -> Bool in
-            guard !s.running else { return false }
-            s.running = true
-            return true
-        }
-        if leads {
-            await lead(write)
-        } else if await write.queue(in: self) == .lead {
-            await lead(write)
-        }
+        var leads = claim(orQueue: nil)
+        if !leads { leads = await write.queue(in: self) == .lead }
+        if leads { await lead(write) }
         return try write.outcome!.get()
     }
 
-    /// Called from `Write.queue`: leads at once when no one runs, else waits in the queue.
-    fileprivate func enqueueOrLead(_ member: any Member) -> Bool {
+    /// True when no transaction runs: the caller leads the next one. Otherwise `member` (when
+    /// given) joins the queue, in the same step, so no leader can finish in between unseen.
+    fileprivate func claim(orQueue member: (any Member)?) -> Bool {
         state.withLock { s in
             guard s.running else { s.running = true; return true }
-            s.queue.append(member)
+            if let member { s.queue.append(member) }
             return false
         }
     }
@@ -82,7 +76,8 @@ final class GroupCommit: Sendable {
     /// and hands the next transaction to the first write still queued.
     private func lead(_ first: any Member) async {
         let batch = Batch(first)
-        let level = takeQueued(into: batch)
+        _ = take(into: batch, upTo: .durable)
+        let level = batch.members.map(\.durability).max() ?? first.durability
         do {
             if level == .durable {
                 // The fsync is waited for on GRDB's writer thread, not on the caller's (an event
@@ -106,16 +101,6 @@ final class GroupCommit: Sendable {
 
     private func runHere(_ batch: Batch, _ level: Durability) {
         pool.writeWithoutTransaction { db in run(batch, db, level) }
-    }
-
-    /// Moves queued writes (up to a batch) into `batch`; returns the highest durability in it.
-    private func takeQueued(into batch: Batch) -> Durability {
-        state.withLock { s in
-            let take = min(s.queue.count, Self.maxBatch - batch.members.count)
-            batch.members += s.queue.prefix(take)
-            s.queue.removeFirst(take)
-            return batch.members.map(\.durability).max() ?? .deferred
-        }
     }
 
     /// One transaction: every write in `batch`, then those that queued while they ran (of a
@@ -143,7 +128,7 @@ final class GroupCommit: Sendable {
                     return
                 }
             }
-            guard batch.members.count < Self.maxBatch, takeJoining(level, into: batch) else { break }
+            guard take(into: batch, upTo: level) else { break }
         }
         counts.withLock { $0.transactions += 1; $0.writes += batch.members.count }
         do {
@@ -154,8 +139,9 @@ final class GroupCommit: Sendable {
         }
     }
 
-    /// Queued writes a transaction at `level` may take in (their durability at most its own).
-    private func takeJoining(_ level: Durability, into batch: Batch) -> Bool {
+    /// Moves queued writes of a durability up to `level` into `batch`, in queue order, until it
+    /// holds `maxBatch`; true when it took any.
+    private func take(into batch: Batch, upTo level: Durability) -> Bool {
         state.withLock { s in
             let before = batch.members.count
             var rest: [any Member] = []
@@ -216,7 +202,7 @@ private final class Write<T: Sendable>: Member, @unchecked Sendable {
     func queue(in commits: GroupCommit) async -> Turn {
         await withCheckedContinuation { c in
             continuation = c
-            if commits.enqueueOrLead(self) {
+            if commits.claim(orQueue: self) {
                 continuation = nil
                 c.resume(returning: .lead)
             }

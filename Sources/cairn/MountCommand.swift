@@ -108,7 +108,9 @@ struct MountCommand: ParsableCommand {
     /// the file system is mounted (or reports why it did not mount).
     func daemonize(_ path: String) throws {
         let logPath = log ?? (NSTemporaryDirectory() + "cairn-mount-\(getpid()).log")
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)  // a failure shows in the open below
+        guard FileManager.default.createFile(atPath: logPath, contents: nil) else {
+            throw ValidationError("cannot create the log file \(logPath); check that its folder exists, is writable and is not full")
+        }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
         p.arguments = [ProcessGroup.executable] + CommandLine.arguments.dropFirst() + ["-f"]

@@ -121,7 +121,9 @@ final class ProcessGroup: @unchecked Sendable {
         p.executableURL = URL(fileURLWithPath: Self.executable)
         p.arguments = arguments
         let logPath = logs + "/\(name).log"
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)  // a failure shows in the open below
+        guard FileManager.default.createFile(atPath: logPath, contents: nil) else {
+            throw ValidationError("cannot create the log file \(logPath); check that its folder exists, is writable and is not full")
+        }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
         p.standardOutput = log
