@@ -33,7 +33,7 @@ public final class MetadataStore: Sendable {
             try Schema.migrator().migrate(pool)
             commits = GroupCommit(pool: pool, level: .durable)
             let checkpointer = try WALCheckpointer(path: path)
-            try pool.writeWithoutTransaction { db in checkpointer.install(on: db) }
+            pool.writeWithoutTransaction { db in checkpointer.install(on: db) }
             self.checkpointer = checkpointer
         } catch {
             throw StoreError("db", "cannot open the metadata database at \(path): \(error). Check the path and its permissions.")

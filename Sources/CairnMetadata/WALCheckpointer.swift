@@ -9,10 +9,12 @@ import GRDBSQLite
 /// too (a create loop paid some 70 µs per file for it, measured with strace in session 19).
 ///
 /// The writer's WAL hook (which replaces SQLite's automatic checkpoint) wakes this thread
-/// once the WAL holds `threshold` pages; the checkpoint is PASSIVE, so it never blocks the
-/// writer or a reader, and copies what no reader still needs. If it falls far behind (a
-/// reader pinning an old snapshot, a stalled disk), the writer checkpoints itself at
-/// `backstop` pages, as SQLite would, so the WAL stays bounded. The checkpoint's own
+/// each time the WAL has grown by `threshold` pages; the checkpoint is PASSIVE, so it never
+/// blocks the writer or a reader, and copies what no reader still needs. The WAL restarts
+/// (is written again from its start) only after a checkpoint that copied every frame; under
+/// steady writes one running beside them rarely does, so at `backstop` pages the writer
+/// checkpoints itself (the frames since the last background checkpoint), as SQLite would,
+/// and the WAL stays bounded. The checkpoint's own
 /// connection runs with `synchronous = FULL`: the WAL is synced before its pages are copied
 /// and the database file after, so deferred commits stay safe against power loss through it.
 final class WALCheckpointer: @unchecked Sendable {
@@ -46,14 +48,32 @@ final class WALCheckpointer: @unchecked Sendable {
     /// inside its commits. The hook keeps the checkpointer alive until `writerClosed()`.
     func install(on db: Database) {
         sqlite3_wal_hook(db.sqliteConnection, { context, connection, name, pages in
-            let checkpointer = Unmanaged<WALCheckpointer>.fromOpaque(context!).takeUnretainedValue()
-            if pages >= WALCheckpointer.backstop {
-                checkpointer.counted { $0.backstops += 1 }
-                return sqlite3_wal_checkpoint_v2(connection, name, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
-            }
-            if pages >= WALCheckpointer.threshold { checkpointer.signal() }
-            return SQLITE_OK
+            Unmanaged<WALCheckpointer>.fromOpaque(context!).takeUnretainedValue().committed(walPages: pages, connection: connection, name: name)
         }, Unmanaged.passRetained(self).toOpaque())
+    }
+
+    /// WAL size (pages) at which the next checkpoint is due, and the size at the last commit.
+    /// Only the writer's hook touches them, under its connection's mutex.
+    private var dueAt = threshold
+    private var lastPages: Int32 = 0
+
+    /// The writer's WAL hook: after each commit, with the WAL's size in pages (frames since
+    /// its last restart, which a checkpoint does not change: only the next write after a
+    /// checkpoint that caught up restarts it). A checkpoint is due every `threshold` pages of
+    /// growth, not at every commit past it.
+    private func committed(walPages pages: Int32, connection: OpaquePointer?, name: UnsafePointer<CChar>?) -> Int32 {
+        if pages < lastPages { dueAt = Self.threshold }  // the WAL restarted
+        lastPages = pages
+        guard pages >= dueAt else { return SQLITE_OK }
+        dueAt = pages + Self.threshold
+        if pages >= Self.backstop {
+            // Checkpoints that ran beside the writes never caught up with them (the WAL restarts
+            // only once every frame is copied): the writer copies the last frames itself.
+            counts.withLock { backstops += 1 }
+            return sqlite3_wal_checkpoint_v2(connection, name, SQLITE_CHECKPOINT_PASSIVE, nil, nil)
+        }
+        signal()
+        return SQLITE_OK
     }
 
     /// The writer's connection is closed: its hook no longer holds this checkpointer.
@@ -77,8 +97,6 @@ final class WALCheckpointer: @unchecked Sendable {
         wake.unlock()
     }
 
-    private func counted(_ body: (WALCheckpointer) -> Void) { counts.withLock { body(self) } }
-
     private func loop() {
         while true {
             wake.lock()
@@ -89,7 +107,7 @@ final class WALCheckpointer: @unchecked Sendable {
             if end { return }
             // A failure (SQLITE_BUSY: the writer's backstop is checkpointing) leaves the pages
             // to the next wake or to the backstop; nothing is lost either way.
-            if (try? connection.inDatabase({ db in try db.checkpoint(.passive) })) != nil { counted { $0.runs += 1 } }
+            if (try? connection.inDatabase({ db in try db.checkpoint(.passive) })) != nil { counts.withLock { runs += 1 } }
         }
     }
 }

@@ -137,6 +137,12 @@ import Testing
         for (i, r) in replies.enumerated() {
             if i % 2 == 0 { #expect(r.hasSuffix("callid=\(i)")) } else { #expect(r.hasPrefix("ERR unknown_key ") && r.hasSuffix(" \(i)")) }
         }
+        // More than the tracker queues per connection: it stops reading, answers, reads on.
+        var many = [UInt8]()
+        for i in 0..<3000 { many += Request.encode(command: "noop", args: [("callid", String(i))]) }
+        let all = try rawExchange(port: c.trackerPort, many, timeout: 20).split(separator: "\r\n").map(String.init)
+        #expect(all.count == 3000)
+        #expect(all.enumerated().allSatisfy { $0.element == "OK callid=\($0.offset)" })
     }
 
     @Test func storageNodeRefusesTraversalAndKeepsServing() throws {
