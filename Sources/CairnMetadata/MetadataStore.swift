@@ -12,8 +12,6 @@ public final class MetadataStore: Sendable {
     let pool: DatabasePool
     /// Every write transaction, shared by writes that come at the same time.
     let commits: GroupCommit
-    /// Checkpoints the WAL off the writer's path.
-    let checkpointer: WALCheckpointer
 
     /// Opens (creating if needed) the database at `path` and migrates it to the current schema.
     public init(path: String) throws {
@@ -32,19 +30,9 @@ public final class MetadataStore: Sendable {
             try pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA synchronous = FULL") }
             try Schema.migrator().migrate(pool)
             commits = GroupCommit(pool: pool, level: .durable)
-            let checkpointer = try WALCheckpointer(path: path)
-            pool.writeWithoutTransaction { db in checkpointer.install(on: db) }
-            self.checkpointer = checkpointer
         } catch {
             throw StoreError("db", "cannot open the metadata database at \(path): \(error). Check the path and its permissions.")
         }
-    }
-
-    deinit {
-        checkpointer.stop()
-        // Closed, the writer can no longer call its WAL hook; if it cannot be closed (still in
-        // use), the checkpointer stays allocated rather than be freed under the hook.
-        if (try? pool.close()) != nil { checkpointer.writerClosed() }
     }
 
     /// Reads are short (indexed lookups) and WAL readers never wait for writers, so they run
@@ -92,10 +80,6 @@ public final class MetadataStore: Sendable {
 
     /// Write transactions committed (or tried) since start, and the writes they held.
     public var writeCounts: (transactions: Int, writes: Int) { commits.counted }
-
-    /// WAL checkpoints since start: by the checkpointer's thread, and by the writer itself
-    /// (only when the checkpointer fell `WALCheckpointer.backstop` pages behind).
-    public var walCheckpoints: (background: Int, backstop: Int) { checkpointer.checkpointCounts }
 
     /// Makes every deferred commit durable (fsync of the WAL).
     public func sync() async throws {

@@ -320,19 +320,6 @@ func commit(_ store: MetadataStore, _ d: DomainRecord, _ key: String, size: Int6
         await #expect(throws: StoreError.self) { _ = try await store.createDevice(id: 1, host: host.id + 1) }
     }
 
-    /// The WAL is checkpointed by the checkpointer's thread, not inside a writer's commit.
-    @Test func theWALIsCheckpointedOffTheWritersPath() async throws {
-        let store = try MetadataStore(path: temporaryDatabase())
-        let value = String(repeating: "x", count: 16 << 10)  // five pages or so per write
-        for i in 0..<300 { try await store.setSetting("big\(i)", value) }
-        var waited = 0
-        while store.walCheckpoints.background == 0, waited < 1000 { try await Task.sleep(for: .milliseconds(10)); waited += 1 }
-        #expect(store.walCheckpoints.background >= 1)
-        #expect(store.walCheckpoints.backstop == 0)
-        let kept = try await store.settings().filter { $0.0.hasPrefix("big") }
-        #expect(kept.count == 300 && kept.allSatisfy { $0.1 == value })
-    }
-
     /// Writes that queue while one runs share its transaction, each undone alone when it fails.
     @Test func writesThatComeTogetherShareATransaction() async throws {
         let store = try MetadataStore(path: temporaryDatabase())

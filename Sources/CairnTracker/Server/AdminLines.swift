@@ -17,7 +17,7 @@ struct AdminLines: Sendable {
             lines = [Self.version]
         case "stats":
             let s = try? await store.stats()
-            let written = store.writeCounts, checkpoints = store.walCheckpoints
+            let written = store.writeCounts
             lines = [
                 "uptime \(Int(Date().timeIntervalSince(counters.started)))",
                 "queries \(counters.queryCount)",
@@ -29,9 +29,6 @@ struct AdminLines: Sendable {
                 // Writes share transactions when they come together (`GroupCommit`).
                 "write_transactions \(written.transactions)",
                 "writes \(written.writes)",
-                // WAL checkpoints, off the writer's path and (when that one fell behind) on it.
-                "wal_checkpoints \(checkpoints.background)",
-                "wal_checkpoints_by_writer \(checkpoints.backstop)",
             ] + counters.commandCounts.map { "queries_\($0.0) \($0.1)" }
               + counters.commandMicros.map { "micros_\($0.0) \($0.1)" }
         case "jobs":
