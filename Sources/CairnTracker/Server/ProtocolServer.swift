@@ -61,9 +61,9 @@ struct ProtocolServer {
 /// replies wait unread (the channel is not writable) it answers nothing more, so a client
 /// pipelining without end cannot fill the tracker's memory.
 ///
-/// This replaced a per-connection task over `NIOAsyncChannel`, whose async sequence and writer
-/// cost the tracker some 19 µs of CPU per request, most of it generic-metadata lookups in the
-/// Swift runtime (a `noop` loop's profile, session 19).
+/// This replaced a per-connection task over `NIOAsyncChannel`: a `noop` then cost the tracker
+/// 27 µs of CPU, now 20 (session 19); that loop's profile had put much of the difference in
+/// the Swift runtime's generic-metadata lookups behind the async sequence and writer.
 final class RequestHandler: ChannelDuplexHandler {
     typealias InboundIn = InboundLine
     typealias OutboundIn = ByteBuffer
