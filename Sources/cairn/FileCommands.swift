@@ -24,17 +24,17 @@ struct Put: ParsableCommand {
                 source = FileTransfer.Source(size: nil) { _, count in try readFully(fd: 0, count: count) }
             } else {
                 let fd = open(file, O_RDONLY | O_CLOEXEC)
-                guard fd >= 0 else { throw ValidationError("cannot open \(file): \(String(cString: strerror(errno)))") }
+                guard fd >= 0 else { throw CommandFailure("cannot open \(file): \(String(cString: strerror(errno)))") }
                 var st = stat()
                 fstat(fd, &st)
-                guard (st.st_mode & S_IFMT) == S_IFREG else { throw ValidationError("\(file) is not a regular file") }
+                guard (st.st_mode & S_IFMT) == S_IFREG else { throw CommandFailure("\(file) is not a regular file") }
                 source = FileTransfer.Source(size: Int64(st.st_size), mode: UInt32(st.st_mode & 0o7777),
                                              mtime: Int64(st.st_mtim.tv_sec) * 1_000_000_000 + Int64(st.st_mtim.tv_nsec)) { offset, count in
                     var buf = [UInt8](repeating: 0, count: count)
                     var got = 0
                     while got < count {
                         let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + got, count - got, off_t(offset) + off_t(got)) }
-                        if n < 0 { throw ValidationError("read of \(file) failed: \(String(cString: strerror(errno)))") }
+                        if n < 0 { throw CommandFailure("read of \(file) failed: \(String(cString: strerror(errno)))") }
                         if n == 0 { break }
                         got += n
                     }
@@ -55,7 +55,7 @@ func readFully(fd: Int32, count: Int) throws -> [UInt8] {
     var got = 0
     while got < count {
         let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, count - got) }
-        if n < 0 { if errno == EINTR { continue }; throw ValidationError("read failed: \(String(cString: strerror(errno)))") }
+        if n < 0 { if errno == EINTR { continue }; throw CommandFailure("read failed: \(String(cString: strerror(errno)))") }
         if n == 0 { break }
         got += n
     }
@@ -91,7 +91,7 @@ struct Get: ParsableCommand {
         try reportingErrors {
             let client = tracker.client()
             let layout = try FileLayout.fetch(domain: domain, key: key, tracker: client)
-            guard layout.attributes.kind == "f" else { throw ValidationError("\(domain)/\(key) is not a file") }
+            guard layout.attributes.kind == "f" else { throw CommandFailure("\(domain)/\(key) is not a file") }
             // A regular file is written beside its destination and renamed over it at the end
             // (never half a file); a device, pipe or socket (/dev/null, a FIFO) is written as it is.
             var st = stat()
@@ -100,13 +100,13 @@ struct Get: ParsableCommand {
             let direct = toStdout || special
             let tmp = direct ? file : file + ".cairn-part"
             let fd = toStdout ? 1 : special ? open(file, O_WRONLY | O_CLOEXEC) : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw ValidationError("cannot create \(tmp): \(String(cString: strerror(errno)))") }
+            guard fd >= 0 else { throw CommandFailure("cannot create \(tmp): \(String(cString: strerror(errno)))") }
             do {
                 try FileTransfer(tracker: client).get(layout: layout) { _, bytes in
                     var off = 0
                     while off < bytes.count {
                         let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + off, bytes.count - off) }
-                        if n < 0 { if errno == EINTR { continue }; throw ValidationError("write failed: \(String(cString: strerror(errno)))") }
+                        if n < 0 { if errno == EINTR { continue }; throw CommandFailure("write failed: \(String(cString: strerror(errno)))") }
                         off += n
                     }
                 }
@@ -119,7 +119,7 @@ struct Get: ParsableCommand {
             if !direct {
                 fsync(fd)
                 close(fd)
-                guard rename(tmp, file) == 0 else { throw ValidationError("cannot rename \(tmp) to \(file)") }
+                guard rename(tmp, file) == 0 else { throw CommandFailure("cannot rename \(tmp) to \(file)") }
             }
         }
     }

@@ -34,7 +34,7 @@ struct MountCommand: ParsableCommand {
             try clearStaleMount(path)
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue else {
-                throw ValidationError("mount point \(path) does not exist or is not a directory")
+                throw CommandFailure("mount point \(path) does not exist or is not a directory")
             }
             let (options, fuseOptions) = try parseOptions()
             if !f { try daemonize(path); return }
@@ -100,7 +100,7 @@ struct MountCommand: ParsableCommand {
             p.arguments = ["-uz", path]
             try p.run()
             p.waitUntilExit()
-            guard p.terminationStatus == 0 else { throw ValidationError("cannot clear the stale mount at \(path); try `fusermount3 -uz \(path)`") }
+            guard p.terminationStatus == 0 else { throw CommandFailure("cannot clear the stale mount at \(path); try `fusermount3 -uz \(path)`") }
         }
     }
 
@@ -109,7 +109,7 @@ struct MountCommand: ParsableCommand {
     func daemonize(_ path: String) throws {
         let logPath = log ?? (NSTemporaryDirectory() + "cairn-mount-\(getpid()).log")
         guard FileManager.default.createFile(atPath: logPath, contents: nil) else {
-            throw ValidationError("cannot create the log file \(logPath); check that its folder exists, is writable and is not full")
+            throw CommandFailure("cannot create the log file \(logPath); check that its folder exists, is writable and is not full")
         }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
@@ -124,11 +124,11 @@ struct MountCommand: ParsableCommand {
             if isMounted(path) { return }
             if !p.isRunning {
                 let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-                throw ValidationError("mount failed: \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+                throw CommandFailure("mount failed: \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
             }
             Thread.sleep(forTimeInterval: 0.05)
         }
-        throw ValidationError("the mount did not come up within 30 s; see \(logPath)")
+        throw CommandFailure("the mount did not come up within 30 s; see \(logPath)")
     }
 }
 

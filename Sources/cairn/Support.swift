@@ -21,6 +21,14 @@ struct TrackerOptions: ParsableArguments {
     func client() -> TrackerClient { TrackerClient(trackers: addresses) }
 }
 
+/// A command that could not do its work (a file it cannot open, a folder it cannot write):
+/// said in one line, without the usage text that `ValidationError` (a malformed command
+/// line) prints after its message.
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
 /// Runs a command body, turning failures into one clear line on stderr and exit status 1.
 func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     do { return try body() }
@@ -55,10 +63,10 @@ func describe(_ error: any Error) -> String {
 func loadSecret(file: String?) throws -> String? {
     if let file {
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-            throw ValidationError("cannot read the secret file \(file)")
+            throw CommandFailure("cannot read the secret file \(file)")
         }
         let s = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !s.isEmpty else { throw ValidationError("the secret file \(file) is empty") }
+        guard !s.isEmpty else { throw CommandFailure("the secret file \(file) is empty") }
         return s
     }
     if let env = ProcessInfo.processInfo.environment["CAIRN_SECRET"], !env.isEmpty { return env }

@@ -31,7 +31,7 @@ struct Up: ParsableCommand {
                 for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
                 guard FileManager.default.createFile(atPath: secretFile, contents: Data(bytes.map { String(format: "%02x", $0) }.joined().utf8),
                                                      attributes: [.posixPermissions: 0o600]) else {
-                    throw ValidationError("cannot create the cluster secret \(secretFile); check that \(root) is writable and not full")
+                    throw CommandFailure("cannot create the cluster secret \(secretFile); check that \(root) is writable and not full")
                 }
             }
             let tracker = "127.0.0.1:\(port)"
@@ -80,7 +80,7 @@ struct Up: ParsableCommand {
         var domainReady = false
         while Date() < deadline {
             if let dead = group.firstExited() {
-                throw ValidationError("\(dead) exited during start-up; see \(group.logs)/\(dead).log")
+                throw CommandFailure("\(dead) exited during start-up; see \(group.logs)/\(dead).log")
             }
             do {
                 if !domainReady {
@@ -95,7 +95,7 @@ struct Up: ParsableCommand {
             } catch {}
             Thread.sleep(forTimeInterval: 0.2)
         }
-        throw ValidationError("the cluster did not become ready within 60 s; see the logs in \(group.logs)")
+        throw CommandFailure("the cluster did not become ready within 60 s; see the logs in \(group.logs)")
     }
 }
 
@@ -122,7 +122,7 @@ final class ProcessGroup: @unchecked Sendable {
         p.arguments = arguments
         let logPath = logs + "/\(name).log"
         guard FileManager.default.createFile(atPath: logPath, contents: nil) else {
-            throw ValidationError("cannot create the log file \(logPath); check that its folder exists, is writable and is not full")
+            throw CommandFailure("cannot create the log file \(logPath); check that its folder exists, is writable and is not full")
         }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()

@@ -101,6 +101,10 @@ import Testing
         try c.wait("copies freed after delete") { c.blobFiles().isEmpty }
         let gone = try c.cli(["get", "test", "doc"])
         #expect(gone.status != 0 && gone.err.contains("doc"), "a missing key is reported by name: \(gone.err)")
+        // A local file that cannot be read: said with its path and why, without usage text.
+        let unreadable = try c.cli(["put", "test", "doc", c.root + "/absent"])
+        #expect(unreadable.status != 0 && unreadable.err.contains("cannot open \(c.root)/absent: No such file or directory"), "\(unreadable.err)")
+        #expect(!unreadable.err.contains("Usage"), "\(unreadable.err)")
     }
 
     /// With several writers at once, their commits share transactions (group commit): none
