@@ -28,7 +28,7 @@ import Testing
     @Test func upThatCannotStartLeavesNothingRunning() throws {
         let dir = NSTemporaryDirectory() + "cairn-up-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let trackerPort = TestCluster.freePort(), storagePort = TestCluster.freePort()
+        let trackerPort = TestCluster.freePort(), storagePort = TestCluster.freePort(avoiding: [trackerPort])
         func socketOn(_ port: Int, listening: Bool) -> (fd: Int32, ok: Bool) {
             let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             var addr = sockaddr_in()

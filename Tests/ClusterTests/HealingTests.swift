@@ -285,7 +285,7 @@ import Testing
     @Test func anotherTrackerTakesOverTheJobMasterLock() throws {
         let c = try TestCluster(nodes: 2)
         defer { c.stop() }
-        let port2 = TestCluster.freePort()
+        let port2 = TestCluster.freePort(avoiding: [c.trackerPort] + c.nodePorts)
         let second = try c.spawn(["tracker", "--db", c.root + "/tracker.db", "--listen", "127.0.0.1:\(port2)", "--poll-interval", "0.5"], log: "tracker2.log")
         defer { c.kill(second, signal: SIGTERM) }
         let client2 = TrackerClient(trackers: ["127.0.0.1:\(port2)"], timeoutSeconds: 30)

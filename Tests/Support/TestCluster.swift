@@ -27,6 +27,15 @@ public final class TestCluster: @unchecked Sendable {
         return dir.appendingPathComponent("cairn").path
     }
 
+    /// A port free now that is none of `taken`: each pick closes its socket before the next, so
+    /// the kernel may hand the same port out twice (a node once got the tracker's port).
+    public static func freePort(avoiding taken: [Int]) -> Int {
+        while true {
+            let p = freePort()
+            if !taken.contains(p) { return p }
+        }
+    }
+
     public static func freePort() -> Int {
         let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(s) }
@@ -46,8 +55,10 @@ public final class TestCluster: @unchecked Sendable {
         self.nodeArgs = nodeArgs
         root = FileManager.default.temporaryDirectory.appendingPathComponent("cairn-test-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        trackerPort = Self.freePort()
-        nodePorts = (0..<count).map { _ in Self.freePort() }
+        var ports = [Self.freePort()]
+        for _ in 0..<count { ports.append(Self.freePort(avoiding: ports)) }
+        trackerPort = ports[0]
+        nodePorts = Array(ports.dropFirst())
         self.secret = secret
         nodes = Array(repeating: nil, count: count)
         client = TrackerClient(trackers: ["127.0.0.1:\(trackerPort)"], timeoutSeconds: 60)
@@ -126,7 +137,7 @@ public final class TestCluster: @unchecked Sendable {
 
     /// Adds and starts one more storage node.
     public func addNode() throws -> Int {
-        nodePorts.append(Self.freePort())
+        nodePorts.append(Self.freePort(avoiding: [trackerPort] + nodePorts))
         nodes.append(nil)
         try startNode(nodes.count - 1)
         return nodes.count - 1
