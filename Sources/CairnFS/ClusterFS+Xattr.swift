@@ -94,12 +94,16 @@ extension ClusterFS {
             guard value.count <= Self.maxValue else { throw FSError(E2BIG, "values are limited to 64 KiB") }
             let key = String(name.dropFirst(Self.userPrefix.count))
             var args = [("ino", String(c)), ("name", key), ("value_hex", Hex.encode(value))]
-            if flags & 1 != 0 { args.append(("mode", "create")) }
-            if flags & 2 != 0 { args.append(("mode", "replace")) }
-            var answered: WireAttributes?
-            try changingXattrs(of: c) { answered = WireAttributes(try call("meta_set", args)) }
-            xattrs.set(c, key, value)
-            listings.attributesChanged(c, now: answered)  // its ctime, from the tracker's answer
+            guard flags & 3 == 0 else {
+                // XATTR_CREATE / XATTR_REPLACE: the answer decides, so it is waited for.
+                args.append(("mode", flags & 1 != 0 ? "create" : "replace"))
+                var answered: WireAttributes?
+                try changingXattrs(of: c) { answered = WireAttributes(try call("meta_set", args)) }
+                xattrs.set(c, key, value)
+                listings.attributesChanged(c, now: answered)  // its ctime, from the tracker's answer
+                return
+            }
+            try setWithoutWaiting(c, key, value, args)
             return
         }
         if name == "cairn.class" {
@@ -110,6 +114,40 @@ extension ClusterFS {
         }
         if name.hasPrefix("cairn.") { throw FSError(EPERM, "\(name) is read-only") }
         throw FSError(ENOTSUP)
+    }
+
+    /// A plain set (no XATTR_CREATE / XATTR_REPLACE) cannot fail on a file that exists, so it
+    /// returns once the tracker's socket holds it (`TrackerClient.send`): a loop of sets costs
+    /// the tracker's time, not a round trip each. This mount sees the value at once (its cache),
+    /// others as when it is answered; every later call of this mount waits for the answer, and
+    /// fsync makes it durable. Until the answer, the file's listed attributes are not current
+    /// (the set changes its ctime); the answer brings them.
+    private func setWithoutWaiting(_ c: Ino, _ key: String, _ value: [UInt8], _ args: [(String, String)]) throws {
+        xattrs.set(c, key, value)
+        listings.attributesChanged(c, now: nil)
+        context.recentAttributes.forget(c)
+        context.leases?.forget(c)
+        let context = context
+        do {
+            try tracker.send("meta_set", args) { result in
+                switch result {
+                case .success(let r):
+                    guard let w = WireAttributes(r) else { return }
+                    context.recentAttributes.remember(w)
+                    context.listings.attributesChanged(c, now: w)
+                case .failure(let error):
+                    // The file was removed meanwhile, or the tracker refused: what this mount
+                    // holds for it is no longer what the tracker has.
+                    context.xattrs.forget(c)
+                    if error.code != "unknown_inode" {
+                        FileHandle.standardError.write(Data("cairn mount: custom attribute user.\(key) of inode \(c) was not stored: \(error.text)\n".utf8))
+                    }
+                }
+            }
+        } catch {
+            xattrs.forget(c)
+            throw FSError.from(error)
+        }
     }
 
     public func removexattr(_ ino: UInt64, name: String) throws {

@@ -94,6 +94,9 @@ final class RecentAttributes: @unchecked Sendable {
 
     func forgetAll() { lock.withLock { directories.removeAll(); others.removeAll() } }
 
+    /// Before a change to one inode's own attributes (its custom metadata: a new ctime).
+    func forget(_ ino: Ino) { lock.withLock { _ = directories.removeValue(forKey: ino) ?? others.removeValue(forKey: ino) } }
+
     /// Before a change to the namespace: every file (a link count may change through a name
     /// this mount cannot see) and the inodes the change names. Other directories keep theirs:
     /// a directory changes only through its own entries, and every such call answers with it.

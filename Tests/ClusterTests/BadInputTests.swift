@@ -118,6 +118,11 @@ import Testing
         let r2 = try rawExchange(port: c.trackerPort, long, timeout: 10).split(separator: "\r\n").map(String.init)
         #expect(r2.first?.hasPrefix("ERR line_too_long ") == true)
         #expect(r2.last == "OK ")
+        // A connection that ends inside a line (its sender killed mid-write): the line is not
+        // run, or a value cut short would be stored as if sent whole.
+        let cut = try rawExchange(port: c.trackerPort, Array("noop \r\ncreate_domain domain=cut-shor".utf8)).split(separator: "\r\n").map(String.init)
+        #expect(cut.count == 2 && cut[0] == "OK " && cut[1].hasPrefix("ERR incomplete_line "), "\(cut)")
+        #expect(try !c.cli(["admin", "domain", "list"]).out.split(separator: 10).contains { String(decoding: $0, as: UTF8.self) == "cut-shor" })
         // Admin lines.
         let admin = try rawExchange(port: c.trackerPort, Array("!version\r\n!stats\r\n".utf8))
         #expect(admin.hasPrefix("cairn ") && admin.contains("\r\n.\r\n") && admin.contains("uptime "))

@@ -1,10 +1,12 @@
 import NIOCore
 
 /// One inbound protocol line, or the marker that a line exceeded the limit (it is skipped
-/// up to its newline so the connection stays in sync and keeps serving).
+/// up to its newline so the connection stays in sync and keeps serving), or that the
+/// connection ended inside a line.
 enum InboundLine: Sendable {
     case line(ByteBuffer)
     case tooLong
+    case incomplete
 }
 
 /// Splits the byte stream into `\n`-terminated lines (a trailing `\r` is dropped later).
@@ -40,11 +42,9 @@ struct LineFraming: ByteToMessageDecoder {
     }
 
     mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
-        // A last line without its newline is still a request (telnet users, `printf`).
-        if buffer.readableBytes > 0, !discarding {
-            if buffer.readableBytes > maxLength { context.fireChannelRead(wrapInboundOut(.tooLong)) }
-            else { context.fireChannelRead(wrapInboundOut(.line(buffer.readSlice(length: buffer.readableBytes)!))) }
-        }
+        // A last line without its newline is not run: it may be the front of a request whose
+        // sender was killed while writing it (a value cut short would be stored as sent).
+        if buffer.readableBytes > 0, !discarding { context.fireChannelRead(wrapInboundOut(.incomplete)) }
         buffer.moveReaderIndex(forwardBy: buffer.readableBytes)
         return .needMoreData
     }

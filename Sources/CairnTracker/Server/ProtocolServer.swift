@@ -81,6 +81,11 @@ final class RequestHandler: ChannelDuplexHandler {
     private var inputEnded = false
     /// A `read` held back while `pending` is full.
     private var readHeld = false
+    /// The connection closed (the client went, or a write to it failed): the lines it left are
+    /// still answered, unheard — a client may count a change as made once the socket has it
+    /// (a mount's custom-metadata sets, see `TrackerPipeline`); NIO reads what the socket holds
+    /// before it closes a connection whose write failed.
+    private var closed = false
 
     init(dispatcher: Dispatcher, logger: Logger, channel: any Channel) {
         self.dispatcher = dispatcher
@@ -105,7 +110,8 @@ final class RequestHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         if let id = link.watcher { dispatcher.watchers.remove(id) }
-        pending.removeAll()
+        closed = true
+        answerNext(context: context)
         context.fireChannelInactive()
     }
 
@@ -126,11 +132,13 @@ final class RequestHandler: ChannelDuplexHandler {
     /// Starts answering the oldest waiting line, unless one is being answered.
     private func answerNext(context: ChannelHandlerContext) {
         // Not while replies pile up unread (the client not reading them): they wait in the socket.
-        while !answering, context.channel.isWritable, let item = pending.popFirst() {
-            if readHeld, pending.count < Self.maxPending { readHeld = false; context.read() }
+        while !answering, closed || context.channel.isWritable, let item = pending.popFirst() {
+            if readHeld, !closed, pending.count < Self.maxPending { readHeld = false; context.read() }
             switch item {
             case .tooLong:
                 reply(Reply.err(ProtocolError("line_too_long", "request line longer than \(Request.maxLineBytes) bytes; ignored")).encode(), context: context)
+            case .incomplete:
+                reply(Reply.err(ProtocolError("incomplete_line", "the connection ended inside a request line (no newline); ignored")).encode(), context: context)
             case .line(let buffer):
                 answering = true
                 let line = Array(buffer.readableBytesView), dispatcher = dispatcher, link = link, loop = context.eventLoop
@@ -148,7 +156,7 @@ final class RequestHandler: ChannelDuplexHandler {
                 }
             }
         }
-        if !answering, pending.isEmpty, inputEnded { context.close(promise: nil) }
+        if !answering, pending.isEmpty, inputEnded, !closed { context.close(promise: nil) }
     }
 
     private func reply(_ bytes: [UInt8], context: ChannelHandlerContext) {
