@@ -37,6 +37,8 @@ final class TrackerPipeline: @unchecked Sendable {
     private var lastSequence: UInt64 = 0
     /// Every request up to this one is in the current connection's socket.
     private var writtenThrough: UInt64 = 0
+    /// Every request up to this one is answered.
+    private var answeredThrough: UInt64 = 0
     private var readerStarted = false
     /// Unanswered requests, for `waitUntilAnswered`'s check without the lock.
     private let unanswered = Atomic<Int>(0)
@@ -88,13 +90,16 @@ final class TrackerPipeline: @unchecked Sendable {
         }
     }
 
-    /// Returns once every request sent so far is answered; throws after the timeout.
+    /// Returns once every request sent before this call is answered (not those sent while it
+    /// waits: a stream of sets on one thread must not hold up another's call); throws after
+    /// the timeout.
     func waitUntilAnswered() throws {
         guard unanswered.load(ordering: .acquiring) > 0 else { return }
         let deadline = Date().addingTimeInterval(timeout)
         state.lock()
         defer { state.unlock() }
-        while unansweredCount > 0 {
+        let target = lastSequence
+        while answeredThrough < target {
             if !state.wait(until: deadline) {
                 throw TransferError(url: describe, reason: "\(unansweredCount) changes sent to the tracker are still unanswered after \(Int(timeout)) s; they are sent again when a tracker answers")
             }
@@ -128,7 +133,7 @@ final class TrackerPipeline: @unchecked Sendable {
                 if reconnect() { lostSince = nil; continue }
                 if lostSince == nil { lostSince = Date() }
                 if let since = lostSince, Date().timeIntervalSince(since) > 5 {
-                    report("\(unansweredCount) changes wait for a tracker at \(describe); still trying")
+                    report("\(unanswered.load(ordering: .relaxed)) changes wait for a tracker at \(describe); still trying")
                     lostSince = Date()
                 }
                 Thread.sleep(forTimeInterval: 0.2)
@@ -137,12 +142,13 @@ final class TrackerPipeline: @unchecked Sendable {
             let line: [UInt8]
             do { line = try conn.readLine() } catch {
                 state.withLock { if connection === conn { connection = nil } }
-                report("lost the tracker connection (\(error)); sending its \(unansweredCount) unanswered changes again")
+                report("lost the tracker connection (\(error)); sending its \(unanswered.load(ordering: .relaxed)) unanswered changes again")
                 continue
             }
             let done: Outstanding = state.withLock {
                 let o = outstanding[head]
                 head += 1
+                answeredThrough = o.sequence
                 if head > 256, head * 2 > outstanding.count {
                     outstanding.removeFirst(head)
                     head = 0
