@@ -74,6 +74,9 @@ struct Dispatcher: Sendable {
             guard watchers.granting else {
                 return .err(ProtocolError("leases_off", "this tracker grants no leases (start it with --leases when it is the only tracker on its database); every open asks it"))
             }
+            // A line its connection left when it closed: a watch nobody reads would hold up
+            // every change until cut off.
+            guard connection.channel.isActive else { return .err(ProtocolError("closed", "the connection closed")) }
             let id = watchers.register(connection.channel)
             connection.watcher = id
             return .ok([("watcher", String(id)), ("lease_ms", String(Watchers.leaseMillis))])
