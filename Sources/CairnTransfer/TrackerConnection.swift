@@ -2,8 +2,10 @@ import CairnProtocol
 import Foundation
 
 /// A blocking connection to one tracker speaking the line protocol. Not thread-safe: one
-/// caller at a time (pools hand connections out). On any I/O error or timeout the connection
-/// is dead and must be dropped, since a late reply would answer the wrong request.
+/// caller at a time (pools hand connections out), except that one thread may `send` while
+/// another reads with `readLine` (a pipeline: `send` touches only the socket). On any I/O
+/// error or timeout the connection is dead and must be dropped, since a late reply would
+/// answer the wrong request.
 public final class TrackerConnection {
     public let address: String
     private var fd: Int32 = -1
