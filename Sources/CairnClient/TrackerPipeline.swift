@@ -101,7 +101,7 @@ final class TrackerPipeline: @unchecked Sendable {
         let target = lastSequence
         while answeredThrough < target {
             if !state.wait(until: deadline) {
-                throw TransferError(url: describe, reason: "\(unansweredCount) changes sent to the tracker are still unanswered after \(Int(timeout)) s; they are sent again when a tracker answers")
+                throw TransferError(url: describe, reason: "\(unansweredCount) changes sent to the tracker without waiting (custom-metadata sets) are still unanswered after \(Int(timeout)) s; they stay queued, and are sent again, while this process runs")
             }
         }
     }
@@ -109,7 +109,7 @@ final class TrackerPipeline: @unchecked Sendable {
     private var unansweredCount: Int { outstanding.count - head }
 
     private func notTaken() -> TransferError {
-        TransferError(url: describe, reason: "no tracker took the change within \(Int(timeout)) s; it is kept and sent when one answers")
+        TransferError(url: describe, reason: "no tracker took the change within \(Int(timeout)) s; it stays queued, and is sent when one answers, while this process runs")
     }
 
     private func startReaderIfNeeded() {
