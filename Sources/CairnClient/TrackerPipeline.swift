@@ -37,8 +37,6 @@ final class TrackerPipeline: @unchecked Sendable {
     private var lastSequence: UInt64 = 0
     /// Every request up to this one is in the current connection's socket.
     private var writtenThrough: UInt64 = 0
-    /// Every request up to this one is answered.
-    private var answeredThrough: UInt64 = 0
     private var readerStarted = false
     /// Unanswered requests, for `waitUntilAnswered`'s check without the lock.
     private let unanswered = Atomic<Int>(0)
@@ -64,6 +62,7 @@ final class TrackerPipeline: @unchecked Sendable {
         guard sending.lock(before: deadline) else { throw notTaken() }
         let sequence: UInt64
         let conn: TrackerConnection?
+        var delivered = false
         do {
             defer { sending.unlock() }
             state.lock()
@@ -75,14 +74,22 @@ final class TrackerPipeline: @unchecked Sendable {
             conn = connection
             state.broadcast()  // the reader has something to read (or to connect for)
             state.unlock()
-            // On failure the reader finds the connection dead, reconnects and sends it again.
-            if let conn, (try? conn.send(line)) != nil {
-                state.withLock {
-                    if connection === conn { writtenThrough = sequence }
-                    state.broadcast()
+            // On failure (part of the line may have gone) the connection is ended: the reader
+            // finds it dead, reconnects and sends every unanswered line again.
+            if let conn {
+                do {
+                    try conn.send(line)
+                    delivered = state.withLock {
+                        guard connection === conn else { return false }
+                        writtenThrough = sequence
+                        return true
+                    }
+                } catch {
+                    conn.abandon()
                 }
             }
         }
+        if delivered { return }
         state.lock()
         defer { state.unlock() }
         while writtenThrough < sequence {
@@ -107,6 +114,8 @@ final class TrackerPipeline: @unchecked Sendable {
     }
 
     private var unansweredCount: Int { outstanding.count - head }
+    /// Every request up to this one is answered (sequences are consecutive).
+    private var answeredThrough: UInt64 { head < outstanding.count ? outstanding[head].sequence - 1 : lastSequence }
 
     private func notTaken() -> TransferError {
         TransferError(url: describe, reason: "no tracker took the change within \(Int(timeout)) s; it stays queued, and is sent when one answers, while this process runs")
@@ -130,10 +139,10 @@ final class TrackerPipeline: @unchecked Sendable {
             let conn = connection
             state.unlock()
             guard let conn else {
-                if reconnect() { lostSince = nil; continue }
+                guard let failure = reconnect() else { lostSince = nil; continue }
                 if lostSince == nil { lostSince = Date() }
                 if let since = lostSince, Date().timeIntervalSince(since) > 5 {
-                    report("\(unanswered.load(ordering: .relaxed)) changes wait for a tracker at \(describe); still trying")
+                    report("\(unanswered.load(ordering: .relaxed)) changes wait for a tracker at \(describe) (\(failure)); still trying")
                     lostSince = Date()
                 }
                 Thread.sleep(forTimeInterval: 0.2)
@@ -148,7 +157,6 @@ final class TrackerPipeline: @unchecked Sendable {
             let done: Outstanding = state.withLock {
                 let o = outstanding[head]
                 head += 1
-                answeredThrough = o.sequence
                 if head > 256, head * 2 > outstanding.count {
                     outstanding.removeFirst(head)
                     head = 0
@@ -161,9 +169,9 @@ final class TrackerPipeline: @unchecked Sendable {
         }
     }
 
-    /// A new connection with every unanswered request sent again, in order; false if no
-    /// tracker could be reached (the caller waits and tries again).
-    private func reconnect() -> Bool {
+    /// A new connection with every unanswered request sent again, in order; or why no tracker
+    /// could be reached (the caller waits and tries again).
+    private func reconnect() -> (any Error)? {
         sending.lock()
         defer { sending.unlock() }
         do {
@@ -175,9 +183,9 @@ final class TrackerPipeline: @unchecked Sendable {
                 writtenThrough = last
                 state.broadcast()
             }
-            return true
+            return nil
         } catch {
-            return false
+            return error
         }
     }
 

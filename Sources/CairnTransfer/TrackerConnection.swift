@@ -51,6 +51,11 @@ public final class TrackerConnection {
 
     deinit { if fd >= 0 { close(fd) } }
 
+    /// Ends the connection both ways at once (the file descriptor stays open until deinit),
+    /// so a thread blocked reading it returns and nothing more is sent after a line a failed
+    /// `send` may have left cut short; the tracker refuses such a line.
+    public func abandon() { shutdown(fd, Int32(SHUT_RDWR)) }
+
     /// The longest Unix socket path (`sockaddr_un` holds it with its terminating NUL); the
     /// tracker's `--socket` and `cairn up` keep to it too.
     public static let maxSocketPathBytes = MemoryLayout.size(ofValue: sockaddr_un().sun_path) - 1

@@ -55,7 +55,7 @@ func readFully(fd: Int32, count: Int) throws -> [UInt8] {
     var got = 0
     while got < count {
         let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, count - got) }
-        if n < 0 { if errno == EINTR { continue }; throw CommandFailure("read failed: \(String(cString: strerror(errno)))") }
+        if n < 0 { if errno == EINTR { continue }; throw CommandFailure("read of standard input failed: \(String(cString: strerror(errno)))") }
         if n == 0 { break }
         got += n
     }
@@ -106,7 +106,7 @@ struct Get: ParsableCommand {
                     var off = 0
                     while off < bytes.count {
                         let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + off, bytes.count - off) }
-                        if n < 0 { if errno == EINTR { continue }; throw CommandFailure("write failed: \(String(cString: strerror(errno)))") }
+                        if n < 0 { if errno == EINTR { continue }; throw CommandFailure("write to \(toStdout ? "standard output" : tmp) failed: \(String(cString: strerror(errno)))") }
                         off += n
                     }
                 }
@@ -117,9 +117,14 @@ struct Get: ParsableCommand {
             }
             if special { close(fd) }
             if !direct {
-                fsync(fd)
-                close(fd)
-                guard rename(tmp, file) == 0 else { throw CommandFailure("cannot rename \(tmp) to \(file)") }
+                // A write the disk refuses late (full, failing) shows here: the destination
+                // then keeps what it had, and nothing half-written is left beside it.
+                let synced = fsync(fd) == 0 ? close(fd) : { let e = errno; close(fd); errno = e; return -1 }()
+                guard synced == 0, rename(tmp, file) == 0 else {
+                    let reason = String(cString: strerror(errno))
+                    unlink(tmp)
+                    throw CommandFailure("cannot complete \(file) (written as \(tmp)): \(reason)")
+                }
             }
         }
     }
