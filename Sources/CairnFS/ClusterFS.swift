@@ -263,8 +263,52 @@ public final class ClusterFS: @unchecked Sendable {
             return
         }
         let dir = try cairn(parent)
+        if try unlinkWithoutWaiting(dir, name) { return }
         _ = try call("fs_unlink", [("parent", String(dir)), ("name", name)])
         listings.removed(dir, name)
+    }
+
+    /// An unlink of a file this mount's listing shows returns once the tracker's socket holds
+    /// it (`TrackerClient.send`), as a plain setxattr does: a loop of them (`rm -r`) costs the
+    /// tracker's time, not a round trip each. What decides its outcome is known here: the
+    /// name and the inode it names (the kernel checked permissions; a directory goes through
+    /// rmdir, which waits). The request names that inode, so the tracker removes the name only
+    /// while it still names it — sent again after a lost answer, it cannot remove a file
+    /// created under that name since. This mount shows the name gone at once; every later call
+    /// waits for the answer (an rmdir of the directory, a create of the same name). Should the
+    /// tracker refuse (another client removed or replaced the file first), this mount drops
+    /// its listings, so the name shows as the tracker has it.
+    private func unlinkWithoutWaiting(_ dir: Ino, _ name: String) throws -> Bool {
+        guard case .present(let file, _) = listings.enabled ? listings.answer(dir, name) : .unknown, !file.isDirectory else { return false }
+        // What the kernel asks next (the directory's attributes, for its next permission check)
+        // is answered as the tracker will change it: mtime and ctime now.
+        let directory = context.recentAttributes.fresh(dir)
+        context.recentAttributes.forget(filesAnd: [dir])
+        if var d = directory {
+            d.mtime = Clock.nowNanos(); d.ctime = d.mtime
+            context.recentAttributes.remember(d)
+        }
+        context.leases?.forget(file.ino)
+        listings.removed(dir, name)
+        let context = context
+        do {
+            try tracker.send("fs_unlink", [("parent", String(dir)), ("name", name), ("ino", String(file.ino))]) { result in
+                switch result {
+                case .success(let r):
+                    if let d = WireAttributes(r, prefix: "parent_") { context.recentAttributes.remember(d) }
+                case .failure(let error):
+                    context.listings.forgetAll()
+                    context.recentAttributes.forgetAll()
+                    if error.code != "unknown_key" {
+                        FileHandle.standardError.write(Data("cairn mount: \"\(name)\" (inode \(file.ino)) in directory inode \(dir) was not removed: \(error.text)\n".utf8))
+                    }
+                }
+            }
+        } catch {
+            listings.forgetAll()  // no tracker took it: the name is still there
+            throw FSError.from(error)
+        }
+        return true
     }
 
     /// Removes a hidden (unlinked-while-open) file once nothing here has it open.

@@ -105,9 +105,12 @@ extension MetadataStore {
     }
 
     /// Removes one name. A file whose last name goes is freed: its blobs are queued for deletion.
-    static func removeEntry(_ db: Database, parent: Ino, name: String, expectDirectory: Bool?) throws {
+    static func removeEntry(_ db: Database, parent: Ino, name: String, expectDirectory: Bool?, expectedIno: Ino? = nil) throws {
         guard let ino = try entryIno(db, parent: parent, name: name) else {
             throw StoreError("unknown_key", "\"\(name)\" does not exist", errno: ENOENT)
+        }
+        if let expectedIno, ino != expectedIno {
+            throw StoreError("unknown_key", "\"\(name)\" names inode \(ino) now, not \(expectedIno)", errno: ENOENT)
         }
         let a = try requireAttributes(db, ino: ino)
         if expectDirectory == true, a.kind != .directory { throw StoreError("not_a_directory", "\"\(name)\" is not a directory", errno: ENOTDIR) }
@@ -354,11 +357,13 @@ extension MetadataStore {
             """), arguments: [directory]) ?? 0
     }
 
-    /// Removes a name; returns its directory's new attributes.
+    /// Removes a name; returns its directory's new attributes. `expectedIno`: remove it only
+    /// while it names that inode (a request sent again after a lost answer must not remove a
+    /// file created under the same name since).
     @discardableResult
-    public func unlink(parent: Ino, name: String, directory: Bool) async throws -> InodeAttributes {
+    public func unlink(parent: Ino, name: String, directory: Bool, expectedIno: Ino? = nil) async throws -> InodeAttributes {
         try await write { db in
-            try Self.removeEntry(db, parent: parent, name: name, expectDirectory: directory)
+            try Self.removeEntry(db, parent: parent, name: name, expectDirectory: directory, expectedIno: expectedIno)
             return try Self.requireAttributes(db, ino: parent)
         }
     }

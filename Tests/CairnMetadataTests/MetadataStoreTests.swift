@@ -199,6 +199,22 @@ func commit(_ store: MetadataStore, _ d: DomainRecord, _ key: String, size: Int6
         #expect(try await store.readlink(ino: sym.ino) == "dir/f")
     }
 
+    /// An unlink that names the inode it expects (the mount's, sent without waiting and sent
+    /// again after a lost answer) removes the name only while it names that inode.
+    @Test func unlinkNamingAnInodeRemovesOnlyThatInode() async throws {
+        let store = try MetadataStore(path: temporaryDatabase())
+        let d = try await store.createDomain("d")
+        let (first, _) = try await commit(store, d, "k")
+        try await store.unlink(parent: d.root, name: "k", directory: false, expectedIno: first.ino)
+        let (second, _) = try await commit(store, d, "k")  // made again under the same name
+        await #expect(throws: StoreError.self, "a resend of the first unlink") {
+            try await store.unlink(parent: d.root, name: "k", directory: false, expectedIno: first.ino)
+        }
+        #expect(try await store.lookup(parent: d.root, name: "k").ino == second.ino, "the new file stays")
+        try await store.unlink(parent: d.root, name: "k", directory: false, expectedIno: second.ino)
+        await #expect(throws: StoreError.self) { try await store.lookup(parent: d.root, name: "k") }
+    }
+
     /// A rename answers with the moved inode and its directories as stored afterwards, and
     /// keeps every key right: in a subdirectory (the new key is derived from the old one), at
     /// the domain root, across directories, and for a directory's whole subtree.

@@ -71,7 +71,8 @@ struct NamespaceCommands {
                 + FileCommands.allocationPairs(fid: upload.fid, devices: upload.devices, urls: urls).map { ("upload_" + $0.0, $0.1) }
         }
         h["fs_unlink"] = { a in
-            let parentNow = try await s.store.unlink(parent: try a.requireInt("parent"), name: try a.require("name"), directory: a.bool("dir"))
+            let parentNow = try await s.store.unlink(parent: try a.requireInt("parent"), name: try a.require("name"), directory: a.bool("dir"),
+                                                   expectedIno: try a.optionalInt("ino"))
             return AttributeCodec.pairs(parentNow, prefix: "parent_")
         }
         h["fs_rename"] = { a in
