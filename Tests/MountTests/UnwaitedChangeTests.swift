@@ -36,15 +36,19 @@ extension MountTests {
         }
     }
 
+    /// The mount is killed; the stopped tracker then answers the lines its socket holds, to nobody.
+    private func killMountThenResumeTracker(_ c: TestCluster, _ m: TestMount) throws {
+        let p = try #require(m.process)
+        kill(p.processIdentifier, SIGKILL)
+        p.waitUntilExit()
+        kill(try #require(c.tracker).processIdentifier, SIGCONT)
+    }
+
     @Test func xattrSetsSurviveAKilledMount() throws {
         let (c, m, dir) = try mountedCluster()
         defer { m.unmount(); c.stop() }
         try setWhileTrackerStopped(c, dir)
-        let p = try #require(m.process)
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
-        // The mount is gone; the tracker answers the lines its socket holds, to nobody.
-        kill(try #require(c.tracker).processIdentifier, SIGCONT)
+        try killMountThenResumeTracker(c, m)
         try c.wait("the killed mount's 60 sets at the tracker") { trackerHasEverySet(c) }
     }
 
@@ -87,10 +91,7 @@ extension MountTests {
         let (c, m, dir) = try mountedCluster()
         defer { m.unmount(); c.stop() }
         try unlinkWhileTrackerStopped(c, dir)
-        let p = try #require(m.process)
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
-        kill(try #require(c.tracker).processIdentifier, SIGCONT)
+        try killMountThenResumeTracker(c, m)
         try c.wait("the killed mount's 60 unlinks at the tracker") { try trackerHasNoneUnlinked(c) }
         _ = try c.client.call("get_paths", [("domain", "test"), ("key", "u/kept")])
     }
