@@ -56,10 +56,28 @@ final class GroupCommit: Sendable {
     /// same time) and returns its result once that transaction is committed.
     func perform<T: Sendable>(_ durability: Durability, _ body: @escaping @Sendable (Database) throws -> T) async throws -> T {
         let write = Write(durability, body)
+        let gathering = MetadataStore.gathering
         var leads = claim(orQueue: nil)
-        if !leads { leads = await write.queue(in: self) == .lead }
+        if leads {
+            gathering?.joined()
+            await gather(gathering)
+        } else {
+            leads = await write.queue(in: self, gathering: gathering) == .lead
+        }
         if leads { await lead(write) }
         return try write.outcome!.get()
+    }
+
+    /// Before a leader starts its transaction: while its source says more of its writes are
+    /// about to come, it lets them run up to their place in the queue (a turn each), so they
+    /// join this transaction rather than wait for the next.
+    private func gather(_ gathering: (any WriteGathering)?) async {
+        guard let gathering else { return }
+        var turns = 0
+        while gathering.moreComing, turns < Self.maxBatch {
+            await Task.yield()
+            turns += 1
+        }
     }
 
     /// True when no transaction runs: the caller leads the next one. Otherwise `member` (when
@@ -199,13 +217,14 @@ private final class Write<T: Sendable>: Member, @unchecked Sendable {
     }
 
     /// Waits in `commits`' queue until answered or asked to lead.
-    func queue(in commits: GroupCommit) async -> Turn {
+    func queue(in commits: GroupCommit, gathering: (any WriteGathering)?) async -> Turn {
         await withCheckedContinuation { c in
             continuation = c
             if commits.claim(orQueue: self) {
                 continuation = nil
                 c.resume(returning: .lead)
             }
+            gathering?.joined()
         }
     }
 
@@ -243,4 +262,19 @@ private final class Write<T: Sendable>: Member, @unchecked Sendable {
         defer { continuation = nil }
         return continuation
     }
+}
+
+/// A source of writes that can tell when more of its writes are about to come: a tracker
+/// connection whose client sent several changes without waiting for the answers (a mount's
+/// custom-metadata sets and unlinks). Its writes then share one transaction instead of paying
+/// one each (BEGIN, COMMIT and the WAL frames of the pages they share), which is most of what
+/// such a change costs the tracker.
+///
+/// The source starts its next write only once the one before has joined (led or queued), so
+/// they take their places in the order they were sent.
+public protocol WriteGathering: Sendable {
+    /// The write of the calling task has its place in the order of transactions.
+    func joined()
+    /// Another write of this source is about to take its place.
+    var moreComing: Bool { get }
 }

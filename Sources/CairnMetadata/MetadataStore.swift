@@ -70,6 +70,10 @@ public final class MetadataStore: Sendable {
     /// request may have changed files that watching mounts hold.
     @TaskLocal public static var writeLog: WriteLog?
 
+    /// Set by the tracker around a request whose connection has more changes waiting (see
+    /// `WriteGathering`).
+    @TaskLocal public static var gathering: (any WriteGathering)?
+
     func write<T: Sendable>(_ body: @Sendable @escaping (Database) throws -> T) async throws -> T {
         Self.writeLog?.mark()
         return try await mapErrors { try await self.commits.perform(Self.deferDurability ? .deferred : .durable, body) }

@@ -58,6 +58,46 @@ import Testing
         #expect(stat(fifo, &st) == 0 && (st.st_mode & S_IFMT) == S_IFIFO, "the FIFO is still a FIFO")
     }
 
+    /// Changes a client sends without waiting (a mount's custom-metadata sets and unlinks)
+    /// share transactions, and still take effect and are answered in the order they were sent.
+    @Test func pipelinedChangesShareTransactionsInOrder() throws {
+        let c = try TestCluster(nodes: 1)
+        defer { c.stop() }
+        let root = try #require(c.client.call("fs_root", [("domain", "test")]).int("ino"))
+        func create(_ name: String) throws -> Int64 {
+            try #require(c.client.call("fs_create", [("parent", String(root)), ("name", name), ("kind", "f"), ("mode", "420"), ("uid", "0"), ("gid", "0")]).int("ino"))
+        }
+        let kept = try create("kept")
+        let doomed = try (0..<40).map { try create("f\($0)") }
+        var lines = "", expected: [String] = []
+        for i in 0..<120 {
+            // The same attribute of one file, again and again: only the order leaves the last value.
+            lines += "meta_set ino=\(kept)&name=k&value_hex=\(Hex.encode(Array("v\(i)".utf8)))&durable=0&callid=s\(i)\r\n"
+            expected.append("s\(i)")
+            if i % 3 == 0, i / 3 < doomed.count {
+                let n = i / 3
+                lines += "fs_unlink parent=\(root)&name=f\(n)&ino=\(doomed[n])&durable=0&callid=u\(n)\r\n"
+                expected.append("u\(n)")
+            }
+        }
+        // The first unlink again (a resend): refused, as its file is gone.
+        lines += "fs_unlink parent=\(root)&name=f0&ino=\(doomed[0])&callid=again\r\n"
+        let before = try trackerStats(port: c.trackerPort)
+        let replies = try rawExchange(port: c.trackerPort, Array(lines.utf8), timeout: 30).split(separator: "\r\n").map(String.init)
+        let after = try trackerStats(port: c.trackerPort)
+        #expect(replies.count == expected.count + 1)
+        let ids = replies.dropLast().map { r in r.split(separator: "&").first { $0.hasPrefix("callid=") }.map { String($0.dropFirst(7)) } ?? r }
+        #expect(ids == expected, "replies in the order of the requests, each OK")
+        #expect(replies.last?.hasPrefix("ERR unknown_key") == true && replies.last?.hasSuffix(" again") == true, "\(replies.last ?? "")")
+        #expect(try c.client.call("meta_get", [("ino", String(kept)), ("name", "k")])["value_hex"] == Hex.encode(Array("v119".utf8)))
+        for n in 0..<doomed.count {
+            #expect(throws: ProtocolError.self) { try c.client.call("fs_lookup", [("parent", String(root)), ("name", "f\(n)")]) }
+        }
+        let writes = (after["writes"] ?? 0) - (before["writes"] ?? 0)
+        let transactions = (after["write_transactions"] ?? 0) - (before["write_transactions"] ?? 0)
+        #expect(writes >= 161 && transactions * 2 < writes, "\(writes) writes in \(transactions) transactions")
+    }
+
     @Test func everyFidReachesItsReplicasOnDistinctHosts() throws {
         let c = try TestCluster()
         defer { c.stop() }

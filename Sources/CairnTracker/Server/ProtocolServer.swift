@@ -1,7 +1,9 @@
+import CairnMetadata
 import CairnProtocol
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// The tracker's server: TCP, and a Unix socket when configured, for clients on this machine
 /// (a mount above all: sending and receiving over TCP loopback was a seventh of its CPU in an
@@ -70,13 +72,26 @@ final class RequestHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     static let maxPending = 256
+    /// Changes a client sends without waiting for their answers (a mount's custom-metadata sets
+    /// and unlinks): consecutive ones are started together, each once the one before has its
+    /// place in the order of transactions, so they share transactions (see `WriteGathering`).
+    static let gatherable = [Array("meta_set ".utf8), Array("fs_unlink ".utf8)]
+    /// Lines started together at most (a transaction's worth, `GroupCommit.maxBatch`).
+    static let maxGathered = 64
 
     private let dispatcher: Dispatcher
     private let logger: Logger
     private let executor: EventLoopTaskExecutor
     private let link: WatchLink
     private var pending = CircularBuffer<InboundLine>()
-    private var answering = false
+    /// Lines started and not answered yet; more than one only while all of them are gatherable.
+    private var inFlight = 0
+    private var inFlightGatherable = false
+    private let gathering = ConnectionGathering()
+    /// Replies go out in line order: lines are numbered as they start, and a reply that is
+    /// ready before an earlier line's waits here.
+    private var nextLine = 0, nextReply = 0
+    private var finished: [Int: [UInt8]] = [:]
     /// The client shut its side: once every line is answered, the connection closes.
     private var inputEnded = false
     /// A `read` held back while `pending` is full.
@@ -129,34 +144,69 @@ final class RequestHandler: ChannelDuplexHandler {
         if pending.count >= Self.maxPending { readHeld = true } else { context.read() }
     }
 
-    /// Starts answering the oldest waiting line, unless one is being answered.
+    /// Starts answering the oldest waiting line, unless one is being answered — or, for a
+    /// gatherable change after gatherable ones, unless the one before has no place yet.
     private func answerNext(context: ChannelHandlerContext) {
         // Not while replies pile up unread (the client not reading them): they wait in the socket.
-        while !answering, closed || context.channel.isWritable, let item = pending.popFirst() {
+        while closed || context.channel.isWritable, let item = pending.first {
+            let gatherable = Self.isGatherable(item)
+            if inFlight > 0 {
+                guard gatherable, inFlightGatherable, inFlight < Self.maxGathered, !gathering.awaitingPlace else { break }
+            }
+            _ = pending.popFirst()
             if readHeld, !closed, pending.count < Self.maxPending { readHeld = false; context.read() }
+            let number = nextLine
+            nextLine += 1
             switch item {
             case .tooLong:
-                reply(Reply.err(ProtocolError("line_too_long", "request line longer than \(Request.maxLineBytes) bytes; ignored")).encode(), context: context)
+                finish(number, Reply.err(ProtocolError("line_too_long", "request line longer than \(Request.maxLineBytes) bytes; ignored")).encode(), context: context)
             case .incomplete:
-                reply(Reply.err(ProtocolError("incomplete_line", "the connection ended inside a request line (no newline); ignored")).encode(), context: context)
+                finish(number, Reply.err(ProtocolError("incomplete_line", "the connection ended inside a request line (no newline); ignored")).encode(), context: context)
             case .line(let buffer):
-                answering = true
-                let line = Array(buffer.readableBytesView), dispatcher = dispatcher, link = link, loop = context.eventLoop
-                let bound = NIOLoopBound((self, context), eventLoop: loop)
-                Task(executorPreference: executor) {
-                    let answer = await dispatcher.answer(line: line, connection: link)
-                    @Sendable func finish() {
-                        let (handler, context) = bound.value
-                        handler.answering = false
-                        if let answer { handler.reply(answer, context: context) }
-                        handler.answerNext(context: context)
-                    }
-                    // The task runs on the connection's loop, so this is almost always there already.
-                    if loop.inEventLoop { finish() } else { loop.execute(finish) }
-                }
+                start(number, buffer, gatherable: gatherable, context: context)
             }
         }
-        if !answering, pending.isEmpty, inputEnded, !closed { context.close(promise: nil) }
+        gathering.nextWaiting = inFlight > 0 && inFlight < Self.maxGathered && pending.first.map(Self.isGatherable) == true
+        if inFlight == 0, pending.isEmpty, inputEnded, !closed { context.close(promise: nil) }
+    }
+
+    private func start(_ number: Int, _ buffer: ByteBuffer, gatherable: Bool, context: ChannelHandlerContext) {
+        inFlight += 1
+        inFlightGatherable = gatherable
+        let line = Array(buffer.readableBytesView), dispatcher = dispatcher, link = link, loop = context.eventLoop
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        // Once this line's change has its place, the next gatherable line may start.
+        let placed: (any WriteGathering)? = gatherable ? gathering.started(number) {
+            loop.execute { let (handler, context) = bound.value; handler.answerNext(context: context) }
+        } : nil
+        Task(executorPreference: executor) {
+            let answer = await MetadataStore.$gathering.withValue(placed) { await dispatcher.answer(line: line, connection: link) }
+            @Sendable func done() {
+                let (handler, context) = bound.value
+                handler.inFlight -= 1
+                handler.gathering.settle(number)  // a line that wrote nothing has its place too
+                handler.finish(number, answer ?? [], context: context)
+                handler.answerNext(context: context)
+            }
+            // The task runs on the connection's loop, so this is almost always there already.
+            if loop.inEventLoop { done() } else { loop.execute(done) }
+        }
+    }
+
+    /// Sends line `number`'s reply (none when empty) once every earlier line's has gone.
+    private func finish(_ number: Int, _ bytes: [UInt8], context: ChannelHandlerContext) {
+        finished[number] = bytes
+        while let ready = finished.removeValue(forKey: nextReply) {
+            if !ready.isEmpty { reply(ready, context: context) }
+            nextReply += 1
+        }
+    }
+
+    private static func isGatherable(_ item: InboundLine) -> Bool {
+        guard case .line(let buffer) = item else { return false }
+        return gatherable.contains { prefix in
+            buffer.readableBytes > prefix.count && buffer.readableBytesView.starts(with: prefix)
+        }
     }
 
     private func reply(_ bytes: [UInt8], context: ChannelHandlerContext) {
@@ -174,4 +224,48 @@ final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
         let unowned = UnownedJob(job)
         loop.execute { unowned.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
+}
+
+/// What a connection's handler tells its gatherable changes' writes (see `WriteGathering`):
+/// whether a started line's write has no place in the order of transactions yet, or another
+/// line is waiting to start. Read by a leading write on whatever thread runs it.
+final class ConnectionGathering: Sendable {
+    private struct State {
+        var unplaced: Int?
+        var nextWaiting = false
+    }
+    private let state = Mutex(State())
+
+    var awaitingPlace: Bool { state.withLock { $0.unplaced != nil } }
+    var nextWaiting: Bool {
+        get { state.withLock { $0.nextWaiting } }
+        set { state.withLock { $0.nextWaiting = newValue } }
+    }
+    var moreComing: Bool { state.withLock { $0.unplaced != nil || $0.nextWaiting } }
+
+    /// Line `number` starts; `placed` runs once its write has its place.
+    func started(_ number: Int, placed: @escaping @Sendable () -> Void) -> any WriteGathering {
+        state.withLock { $0.unplaced = number }
+        return LineGathering(connection: self, line: number, placed: placed)
+    }
+
+    /// True when `line` was the one without a place (it has one now).
+    @discardableResult
+    func settle(_ line: Int) -> Bool {
+        state.withLock { s in
+            guard s.unplaced == line else { return false }
+            s.unplaced = nil
+            return true
+        }
+    }
+}
+
+/// One gatherable line's view of its connection, for its writes.
+private struct LineGathering: WriteGathering {
+    let connection: ConnectionGathering
+    let line: Int
+    let placed: @Sendable () -> Void
+
+    func joined() { if connection.settle(line) { placed() } }
+    var moreComing: Bool { connection.moreComing }
 }
