@@ -56,12 +56,15 @@ struct ProtocolServer {
     }
 }
 
-/// Answers one connection's request lines, one at a time and in order. A request that needs
-/// no other thread (noop, cached reads) is answered on the connection's own event loop, with
-/// no thread hop: its task runs there. While one is answered, later lines wait in `pending`;
-/// past `maxPending` the handler stops reading the socket until the queue drains, and while
-/// replies wait unread (the channel is not writable) it answers nothing more, so a client
-/// pipelining without end cannot fill the tracker's memory.
+/// Answers one connection's request lines in order: one at a time, except that consecutive
+/// gatherable changes (a mount's sets and unlinks, sent without waiting) start together so
+/// they share transactions, each once the one before has its place in their order; replies
+/// always go out in request order. A request that needs no other thread (noop, cached reads)
+/// is answered on the connection's own event loop, with no thread hop: its task runs there.
+/// While one is answered, later lines wait in `pending`; past `maxPending` the handler stops
+/// reading the socket until the queue drains, and while replies wait unread (the channel is
+/// not writable) it answers nothing more, so a client pipelining without end cannot fill the
+/// tracker's memory.
 ///
 /// This replaced a per-connection task over `NIOAsyncChannel`: a `noop` then cost the tracker
 /// 27 µs of CPU, now 20 (session 19); that loop's profile had put much of the difference in
@@ -166,7 +169,8 @@ final class RequestHandler: ChannelDuplexHandler {
                 start(number, buffer, gatherable: gatherable, context: context)
             }
         }
-        gathering.nextWaiting = inFlight > 0 && inFlight < Self.maxGathered && pending.first.map(Self.isGatherable) == true
+        gathering.nextWaiting = inFlight > 0 && inFlight < Self.maxGathered && (closed || context.channel.isWritable)
+            && pending.first.map(Self.isGatherable) == true
         if inFlight == 0, pending.isEmpty, inputEnded, !closed { context.close(promise: nil) }
     }
 
