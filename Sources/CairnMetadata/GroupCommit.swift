@@ -69,12 +69,13 @@ final class GroupCommit: Sendable {
     }
 
     /// Before a leader starts its transaction: while its source says more of its writes are
-    /// about to come, it lets them run up to their place in the queue (a turn each), so they
-    /// join this transaction rather than wait for the next.
+    /// about to come, it lets them run up to their place in the queue, so they join this
+    /// transaction rather than wait for the next. About two turns each (one for the source to
+    /// start it, one for it to run up to its place), for a batch's worth at most.
     private func gather(_ gathering: (any WriteGathering)?) async {
         guard let gathering else { return }
         var turns = 0
-        while gathering.moreComing, turns < Self.maxBatch {
+        while gathering.moreComing, turns < 2 * Self.maxBatch {
             await Task.yield()
             turns += 1
         }
