@@ -4,14 +4,15 @@ import Foundation
 import Synchronization
 
 /// Requests whose sender need not wait for the answer, sent down one tracker connection in
-/// order while a thread of their own reads the answers: the mount's custom-metadata sets,
-/// which setxattr acknowledges once the tracker's socket holds them, so a loop of them costs
-/// the tracker's time rather than a round trip each.
+/// order while a thread of their own reads the answers: the mount's custom-metadata sets and
+/// unlinks of listed files, which it acknowledges once the tracker's socket holds them, so a
+/// loop of them costs the tracker's time rather than a round trip each.
 ///
 /// A process kill loses none of them: if this process dies, the tracker still answers every
 /// line its socket holds (it answers what a closed connection left); if the tracker dies or
 /// the connection fails, every request not answered yet is sent again, in order, to the
-/// tracker reached next — so requests sent this way must be idempotent. `TrackerClient.call`
+/// tracker reached next — so requests sent this way must be idempotent (an unlink names the
+/// inode it removes, so a resend cannot remove a file made under that name since). `TrackerClient.call`
 /// first waits until every request sent here is answered, so its calls see their effects.
 final class TrackerPipeline: @unchecked Sendable {
     typealias Answered = @Sendable (Result<Args, ProtocolError>) -> Void
@@ -108,7 +109,7 @@ final class TrackerPipeline: @unchecked Sendable {
         let target = lastSequence
         while answeredThrough < target {
             if !state.wait(until: deadline) {
-                throw TransferError(url: describe, reason: "\(unansweredCount) changes sent to the tracker without waiting (custom-metadata sets) are still unanswered after \(Int(timeout)) s; they stay queued, and are sent again, while this process runs")
+                throw TransferError(url: describe, reason: "\(unansweredCount) changes sent to the tracker without waiting (custom-metadata sets, unlinks) are still unanswered after \(Int(timeout)) s; they stay queued, and are sent again, while this process runs")
             }
         }
     }

@@ -21,7 +21,7 @@ struct Put: ParsableCommand {
             }
             let source: FileTransfer.Source
             if file == "-" {
-                source = FileTransfer.Source(size: nil) { _, count in try readFully(fd: 0, count: count) }
+                source = FileTransfer.Source(size: nil) { _, count in try readStandardInput(count: count) }
             } else {
                 let fd = open(file, O_RDONLY | O_CLOEXEC)
                 guard fd >= 0 else { throw CommandFailure("cannot open \(file): \(String(cString: strerror(errno)))") }
@@ -50,11 +50,11 @@ struct Put: ParsableCommand {
     }
 }
 
-func readFully(fd: Int32, count: Int) throws -> [UInt8] {
+func readStandardInput(count: Int) throws -> [UInt8] {
     var buf = [UInt8](repeating: 0, count: count)
     var got = 0
     while got < count {
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, count - got) }
+        let n = buf.withUnsafeMutableBytes { read(0, $0.baseAddress! + got, count - got) }
         if n < 0 { if errno == EINTR { continue }; throw CommandFailure("read of standard input failed: \(String(cString: strerror(errno)))") }
         if n == 0 { break }
         got += n
