@@ -21,12 +21,7 @@ public struct FileLayout: Sendable, Equatable {
 
     public init(_ r: Args) throws {
         guard let a = WireAttributes(r) else { throw ProtocolError("bad_reply", "file_layout reply without attributes") }
-        attributes = a
-        domain = r["domain"] ?? ""
-        className = r["class_name"] ?? "default"
-        replicas = Int(r.int("replicas") ?? 0)
-        syncCopies = Int(r.int("sync_copies") ?? 1)
-        chunkSize = r.int("chunk_size") ?? ChunkLayout.defaultChunkSize
+        self.init(empty: a, classOf: r)
         chunks = (0..<Int(r.int("chunk_count") ?? 0)).map { i in
             let p = "chunk\(i + 1)_"
             return Chunk(index: Int(r.int(p + "index") ?? Int64(i)), fid: r.int(p + "fid") ?? 0, length: r.int(p + "length") ?? 0,
@@ -34,6 +29,18 @@ public struct FileLayout: Sendable, Equatable {
                          urls: (r[p + "urls"] ?? "").utf8.split(separator: UInt8(ascii: " ")).map { String(Substring($0)) },
                          checksum: r.nonEmpty(p + "checksum"))
         }.sorted { $0.index < $1.index }  // in order already (linear then); `chunk(at:)` relies on it
+    }
+
+    /// A file without chunks, in the domain and class `r` names as `file_layout` answers them
+    /// (so does `fs_delegate`, for the files a mount creates on its own).
+    public init(empty attributes: WireAttributes, classOf r: Args) {
+        self.attributes = attributes
+        domain = r["domain"] ?? ""
+        className = r["class_name"] ?? "default"
+        replicas = Int(r.int("replicas") ?? 0)
+        syncCopies = Int(r.int("sync_copies") ?? 1)
+        chunkSize = r.int("chunk_size") ?? ChunkLayout.defaultChunkSize
+        chunks = []
     }
 
     public static func fetch(domain: String, key: String, tracker: TrackerClient) throws -> FileLayout {

@@ -280,14 +280,8 @@ public final class ClusterFS: @unchecked Sendable {
     /// its listings, so the name shows as the tracker has it.
     private func unlinkWithoutWaiting(_ dir: Ino, _ name: String) throws -> Bool {
         guard case .present(let file, _) = listings.enabled ? listings.answer(dir, name) : .unknown, !file.isDirectory else { return false }
-        // What the kernel asks next (the directory's attributes, for its next permission check)
-        // is answered as the tracker will change it: mtime and ctime now.
-        let directory = context.recentAttributes.fresh(dir)
-        context.recentAttributes.forget(filesAnd: [dir])
-        if var d = directory {
-            d.mtime = Clock.nowNanos(); d.ctime = d.mtime
-            context.recentAttributes.remember(d)
-        }
+        touchedDirectory(dir)
+        context.recentAttributes.forget(filesAnd: [])  // a link count may change where this mount cannot see
         context.leases?.forget(file.ino)
         listings.removed(dir, name)
         let context = context
@@ -360,12 +354,65 @@ public final class ClusterFS: @unchecked Sendable {
         var args = [("parent", String(try cairn(parent))), ("name", name), ("kind", "f"),
                     ("mode", String(mode)), ("uid", String(uid)), ("gid", String(gid))]
         if let cls = options.className { args.append(("class", cls)) }
+        if let made = try createWithoutWaiting(try cairn(parent), name, args) { return made }
         args.append(("alloc", "1"))
         let r = try call("fs_create", args)
         let attrs = try created(in: parent, name, r)
         let layout: FileLayout
         do { layout = try FileLayout(r) } catch { throw FSError.from(error) }
         return (attrs, open(layout, writable: true, created: true, preallocated: ChunkTransfer.Allocation(r, prefix: "upload_")).handle)
+    }
+
+    /// A create in a directory the tracker has delegated to this mount (`DelegatedDirectories`),
+    /// whose listing it holds under its lease: decided here (the name is free: nobody else can
+    /// add one there without taking the delegation back first), with an inode number and a
+    /// first-chunk upload the tracker reserved; the create goes down the pipeline and the file
+    /// is open at once. Its first commit goes the same way (`OpenFile`). nil: ask the tracker.
+    private func createWithoutWaiting(_ dir: Ino, _ name: String, _ args: [(String, String)]) throws -> (FSAttributes, UInt64)? {
+        guard let delegations = context.leases?.delegations, listings.enabled, listings.heldAbsent(dir, name) else { return nil }
+        let mode = UInt32(args.first { $0.0 == "mode" }!.1)!, uid = UInt32(args.first { $0.0 == "uid" }!.1)!, gid = UInt32(args.first { $0.0 == "gid" }!.1)!
+        let context = context
+        for attempt in 0..<2 {
+            if attempt > 0, !delegations.ask(dir, className: options.className, tracker: tracker) { return nil }
+            let made = try delegations.create(in: dir) { r -> (WireAttributes, DelegatedDirectories.Reservation) in
+                let now = Clock.nowNanos()
+                let attributes = WireAttributes(ino: r.ino, kind: "f", mode: 0o100000 | (mode & 0o7777), uid: uid, gid: gid, size: 0,
+                                                atime: now, mtime: now, ctime: now, nlink: 1, classID: Int(r.classOf.int("class") ?? 0))
+                try tracker.send("fs_create", args + [("ino", String(r.ino))]) { result in
+                    switch result {
+                    case .success(let reply):
+                        if let d = WireAttributes(reply, prefix: "parent_") { context.recentAttributes.remember(d) }
+                    case .failure(let error):
+                        // Another client made the name after all (this mount's watch was cut
+                        // off meanwhile), or the tracker could not store it.
+                        context.listings.forgetAll()
+                        context.recentAttributes.forget(filesAnd: [dir, r.ino])
+                        context.unstoredCommits.failed(r.ino)
+                        FileHandle.standardError.write(Data("cairn mount: the tracker refused the create of \"\(name)\" in directory inode \(dir) (inode \(r.ino), made here under the directory's delegation): \(error.text); the file and what was written to it are not stored\n".utf8))
+                    }
+                }
+                return (attributes, r)
+            }
+            guard let (attributes, r) = made else { continue }
+            touchedDirectory(dir)
+            listings.added(dir, name, attributes)
+            context.recentAttributes.remember(attributes)
+            let layout = FileLayout(empty: attributes, classOf: r.classOf)
+            context.rememberContent(ino: r.ino, attributes)
+            let handle = register(OpenFile(ino: r.ino, layout: layout, context: context, writable: true, createdHere: true,
+                                           delegatedIn: dir, preallocated: r.upload))
+            return (map.attributes(attributes), handle)
+        }
+        return nil
+    }
+
+    /// A change to `dir`'s names sent without waiting: what the kernel asks next (the
+    /// directory's attributes, for its next permission check) is answered as the tracker will
+    /// change it, mtime and ctime now.
+    private func touchedDirectory(_ dir: Ino) {
+        guard var d = context.recentAttributes.fresh(dir) else { return context.recentAttributes.forget(dir) }
+        d.mtime = Clock.nowNanos(); d.ctime = d.mtime
+        context.recentAttributes.remember(d)
     }
 
     /// Opens a file: its layout is fetched now (close-to-open: the newest committed content).
@@ -435,8 +482,14 @@ public final class ClusterFS: @unchecked Sendable {
 
     /// fsync: as flush, and everything this mount wrote so far is durable.
     public func fsync(_ fh: UInt64?) throws {
-        if let fh { try flush(fh) }
+        guard let fh else { return try sync() }
+        let f = try file(fh)
+        do { try f.commit(waiting: true) } catch { throw FSError.from(error) }
         try sync()
+        // A commit sent at an earlier close and refused since (answered before fs_sync's answer).
+        if context.unstoredCommits.take(f.ino) {
+            throw FSError(EIO, "inode \(f.ino): what was written before an earlier close was not stored (see the mount's log)")
+        }
     }
 
     /// Blobs first (the nodes flush the writes this mount deferred), then the metadata (the

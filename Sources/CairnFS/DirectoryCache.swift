@@ -78,6 +78,16 @@ final class DirectoryCache: @unchecked Sendable {
         }
     }
 
+    /// True when `name` is missing from a listing of `dir` held under the current lease: no
+    /// other client has made it since (its create would have ended the hold first).
+    func heldAbsent(_ dir: Ino, _ name: String) -> Bool {
+        let lease = leaseGeneration()
+        return lock.withLock {
+            guard let l = listings[dir], isHeld(l, lease) else { return false }
+            return l.entries[name] == nil
+        }
+    }
+
     /// The whole directory, sorted by name, when its listing is held under the lease and none
     /// of its entries changed here since (their attributes are then the tracker's).
     func heldEntries(_ dir: Ino) -> [(String, WireAttributes)]? {

@@ -4,6 +4,7 @@ import CairnProtocol
 import CSys
 import Dispatch
 import Foundation
+import Synchronization
 
 /// What every open file and operation of one mount shares.
 final class FSContext: @unchecked Sendable {
@@ -32,6 +33,8 @@ final class FSContext: @unchecked Sendable {
     let firstChunks = FirstChunks()
     /// Layouts opens may use without asking the tracker (see `LeasedLayouts`).
     let leases: LeasedLayouts?
+    /// Files whose commit, sent without waiting at their close, the tracker refused.
+    let unstoredCommits = UnstoredCommits()
 
     /// Gives back what this mount keeps for its next large transfers, then the allocator's free
     /// memory (see `IdleMemoryRelease`).
@@ -124,4 +127,14 @@ final class FirstChunks: @unchecked Sendable {
     }
 
     func chunk(_ ino: Ino) -> FileLayout.Chunk? { lock.withLock { chunks[ino] } }
+}
+
+/// Files whose first commit went to the tracker without waiting (`OpenFile`) and was refused:
+/// the next fsync of each fails with EIO, once, as a local file system reports a write it
+/// could not make after the close had returned.
+final class UnstoredCommits: Sendable {
+    private let inodes = Mutex<Set<Ino>>([])
+    func failed(_ ino: Ino) { _ = inodes.withLock { $0.insert(ino) } }
+    /// True (once) when `ino`'s content was not stored.
+    func take(_ ino: Ino) -> Bool { inodes.withLock { $0.remove(ino) != nil } }
 }

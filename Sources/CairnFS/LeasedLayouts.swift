@@ -29,6 +29,8 @@ final class LeasedLayouts: @unchecked Sendable {
     /// Signalled by `stop()` (ends the watch thread's pauses) and by the thread when it is done.
     private let wake = DispatchSemaphore(value: 0), finished = DispatchSemaphore(value: 0)
     private let tracker: TrackerClient
+    /// Directories this watch may create files in on its own; recalled over the watch.
+    let delegations = DelegatedDirectories()
 
     init(tracker: TrackerClient) {
         self.tracker = tracker
@@ -80,6 +82,7 @@ final class LeasedLayouts: @unchecked Sendable {
         lock.withLock { ContinuousClock.now < trustedUntil ? invalidations : nil }
     }
 
+    /// `trusting` false: the watch ended or begins anew, and its delegations with it.
     private func dropAll(trusting: Bool) {
         lock.withLock {
             epoch += 1
@@ -87,6 +90,7 @@ final class LeasedLayouts: @unchecked Sendable {
             layouts.removeAll()
             if !trusting { trustedUntil = .now }
         }
+        if !trusting { delegations.dropAll() }
     }
 
     // MARK: the watch
@@ -157,6 +161,21 @@ final class LeasedLayouts: @unchecked Sendable {
                 inFlight.append(nil)
                 continue
             }
+            if line.starts(with: Self.recallPrefix) {
+                guard case .command(_, let args) = Request.parse(line: line), let seq = args.nonEmpty("seq") else {
+                    return "a recall without its sequence number: \(String(decoding: line.prefix(80), as: UTF8.self))"
+                }
+                let dirs = args.nonEmpty("dirs").map { $0.split(separator: ",").compactMap { Ino($0) } }
+                delegations.recall(dirs) {
+                    // Down the pipeline, behind every create made under them (`DelegatedDirectories`).
+                    do {
+                        try tracker.send("fs_watch_ack", [("watcher", String(id)), ("seq", seq)]) { _ in }
+                    } catch {
+                        report("could not ack the tracker's recall of create delegations (\(error)); it cuts this watch off")
+                    }
+                }
+                continue
+            }
             guard !inFlight.isEmpty else { return "a reply nothing asked for" }
             let sent = inFlight.removeFirst()
             guard case .success = Reply.parse(line: line) else { return "the tracker cut it off: \(String(decoding: line, as: UTF8.self))" }
@@ -176,7 +195,7 @@ final class LeasedLayouts: @unchecked Sendable {
         while owed > 0, ContinuousClock.now < deadline {
             guard conn.lineReady(timeoutMillis: 100) else { continue }
             let line = try conn.readLine()
-            if Self.isInvalidation(line) { continue }
+            if Self.isInvalidation(line) || line.starts(with: Self.recallPrefix) { continue }
             owed -= 1
             if owed == 0, case .success = Reply.parse(line: line) { return true }
         }
@@ -184,6 +203,7 @@ final class LeasedLayouts: @unchecked Sendable {
     }
 
     private static func isInvalidation(_ line: [UInt8]) -> Bool { line.starts(with: Array("INVAL ".utf8)) }
+    private static let recallPrefix = Array("RECALL ".utf8)
 
     /// Said once per event on the mount's standard error (its log).
     private func report(_ message: String) {

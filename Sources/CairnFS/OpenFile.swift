@@ -43,12 +43,16 @@ final class OpenFile: @unchecked Sendable {
 
     /// Opened by its create on this mount.
     let createdHere: Bool
+    /// Created here under this directory's delegation (`DelegatedDirectories`): its first
+    /// commit, too, goes without waiting for the tracker while the delegation lasts.
+    private let delegatedIn: Ino?
     /// Opened with a layout held under the lease (`LeasedLayouts`), not one fetched now.
     private var leased: Bool
 
-    init(ino: Ino, layout: FileLayout, context: FSContext, writable: Bool, createdHere: Bool = false,
+    init(ino: Ino, layout: FileLayout, context: FSContext, writable: Bool, createdHere: Bool = false, delegatedIn: Ino? = nil,
          preallocated: ChunkTransfer.Allocation? = nil, leased: Bool = false) {
         self.leased = leased
+        self.delegatedIn = delegatedIn
         self.preallocated = preallocated
         self.createdHere = createdHere
         self.ino = ino
@@ -65,6 +69,7 @@ final class OpenFile: @unchecked Sendable {
         self.leased = false
         self.preallocated = nil
         self.createdHere = false
+        self.delegatedIn = nil
         self.ino = ino
         self.committed = nil
         self.size = size
@@ -211,8 +216,9 @@ final class OpenFile: @unchecked Sendable {
 
     // MARK: commit
 
-    /// Makes everything written so far durable and visible (flush, fsync, release).
-    func commit() throws {
+    /// Makes everything written so far visible (flush, fsync, release). `waiting`: the
+    /// tracker's answer is awaited even for a first commit (fsync).
+    func commit(waiting: Bool = false) throws {
         lock.lock()
         let pending = Array(buffers.keys)
         lock.unlock()
@@ -243,12 +249,17 @@ final class OpenFile: @unchecked Sendable {
                 specs.append("\(c.fid) \(min(c.length, maxLen)) - \(c.devices.map(String.init).joined(separator: ".")) \(index)")
             }
         }
+        var args = [("domain", layout.domain), ("ino", String(ino)), ("size", String(size)),
+                    ("chunks", specs.joined(separator: ",")), ("mtime", String(Clock.nowNanos()))]
+        if let dir = delegatedIn, !waiting, layout.chunks.isEmpty,
+           try context.leases?.delegations.whileHeld(dir, { try sendFirstCommit(args + [("class", layout.className), ("fresh", "1")],
+                                                                                 over: layout.attributes) }) != nil {
+            return
+        }
         let since = context.leases?.beginFetch()
         let now: FileLayout
         do {
-            now = try FileLayout(context.tracker.call("commit_file", [("domain", layout.domain), ("ino", String(ino)),
-                                                                     ("size", String(size)), ("chunks", specs.joined(separator: ",")),
-                                                                     ("mtime", String(Clock.nowNanos()))]))
+            now = try FileLayout(context.tracker.call("commit_file", args))
         } catch {
             context.leases?.forget(ino)  // it may have been committed all the same
             throw error
@@ -261,6 +272,45 @@ final class OpenFile: @unchecked Sendable {
         context.rememberContent(ino: ino, now.attributes)
         context.recentAttributes.remember(now.attributes)
         context.firstChunks.remember(now)
+    }
+
+    /// The first commit of a file created under its directory's delegation returns once the
+    /// tracker's socket holds it, as its create did (`TrackerPipeline`): its chunks already
+    /// have their synchronous copies, so only the tracker's transaction is left, which shares
+    /// one with the creates and commits sent around it. `fresh=1` makes the resend after a
+    /// lost connection safe: the tracker takes it only while the file has no chunks or exactly
+    /// these. Call with the lock held.
+    private func sendFirstCommit(_ args: [(String, String)], over created: WireAttributes) throws {
+        let mtime = Int64(args.first { $0.0 == "mtime" }!.1)!
+        var attributes = created
+        attributes.size = size
+        attributes.mtime = mtime
+        attributes.ctime = mtime
+        let ino = ino, context = context
+        context.leases?.forget(ino)
+        try context.tracker.send("commit_file", args) { result in
+            switch result {
+            case .success(let r):
+                guard let now = try? FileLayout(r) else { return }
+                context.recentAttributes.remember(now.attributes)
+                context.firstChunks.remember(now)
+            case .failure(let error):
+                // What this mount showed for the file is not what the tracker has: drop it, and
+                // fail the file's next fsync (as a local file system reports a lost writeback).
+                context.recentAttributes.forget(filesAnd: [ino])
+                context.listings.forgetAll()
+                context.leases?.forget(ino)
+                guard error.code != "unknown_inode" else { return }  // removed meanwhile: nothing lost
+                context.unstoredCommits.failed(ino)
+                FileHandle.standardError.write(Data("cairn mount: what was written to inode \(ino) before its close was not stored (the tracker refused its commit: \(error.text)); the file keeps what the tracker had, and its next fsync fails\n".utf8))
+            }
+        }
+        committed = nil  // fetched again if this handle reads or writes on
+        context.listings.attributesChanged(ino, now: attributes)
+        uploaded.removeAll()
+        changed = false
+        context.rememberContent(ino: ino, attributes)
+        context.recentAttributes.remember(attributes)
     }
 
     // MARK: reads

@@ -85,12 +85,25 @@ extension MetadataStore {
     /// `catalog`: the file's domain name and class as the caller knows them (the tracker's
     /// cache). When they are the file's and every chunk is new (a file's first write, a whole
     /// rewrite), the answer is built from what the commit wrote; otherwise it is read back.
+    /// `first`: a writer's first content for a file it created, which may be sent again after
+    /// a lost connection: taken only while the file has no chunks, or exactly these (the same
+    /// commit, done before); otherwise another writer's content came since and stays.
     public func commitInode(ino: Ino, size: Int64, chunks: [(index: Int, chunk: CommittedChunk)], replicas: Int, mtime: UnixNanos?,
+                            first: Bool = false,
                             catalog: (domainName: String, classRecord: ClassRecord)? = nil) async throws -> StoredLayout {
         let indexed = chunks.map { ($0.index, $0.chunk) }
         return try await write { db in
             let a = try Self.requireAttributes(db, ino: ino)
             guard a.kind == .file else { throw StoreError("is_a_directory", "inode \(ino) is not a file", errno: EISDIR) }
+            if first {
+                if let catalog, catalog.classRecord.domain != a.domain || catalog.classRecord.id != a.classID {
+                    throw StoreError("class_mismatch", "inode \(ino) is not of class \(catalog.classRecord.name) that its first commit names; nothing was changed")
+                }
+                let current = Set(try Fid.fetchAll(db.cachedStatement(sql: "SELECT fid FROM chunk WHERE ino = ?"), arguments: [ino]))
+                guard current.isEmpty || current == Set(indexed.map(\.1.fid)) else {
+                    throw StoreError("changed_since", "inode \(ino) has content another writer committed since its create; this first commit (sent again after a lost connection) was not applied")
+                }
+            }
             let written = try Self.replaceContent(db, ino: ino, domain: a.domain, classID: a.classID, size: size, indexed: indexed,
                                                   replicas: replicas, mtime: mtime)
             guard written.allNew, let catalog, catalog.classRecord.domain == a.domain, catalog.classRecord.id == a.classID else {

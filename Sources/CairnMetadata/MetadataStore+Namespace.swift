@@ -48,14 +48,15 @@ extension MetadataStore {
     }
 
     /// Inserts an inode; returns it as stored (RETURNING: no read after the write).
+    /// `ino`: a number reserved for the caller (`reserveCreates`), else the next one.
     static func newInode(_ db: Database, domain: DomainID, kind: InodeKind, mode: UInt32, uid: UInt32, gid: UInt32,
-                         classID: ClassID = 0, target: [UInt8]? = nil, size: Int64 = 0) throws -> InodeAttributes {
+                         classID: ClassID = 0, target: [UInt8]? = nil, size: Int64 = 0, ino: Ino? = nil) throws -> InodeAttributes {
         let now = Clock.nowNanos()
         let typeBits: UInt32 = switch kind { case .file: 0o100000; case .directory: 0o040000; case .symlink: 0o120000 }
         return try returnedAttributes(db.cachedStatement(sql: """
-            INSERT INTO inode(dmid, kind, mode, uid, gid, size, atime, mtime, ctime, nlink, classid, target)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING \(inodeColumns)
-            """), arguments: [domain, kind.rawValue, Int64(typeBits | (mode & 0o7777)), Int64(uid), Int64(gid), size,
+            INSERT INTO inode(ino, dmid, kind, mode, uid, gid, size, atime, mtime, ctime, nlink, classid, target)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING \(inodeColumns)
+            """), arguments: [ino, domain, kind.rawValue, Int64(typeBits | (mode & 0o7777)), Int64(uid), Int64(gid), size,
                               now, now, now, kind == .directory ? 2 : 1, classID, target.map { Data($0) }])
     }
 
@@ -305,26 +306,24 @@ extension MetadataStore {
     /// Creates a name (see `create`); returns the inode's and its directory's new attributes,
     /// and, for a new file with `placeFirstChunk`, an upload opened for its first chunk in the
     /// same transaction (the mount's create then needs no second call to store a small file).
+    /// `reservedIno`: a number `reserveCreates` gave the caller, for a create it made on its own
+    /// (a mount's delegated create). Sent again after a lost answer, it finds its name naming
+    /// that inode already, and succeeds.
     public func createEntry(parent: Ino, name: String, _ n: NewInode, exclusive: Bool = true,
-                            placeFirstChunk: FirstChunkPlacement? = nil) async throws
+                            placeFirstChunk: FirstChunkPlacement? = nil, reservedIno: Ino? = nil) async throws
         -> (inode: InodeAttributes, parent: InodeAttributes, upload: (fid: Fid, devices: [DeviceID])?) {
         try KeyPath.validate(name: name)
         return try await write { db in
             let p = try Self.requireAttributes(db, ino: parent)
             guard p.kind == .directory else { throw StoreError("not_a_directory", "inode \(parent) is not a directory", errno: ENOTDIR) }
             if let existing = try Self.entryIno(db, parent: parent, name: name) {
+                if let reservedIno, existing == reservedIno { return (try Self.requireAttributes(db, ino: existing), p, nil) }
                 if exclusive || n.kind != .file { throw StoreError("key_exists", "\"\(name)\" already exists", errno: EEXIST) }
                 return (try Self.requireAttributes(db, ino: existing), p, nil)
             }
-            var classID = n.kind == .symlink ? 0 : p.classID != 0 ? p.classID : try Self.inheritedClass(db, directory: parent, domain: p.domain)
-            if let name = n.className, n.kind == .file {
-                guard let c = try Self.classRecord(db, domain: p.domain, name: name) else {
-                    throw StoreError("class_not_found", "class \"\(name)\" does not exist in this domain", errno: EINVAL)
-                }
-                classID = c.id
-            }
+            let classID = try Self.newFileClass(db, in: p, kind: n.kind, named: n.className)
             let created = try Self.newInode(db, domain: p.domain, kind: n.kind, mode: n.mode, uid: n.uid, gid: n.gid, classID: classID,
-                                            target: n.target.map { Array($0.utf8) }, size: Int64(n.target?.utf8.count ?? 0))
+                                            target: n.target.map { Array($0.utf8) }, size: Int64(n.target?.utf8.count ?? 0), ino: reservedIno)
             var parentNow = try Self.insertEntry(db, domain: p.domain, parent: parent, name: name, ino: created.ino)
             if n.kind == .directory {
                 parentNow = try Self.returnedAttributes(db.cachedStatement(sql: "UPDATE inode SET nlink = nlink + 1 WHERE ino = ? RETURNING \(Self.inodeColumns)"),
@@ -336,6 +335,50 @@ extension MetadataStore {
                 if !devices.isEmpty { upload = (try Self.insertUpload(db, domain: p.domain, classID: classID, key: "", devices: devices), devices) }
             }
             return (created, parentNow, upload)
+        }
+    }
+
+    /// The class a new inode of `kind` in directory `p` gets: the one named (files only), else
+    /// the directory's, inherited from above.
+    static func newFileClass(_ db: Database, in p: InodeAttributes, kind: InodeKind, named: String?) throws -> ClassID {
+        if kind == .symlink { return 0 }
+        if let named, kind == .file {
+            guard let c = try classRecord(db, domain: p.domain, name: named) else {
+                throw StoreError("class_not_found", "class \"\(named)\" does not exist in this domain", errno: EINVAL)
+            }
+            return c.id
+        }
+        return p.classID != 0 ? p.classID : try inheritedClass(db, directory: p.ino, domain: p.domain)
+    }
+
+    /// Inode numbers and first-chunk uploads set aside for files a mount creates in `parent` on
+    /// its own (`fs_delegate`, see the tracker's `CreateDelegations`).
+    public struct CreateReservation: Sendable {
+        public var firstIno: Ino
+        public var count: Int
+        public var domain: DomainID
+        public var classID: ClassID
+        public var uploads: [(fid: Fid, devices: [DeviceID])]
+    }
+
+    /// Takes `count` numbers off the inode sequence (nothing else gets them) and opens an upload
+    /// for each file's first chunk, of the class new files in `parent` get.
+    public func reserveCreates(parent: Ino, count: Int, className: String?, place: @escaping FirstChunkPlacement) async throws -> CreateReservation {
+        try await write { db in
+            let p = try Self.requireAttributes(db, ino: parent)
+            guard p.kind == .directory else { throw StoreError("not_a_directory", "inode \(parent) is not a directory", errno: ENOTDIR) }
+            let classID = try Self.newFileClass(db, in: p, kind: .file, named: className)
+            guard let last = try Int64.fetchOne(db.cachedStatement(sql: "UPDATE sqlite_sequence SET seq = seq + ? WHERE name = 'inode' RETURNING seq"),
+                                                arguments: [count]) else {
+                throw StoreError("failure", "the inode sequence is missing from the database")
+            }
+            var uploads: [(fid: Fid, devices: [DeviceID])] = []
+            for _ in 0..<count {
+                let devices = place(p.domain, classID)
+                guard !devices.isEmpty else { break }
+                uploads.append((try Self.insertUpload(db, domain: p.domain, classID: classID, key: "", devices: devices), devices))
+            }
+            return CreateReservation(firstIno: last - Int64(count) + 1, count: count, domain: p.domain, classID: classID, uploads: uploads)
         }
     }
 

@@ -37,7 +37,7 @@ extension MountTests {
     }
 
     /// The mount is killed; the stopped tracker then answers the lines its socket holds, to nobody.
-    private func killMountThenResumeTracker(_ c: TestCluster, _ m: TestMount) throws {
+    func killMountThenResumeTracker(_ c: TestCluster, _ m: TestMount) throws {
         let p = try #require(m.process)
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()

@@ -199,7 +199,14 @@ struct FileCommands {
         let ino = try a.optionalInt("ino")
         let c: ClassRecord
         let existing: Set<Fid>
-        if let ino {
+        if ino != nil, a.bool("fresh") {
+            // A first commit (of a file the writer created) names its class rather than having
+            // it read off the inode here: a delegated create sent just before it may share its
+            // transaction (`WriteGathering`), so the inode is not readable yet. The store checks
+            // it is the inode's.
+            c = try await classRecord(a, domain: d)
+            existing = []
+        } else if let ino {
             let (attrs, chunks) = try await store.content(ino: ino)
             guard let cls = try await ctx.catalog.classRecord(domain: attrs.domain, id: attrs.classID) else { throw ProtocolError("unreg_class", "class of inode \(ino) is gone") }
             c = cls
@@ -234,7 +241,7 @@ struct FileCommands {
             // The new layout, so the writer needs no second call to see where its chunks are.
             let domainName = try await ctx.catalog.domainName(id: c.domain)
             return try await layoutPairs(try await store.commitInode(ino: ino, size: size, chunks: committed.map { ($0.0, $0.1) },
-                                                                     replicas: c.replicas, mtime: mtime,
+                                                                     replicas: c.replicas, mtime: mtime, first: a.bool("fresh"),
                                                                      catalog: domainName.map { ($0, c) }))
         } else {
             let change = MetadataStore.AttributeChange(mode: try a.optionalInt("mode").map { UInt32(truncatingIfNeeded: $0) },

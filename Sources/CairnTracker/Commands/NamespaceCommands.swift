@@ -48,11 +48,13 @@ struct NamespaceCommands {
             let exclusive = a["exclusive"].map { $0 != "0" } ?? true
             // alloc=1: the first chunk's upload is opened in the create's own transaction.
             let place = kind == .file && a["alloc"] == "1" ? try await s.firstChunkPlacement() : nil
+            // ino=: a mount's delegated create, with a number `fs_delegate` reserved for it.
             let (created, parentNow, upload) = try await s.store.createEntry(parent: parent, name: try a.require("name"), n,
-                                                                             exclusive: exclusive, placeFirstChunk: place)
+                                                                             exclusive: exclusive, placeFirstChunk: place,
+                                                                             reservedIno: try a.optionalInt("ino"))
             // The parent's new times come along, so the mount need not ask for them.
             let parentAttributes = AttributeCodec.pairs(parentNow, prefix: "parent_")
-            guard kind == .file else { return AttributeCodec.pairs(created) + parentAttributes }
+            guard kind == .file, a.nonEmpty("ino") == nil else { return AttributeCodec.pairs(created) + parentAttributes }
             // A new file comes with its (empty) layout and a place for its first chunk: the
             // mount opens, writes and stores a small file without other calls.
             let files = FileCommands(ctx: s.ctx)

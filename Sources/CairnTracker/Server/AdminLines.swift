@@ -26,6 +26,7 @@ struct AdminLines: Sendable {
                 "work_queue_for_replicate \(s?.replicationQueue ?? 0)",
                 "work_queue_for_delete \(s?.deleteQueue ?? 0)",
                 "lease_waits \(counters.leaseWaitCount)",
+                "delegation_recalls \(counters.recallCount)",
                 // Writes share transactions when they come together (`GroupCommit`).
                 "write_transactions \(written.transactions)",
                 "writes \(written.writes)",

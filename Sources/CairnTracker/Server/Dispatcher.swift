@@ -49,6 +49,10 @@ struct Dispatcher: Sendable {
             let origin = args.nonEmpty("watcher").flatMap { UInt64($0) }
             if let origin, !Self.watchUpkeep.contains(name) { watchers.hold(origin) }
             let writes = Self.leaveLayouts.contains(name) ? nil : WriteLog()
+            if !Self.leaveLayouts.contains(name) { await watchers.recall(CreateDelegations.scope(name, args), except: origin) }
+            // Noted before it runs: a read of the file by another client from now on recalls first.
+            let delegated = CreateDelegations.bookkeeping(name, args)
+            if let delegated, case .created = delegated { watchers.note(delegated, by: origin) }
             let started = ContinuousClock.now
             defer { stats.countAnswered(name, since: started) }
             let reply: Reply
@@ -60,6 +64,13 @@ struct Dispatcher: Sendable {
                 })
             } catch {
                 reply = .err(Self.protocolError(error))
+            }
+            if let delegated {
+                switch (delegated, reply) {
+                case (.created, .err): watchers.note(delegated, by: origin, undo: true)
+                case (.committed, .ok): watchers.note(delegated, by: origin)
+                default: break
+                }
             }
             if let writes, writes.wrote { await watchers.invalidate(except: origin) }
             return reply.encode(callid: callid)
@@ -130,6 +141,10 @@ final class TrackerCounters: @unchecked Sendable {
     /// Changes that waited for a lease to run out (a mount gone or cut off while it held layouts).
     private var leaseWaits = 0
     func countLeaseWait() { lock.withLock { leaseWaits += 1 } }
+    /// Requests that took create delegations back from mounts first.
+    private var recalls = 0
+    func countRecall() { lock.withLock { recalls += 1 } }
+    var recallCount: Int { lock.withLock { recalls } }
     var leaseWaitCount: Int { lock.withLock { leaseWaits } }
     var queryCount: Int { lock.withLock { queries } }
     var commandCounts: [(String, Int)] { lock.withLock { perCommand.sorted { $0.key < $1.key } } }

@@ -1,4 +1,5 @@
 import CairnMetadata
+import Foundation
 import CairnProtocol
 import Logging
 import NIOCore
@@ -75,10 +76,17 @@ final class RequestHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     static let maxPending = 256
-    /// Changes a client sends without waiting for their answers (a mount's custom-metadata sets
-    /// and unlinks): consecutive ones are started together, each once the one before has its
-    /// place in the order of transactions, so they share transactions (see `WriteGathering`).
-    static let gatherable = [Array("meta_set ".utf8), Array("fs_unlink ".utf8)]
+    /// Changes a client sends without waiting for their answers (a mount's custom-metadata sets,
+    /// unlinks, delegated creates and the first commits of the files it created): consecutive
+    /// ones are started together, each once the one before has its place in the order of
+    /// transactions, so they share transactions (see `WriteGathering`). A line is gatherable
+    /// when its handler reads nothing an earlier line of its transaction may have written
+    /// before its own write (which sees them all): a create only with its reserved `ino=`, a
+    /// commit only as a first commit (`fresh=1`, which finds its class on its upload).
+    static let gatherable: [(prefix: [UInt8], marker: [UInt8]?)] = [
+        (Array("meta_set ".utf8), nil), (Array("fs_unlink ".utf8), nil),
+        (Array("fs_create ".utf8), Array("&ino=".utf8)), (Array("commit_file ".utf8), Array("&fresh=1".utf8)),
+    ]
     /// Lines started together at most (a transaction's worth, `GroupCommit.maxBatch`).
     static let maxGathered = 64
 
@@ -208,9 +216,24 @@ final class RequestHandler: ChannelDuplexHandler {
 
     private static func isGatherable(_ item: InboundLine) -> Bool {
         guard case .line(let buffer) = item else { return false }
-        return gatherable.contains { prefix in
-            buffer.readableBytes > prefix.count && buffer.readableBytesView.starts(with: prefix)
+        // On the raw bytes: the generic collection searches cost more than the request itself.
+        return buffer.withUnsafeReadableBytes { line in
+            gatherable.contains { g in
+                guard line.count > g.prefix.count, memcmp(line.baseAddress!, g.prefix, g.prefix.count) == 0 else { return false }
+                guard let marker = g.marker else { return true }
+                return contains(line, marker)
+            }
         }
+    }
+
+    private static func contains(_ haystack: UnsafeRawBufferPointer, _ needle: [UInt8]) -> Bool {
+        guard haystack.count >= needle.count, let first = needle.first else { return false }
+        var i = 0
+        while i <= haystack.count - needle.count {
+            if haystack[i] == first, memcmp(haystack.baseAddress! + i, needle, needle.count) == 0 { return true }
+            i += 1
+        }
+        return false
     }
 
     private func reply(_ bytes: [UInt8], context: ChannelHandlerContext) {

@@ -2,6 +2,8 @@ import CairnProtocol
 import Foundation
 import Logging
 import NIOCore
+import Synchronization
+import CairnCore
 
 /// Mounts that keep file layouts between opens (a lease, as NFSv4's delegations): a mount that
 /// sent `fs_watch` on a connection of its own may open a file it has seen without asking here,
@@ -27,6 +29,8 @@ final class Watchers: @unchecked Sendable {
         let channel: any Channel
         /// Asked for something since its last invalidation: it may hold layouts.
         var holds = false
+        /// Directories it creates files in on its own (`CreateDelegations` says how).
+        var delegated: Set<Ino> = []
         /// When its last ping arrived; its lease runs out `leaseMillis` after that at the latest.
         var lastPing: ContinuousClock.Instant
         var acks: [UInt64: CheckedContinuation<Bool, Never>] = [:]
@@ -36,6 +40,12 @@ final class Watchers: @unchecked Sendable {
     let granting: Bool
     private let lock = NSLock()
     private var watchers: [UInt64: Watcher] = [:]
+    /// Directory → the watcher it is delegated to.
+    private var delegations: [Ino: UInt64] = [:]
+    /// Files a holder created under a delegation whose first commit has not come yet → where.
+    private var pendingFiles: [Ino: (directory: Ino, holder: UInt64)] = [:]
+    /// `delegations.count`, read without the lock on every request.
+    private let delegationCount = Atomic<Int>(0)
     private var nextID: UInt64 = 1
     private var nextSeq: UInt64 = 1
     /// Until when a watcher whose connection ended while it held layouts may still trust
@@ -67,7 +77,9 @@ final class Watchers: @unchecked Sendable {
     func remove(_ id: UInt64) {
         let pending = lock.withLock { () -> [CheckedContinuation<Bool, Never>] in
             guard let w = watchers.removeValue(forKey: id) else { return [] }
-            if w.holds || !w.acks.isEmpty { orphan(leaseOf: w) }
+            dropDelegations(of: w)
+            // Its creates may still be on their way (on its other connection): changes wait out its lease.
+            if w.holds || !w.acks.isEmpty || !w.delegated.isEmpty { orphan(leaseOf: w) }
             return Array(w.acks.values)
         }
         for c in pending { c.resume(returning: false) }
@@ -76,8 +88,32 @@ final class Watchers: @unchecked Sendable {
     /// `fs_unwatch`: the mount has dropped everything and trusts nothing from this watch any
     /// more (a clean unmount), so nothing waits for its lease and unacked invalidations are done.
     func release(_ id: UInt64) {
-        let pending = lock.withLock { watchers.removeValue(forKey: id).map { Array($0.acks.values) } ?? [] }
+        let pending = lock.withLock { () -> [CheckedContinuation<Bool, Never>] in
+            guard let w = watchers.removeValue(forKey: id) else { return [] }
+            dropDelegations(of: w)
+            return Array(w.acks.values)
+        }
         for c in pending { c.resume(returning: true) }
+    }
+
+    /// Call with the lock held.
+    private func dropDelegations(of w: Watcher) {
+        for dir in w.delegated { delegations.removeValue(forKey: dir) }
+        delegationCount.store(delegations.count, ordering: .relaxed)
+    }
+
+    /// Before and after a holder's request: its delegated creates await their first commits.
+    func note(_ b: CreateDelegations.Bookkeeping, by holder: UInt64?, undo: Bool = false) {
+        lock.withLock {
+            switch b {
+            case .created(let ino, let dir):
+                guard let holder, !undo else { pendingFiles.removeValue(forKey: ino); return }
+                if pendingFiles.count >= 1 << 20 { pendingFiles.removeAll() }  // bounded; see `recall`
+                pendingFiles[ino] = (dir, holder)
+            case .committed(let ino):
+                if !undo { pendingFiles.removeValue(forKey: ino) }
+            }
+        }
     }
 
     /// Call with the lock held.
@@ -133,7 +169,56 @@ final class Watchers: @unchecked Sendable {
         }
     }
 
-    private func invalidate(_ id: UInt64, seq: UInt64, channel: any Channel) async {
+    // MARK: create delegations
+
+    /// Delegates `dir` to watcher `id` unless another holds it; true when `id` holds it now.
+    func delegate(_ dir: Ino, to id: UInt64) -> Bool {
+        lock.withLock {
+            guard granting, watchers[id] != nil else { return false }
+            if let holder = delegations[dir] { return holder == id }
+            delegations[dir] = id
+            watchers[id]!.delegated.insert(dir)
+            delegationCount.store(delegations.count, ordering: .relaxed)
+            return true
+        }
+    }
+
+    /// Before a request from `origin` (nil: a client that does not watch) runs: every
+    /// delegation in `scope` held by another watcher is taken back, and this returns once each
+    /// holder has said that every create it made under it is ahead of its ack (the ack comes
+    /// down the connection those creates went down), or has been cut off and its lease has run out.
+    func recall(_ scope: CreateDelegations.Scope, except origin: UInt64?) async {
+        guard delegationCount.load(ordering: .relaxed) > 0, !scope.isEmpty else { return }
+        let targets: [(id: UInt64, seq: UInt64, channel: any Channel, line: String)] = lock.withLock {
+            // A file whose first commit is pending stands for the directory it was created in.
+            let dirs = Set(scope.directories + scope.files.compactMap { pendingFiles[$0]?.directory })
+            var byHolder: [UInt64: [Ino]] = [:]
+            for (dir, holder) in delegations where holder != origin && (scope.all || dirs.contains(dir)) {
+                byHolder[holder, default: []].append(dir)
+            }
+            var out: [(UInt64, UInt64, any Channel, String)] = []
+            for (holder, dirs) in byHolder {
+                for dir in dirs { delegations.removeValue(forKey: dir) }
+                guard let w = watchers[holder] else { continue }
+                watchers[holder]!.delegated.subtract(dirs)
+                let seq = nextSeq
+                nextSeq += 1
+                let line = "RECALL seq=\(seq)&dirs=\(dirs.map(String.init).joined(separator: ","))\r\n"
+                out.append((holder, seq, w.channel, line))
+            }
+            delegationCount.store(delegations.count, ordering: .relaxed)
+            return out
+        }
+        guard !targets.isEmpty else { return }
+        counters.countRecall()
+        await withTaskGroup(of: Void.self) { group in
+            for t in targets {
+                group.addTask { await self.invalidate(t.id, seq: t.seq, channel: t.channel, line: t.line) }
+            }
+        }
+    }
+
+    private func invalidate(_ id: UInt64, seq: UInt64, channel: any Channel, line: String? = nil) async {
         let acked = await withCheckedContinuation { (c: CheckedContinuation<Bool, Never>) in
             let known = lock.withLock { () -> Bool in
                 guard watchers[id] != nil else { return false }
@@ -141,7 +226,7 @@ final class Watchers: @unchecked Sendable {
                 return true
             }
             guard known else { c.resume(returning: false); return }
-            channel.writeAndFlush(ByteBuffer(string: "INVAL seq=\(seq)\r\n"), promise: nil)
+            channel.writeAndFlush(ByteBuffer(string: line ?? "INVAL seq=\(seq)\r\n"), promise: nil)
             Task {
                 try? await Task.sleep(for: Self.ackTimeout)
                 let late = self.lock.withLock { self.watchers[id]?.acks.removeValue(forKey: seq) }
@@ -152,11 +237,12 @@ final class Watchers: @unchecked Sendable {
         // Cut off (or gone): it may still trust its cache until its lease runs out.
         let (cutOff, until) = lock.withLock { () -> (Bool, ContinuousClock.Instant?) in
             guard let w = watchers.removeValue(forKey: id) else { return (false, orphanedUntil) }
+            dropDelegations(of: w)
             orphan(leaseOf: w)
             return (true, orphanedUntil)
         }
         if cutOff {
-            logger.warning("mount watch \(id) (\(channel.remoteAddress.map { "\($0)" } ?? "?")) did not acknowledge an invalidation within \(Self.ackTimeout): cut off; changes wait until its lease ends (\(Self.leaseMillis) ms). Check that mount's machine and network.")
+            logger.warning("mount watch \(id) (\(channel.remoteAddress.map { "\($0)" } ?? "?")) did not acknowledge \(line == nil ? "an invalidation" : "a recall of its create delegations") within \(Self.ackTimeout): cut off; changes wait until its lease ends (\(Self.leaseMillis) ms). Check that mount's machine and network.")
         }
         channel.close(promise: nil)
         if let until {

@@ -1,0 +1,120 @@
+import CSys
+import CairnProtocol
+import CairnTestSupport
+import Foundation
+import Testing
+
+/// Creates in a directory the tracker has delegated to the mount (`DelegatedDirectories`) are
+/// decided by the mount and sent without waiting, and so are the files' first commits. These
+/// check that a kill of either side loses none of them, and that another client's request in
+/// the directory comes after them (the tracker recalls the delegation first): its create of the
+/// same name fails, its reads see the files whole. The tracker is stopped while the files are
+/// written, so the mount's creates are all still unread when the kill or the other request comes.
+extension MountTests {
+    static let delegatedFiles = (0..<30).map { "f\($0)" }
+    static func delegatedContent(_ name: String) -> [UInt8] { Array("content of \(name)\n".utf8) + randomBytes(2000, seed: UInt64(name.utf8.count)) }
+
+    /// A directory made through the mount with one file in it (the mount asks for the
+    /// delegation there); its tracker inode.
+    private func makeDelegatedDirectory(_ c: TestCluster, _ dir: String) throws -> String {
+        try FileManager.default.createDirectory(atPath: dir + "/d", withIntermediateDirectories: false)
+        try Data("first".utf8).write(to: URL(fileURLWithPath: dir + "/d/first"))
+        let root = try #require(try c.client.call("fs_root", [("domain", "test")])["ino"])
+        return try #require(try c.client.call("fs_lookup", [("parent", root), ("name", "d")])["ino"])
+    }
+
+    /// The tracker stopped, `whileStopped` run (another client's requests, which wait in its
+    /// socket), then 30 files written through the mount: every create, write and close returns.
+    private func writeWhileTrackerStopped(_ c: TestCluster, _ dir: String, whileStopped: () -> Void = {}) throws {
+        kill(try #require(c.tracker).processIdentifier, SIGSTOP)
+        whileStopped()
+        for n in Self.delegatedFiles {
+            let fd = open(dir + "/d/" + n, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+            #expect(fd >= 0, "create \(n): errno \(errno)")
+            guard fd >= 0 else { continue }
+            let bytes = Self.delegatedContent(n)
+            #expect(bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count)
+            #expect(close(fd) == 0, "close \(n): errno \(errno)")
+        }
+        // The mount shows them, with their sizes, though the tracker has read none yet.
+        var st = stat()
+        #expect(stat(dir + "/d/f7", &st) == 0 && Int(st.st_size) == Self.delegatedContent("f7").count)
+    }
+
+    /// Whether the tracker has every file, whole (asked through the CLI, a client of its own).
+    private func trackerHasEveryFile(_ c: TestCluster) throws -> Bool {
+        try Self.delegatedFiles.allSatisfy { n in
+            let r = try c.cli(["get", "test", "d/" + n, "-"])
+            return r.status == 0 && Array(r.out) == Self.delegatedContent(n)
+        }
+    }
+
+    @Test func delegatedCreatesSurviveAKilledMount() throws {
+        let (c, m, dir) = try mountedCluster()
+        defer { m.unmount(); c.stop() }
+        _ = try makeDelegatedDirectory(c, dir)
+        try writeWhileTrackerStopped(c, dir)
+        try killMountThenResumeTracker(c, m)
+        try c.wait("the killed mount's 30 files at the tracker") { try trackerHasEveryFile(c) }
+    }
+
+    @Test func delegatedCreatesSurviveAKilledTracker() throws {
+        let (c, m, dir) = try mountedCluster()
+        defer { m.unmount(); c.stop() }
+        _ = try makeDelegatedDirectory(c, dir)
+        try writeWhileTrackerStopped(c, dir)
+        // Killed with all of them unread: the mount sends them again to the tracker that starts next.
+        try c.restartTracker()
+        try c.wait("the 30 files resent to the new tracker") { try trackerHasEveryFile(c) }
+        #expect(try fileBytes(dir + "/d/f29") == Self.delegatedContent("f29"))
+    }
+
+    /// Another client's request, sent while the mount's creates wait unread in the stopped
+    /// tracker's socket, runs after them: the tracker takes the delegation back first, and the
+    /// mount's ack comes down the pipeline behind its creates and commits.
+    private func anotherClientsRequest(_ c: TestCluster, _ dir: String, _ request: @escaping @Sendable (String) throws -> Args) throws -> Result<Args, any Error> {
+        let parent = try makeDelegatedDirectory(c, dir)
+        let answer = Answer()
+        let done = DispatchSemaphore(value: 0)
+        try writeWhileTrackerStopped(c, dir) {
+            Thread.detachNewThread {
+                answer.result = Result { try request(parent) }
+                done.signal()
+            }
+            Thread.sleep(forTimeInterval: 0.3)  // its line is in the tracker's socket before the mount's
+        }
+        kill(try #require(c.tracker).processIdentifier, SIGCONT)
+        #expect(done.wait(timeout: .now() + 20) == .success)
+        #expect(try trackerStats(port: c.trackerPort)["delegation_recalls", default: 0] >= 1)
+        return try #require(answer.result)
+    }
+
+    /// A read by key sees the file whole (close-to-open for every client).
+    @Test func anotherClientsReadSeesDelegatedFilesWhole() throws {
+        let (c, m, dir) = try mountedCluster()
+        defer { m.unmount(); c.stop() }
+        let client = c.client
+        let r = try anotherClientsRequest(c, dir) { _ in try client.call("file_info", [("domain", "test"), ("key", "d/f9")]) }
+        #expect(try r.get()["length"] == String(Self.delegatedContent("f9").count))
+    }
+
+    /// An exclusive create of the same name by inode (as another mount makes it) fails: the
+    /// name is the mount's, whose file stays whole.
+    @Test func anotherClientsExclusiveCreateOfADelegatedNameFails() throws {
+        let (c, m, dir) = try mountedCluster()
+        defer { m.unmount(); c.stop() }
+        let client = c.client
+        let r = try anotherClientsRequest(c, dir) { parent in
+            try client.call("fs_create", [("parent", parent), ("name", "f5"), ("kind", "f"), ("mode", "420")])
+        }
+        #expect(throws: ProtocolError.self) { try r.get() }
+        if case .failure(let e as ProtocolError) = r { #expect(e.code == "key_exists") }
+        try c.wait("the mount's f5 at the tracker") { try c.cli(["get", "test", "d/f5", "-"]).out == Data(Self.delegatedContent("f5")) }
+        #expect(try fileBytes(dir + "/d/f5") == Self.delegatedContent("f5"))
+    }
+}
+
+/// What the other client's call answered (set on its thread, read once it is done).
+final class Answer: @unchecked Sendable {
+    var result: Result<Args, any Error>?
+}
