@@ -183,6 +183,7 @@ public final class ClusterFS: @unchecked Sendable {
         if isDomainRoot(ino) { throw FSError(EPERM) }
         let cino = try cairn(ino)
         if let same = unchangedBy(c, cino) { return same }
+        if let done = try setattrWithoutWaiting(cino, c) { return done }
         var answered: WireAttributes?
         defer { listings.attributesChanged(cino, now: answered) }
         var args: [(String, String)] = [("ino", String(cino))]
@@ -210,6 +211,39 @@ public final class ClusterFS: @unchecked Sendable {
         var a = try attributes(r)
         if let size = c.size { a.size = size }
         return a
+    }
+
+    /// A chmod, chown or utimes (no truncation) of a file created here under a delegation that
+    /// still lasts (`DelegatedDirectories`) goes down the pipeline without waiting, as its
+    /// create did: no other client can have changed the file meanwhile (the tracker recalls
+    /// the delegation before another client's request names it), so its new attributes are
+    /// known here. Sent again after a lost connection, it sets the same values. nil: wait.
+    private func setattrWithoutWaiting(_ ino: Ino, _ c: AttributeChange) throws -> FSAttributes? {
+        guard c.size == nil, let delegations = context.leases?.delegations, !openFiles(ofInode: ino).contains(where: \.isDirty),
+              var a = context.recentAttributes.fresh(ino), a.kind == "f" else { return nil }
+        let context = context
+        return try delegations.whileHeld(file: ino, []) {
+            var args: [(String, String)] = [("ino", String(ino))]
+            if let m = c.mode { a.mode = (a.mode & 0o170000) | (m & 0o7777); args.append(("mode", String(m))) }
+            if let u = c.uid { a.uid = u; args.append(("uid", String(u))) }
+            if let g = c.gid { a.gid = g; args.append(("gid", String(g))) }
+            if let t = c.atime { a.atime = t; args.append(("atime", String(t))) }
+            if let t = c.mtime { a.mtime = t; args.append(("mtime", String(t))) }
+            a.ctime = Clock.nowNanos()
+            args.append(("ctime", String(a.ctime)))  // the tracker stores the time this mount shows
+            try tracker.send("fs_setattr", args) { result in
+                guard case .failure(let error) = result else { return }
+                context.recentAttributes.forget(ino)
+                context.listings.forgetAll()
+                if error.code != "unknown_inode" {
+                    FileHandle.standardError.write(Data("cairn mount: the tracker refused a change of inode \(ino)'s attributes made here under its directory's delegation: \(error.text); it shows the tracker's attributes again\n".utf8))
+                }
+            }
+            context.leases?.forget(ino)
+            context.recentAttributes.remember(a)
+            listings.attributesChanged(ino, now: a)
+            return map.attributes(a)
+        }
     }
 
     /// A chmod or chown of a file this mount is creating (open since its create) to the values
@@ -330,8 +364,52 @@ public final class ClusterFS: @unchecked Sendable {
     public func rename(parent: UInt64, name: String, newParent: UInt64, newName: String, flags: UInt32) throws {
         let mode = flags & Self.renameExchange != 0 ? "exchange" : flags & Self.renameNoReplace != 0 ? "noreplace" : "replace"
         let dir = try cairn(parent), newDir = try cairn(newParent)
+        if mode != "exchange", try renameWithoutWaiting(dir, name, newDir, newName, noReplace: mode == "noreplace") { return }
         let r = try call("fs_rename", [("parent", String(dir)), ("name", name), ("newparent", String(newDir)), ("newname", newName), ("mode", mode)])
         listings.renamed(dir, name, to: newDir, newName, exchange: mode == "exchange", moved: WireAttributes(r, prefix: "moved_"))
+    }
+
+    /// A rename of a file created here, between directories delegated to this mount whose
+    /// listings it holds (rsync's temporary file onto its real name), goes down the pipeline
+    /// without waiting: both names are known here, and no other client can change them
+    /// meanwhile (the tracker recalls the delegations first). The request names the moved
+    /// inode, so sent again after a lost answer it moves nothing else. A file open here under
+    /// the name it replaces, or a directory, is renamed the waiting way.
+    private func renameWithoutWaiting(_ dir: Ino, _ name: String, _ newDir: Ino, _ newName: String, noReplace: Bool) throws -> Bool {
+        guard let delegations = context.leases?.delegations, listings.enabled,
+              case .present(let moved, _) = listings.held(dir, name), !moved.isDirectory else { return false }
+        let target = listings.held(newDir, newName)
+        switch target {
+        case .unknown: return false
+        case .present(let victim, _):
+            if noReplace { throw FSError(EEXIST) }
+            if victim.isDirectory || !openFiles(ofInode: victim.ino).isEmpty || victim.ino == moved.ino { return false }
+        case .absent: break
+        }
+        let context = context
+        var now = moved
+        now.ctime = Clock.nowNanos()  // sent along: the tracker stores the time this mount shows
+        let sent: Void? = try delegations.whileHeld(file: moved.ino, [dir, newDir]) {
+                try tracker.send("fs_rename", [("parent", String(dir)), ("name", name), ("newparent", String(newDir)), ("newname", newName),
+                                               ("mode", noReplace ? "noreplace" : "replace"), ("ino", String(moved.ino)),
+                                               ("ctime", String(now.ctime))]) { result in
+                    guard case .failure(let error) = result else { return }
+                    context.listings.forgetAll()
+                    context.recentAttributes.forgetAll()
+                    FileHandle.standardError.write(Data("cairn mount: the tracker refused the rename of \"\(name)\" (inode \(moved.ino)) to \"\(newName)\", made here under the directory's delegation: \(error.text); names show as the tracker has them\n".utf8))
+                }
+        }
+        guard sent != nil else { return false }
+        touchedDirectory(dir)
+        if newDir != dir { touchedDirectory(newDir) }
+        context.leases?.forget(moved.ino)
+        if case .present(let victim, _) = target {
+            context.leases?.forget(victim.ino)
+            context.recentAttributes.forget(filesAnd: [])  // the replaced file's link count, wherever else it is named
+        }
+        context.recentAttributes.remember(now)
+        listings.renamed(dir, name, to: newDir, newName, exchange: false, moved: now)
+        return true
     }
 
     public func link(_ ino: UInt64, newParent: UInt64, newName: String) throws -> FSAttributes {
@@ -369,7 +447,7 @@ public final class ClusterFS: @unchecked Sendable {
     /// first-chunk upload the tracker reserved; the create goes down the pipeline and the file
     /// is open at once. Its first commit goes the same way (`OpenFile`). nil: ask the tracker.
     private func createWithoutWaiting(_ dir: Ino, _ name: String, _ args: [(String, String)]) throws -> (FSAttributes, UInt64)? {
-        guard let delegations = context.leases?.delegations, listings.enabled, listings.heldAbsent(dir, name) else { return nil }
+        guard let delegations = context.leases?.delegations, listings.enabled, listings.held(dir, name) == .absent else { return nil }
         let mode = UInt32(args.first { $0.0 == "mode" }!.1)!, uid = UInt32(args.first { $0.0 == "uid" }!.1)!, gid = UInt32(args.first { $0.0 == "gid" }!.1)!
         let context = context
         for attempt in 0..<2 {
@@ -378,6 +456,8 @@ public final class ClusterFS: @unchecked Sendable {
                 let now = Clock.nowNanos()
                 let attributes = WireAttributes(ino: r.ino, kind: "f", mode: 0o100000 | (mode & 0o7777), uid: uid, gid: gid, size: 0,
                                                 atime: now, mtime: now, ctime: now, nlink: 1, classID: Int(r.classOf.int("class") ?? 0))
+                // Its answer's directory attributes are kept (the kernel asks for them at each
+                // create); not the file's: this mount may have changed them since.
                 try tracker.send("fs_create", args + [("ino", String(r.ino))]) { result in
                     switch result {
                     case .success(let reply):

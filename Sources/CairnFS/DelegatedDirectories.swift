@@ -35,6 +35,12 @@ final class DelegatedDirectories: @unchecked Sendable {
     private let lock = NSLock()
     private var grants: [Ino: Grant] = [:]
     private var refused: [Ino: Date] = [:]
+    /// Files created here under a delegation → its directory: while it lasts, their changes
+    /// (chmod, utimes, a rename within delegated directories) go without waiting too, as the
+    /// tracker recalls the directory before another client names them. Bounded: a file
+    /// forgotten here is only changed the waiting way.
+    private var created: [Ino: Ino] = [:]
+    static let maxCreated = 1 << 16
 
     /// Runs `body` with the next reservation of `dir`, under the lock that orders creates before
     /// a recall's ack; nil when this mount holds nothing left there (see `ask`).
@@ -45,15 +51,20 @@ final class DelegatedDirectories: @unchecked Sendable {
         let r = Reservation(ino: inos.lowerBound, upload: g.uploads.removeFirst(), classOf: g.classOf)
         g.inos = inos.count > 1 ? (inos.lowerBound + 1)...inos.upperBound : nil
         grants[dir] = g
-        return try body(r)
+        let made = try body(r)
+        if created.count >= Self.maxCreated { created.removeAll() }
+        created[r.ino] = dir
+        return made
     }
 
-    /// Runs `body` under the same lock if `dir` is still delegated here (a first commit of a
-    /// file created under it, sent without waiting: behind it goes any recall's ack); else nil.
-    func whileHeld<T>(_ dir: Ino, _ body: () throws -> T) rethrows -> T? {
+    /// Runs `body` under the same lock if `dirs` are still delegated here (a change sent without
+    /// waiting under them: behind it goes any recall's ack); else nil.
+    /// `file`: also a file created here under a delegation that still lasts.
+    func whileHeld<T>(file: Ino? = nil, _ dirs: [Ino], body: () throws -> T) rethrows -> T? {
         lock.lock()
         defer { lock.unlock() }
-        guard grants[dir] != nil else { return nil }
+        if let file { guard let dir = created[file], grants[dir] != nil else { return nil } }
+        guard dirs.allSatisfy({ grants[$0] != nil }) else { return nil }
         return try body()
     }
 
@@ -87,6 +98,8 @@ final class DelegatedDirectories: @unchecked Sendable {
         lock.withLock {
             let ended = dirs ?? Array(grants.keys)
             for d in ended { grants.removeValue(forKey: d) }
+            let endedSet = Set(ended)
+            created = created.filter { !endedSet.contains($0.value) }
             if refused.count + ended.count > 1024 { refused.removeAll() }
             for d in ended { refused[d] = Date() }
             ack()
@@ -94,5 +107,5 @@ final class DelegatedDirectories: @unchecked Sendable {
     }
 
     /// The watch ended: the tracker holds none of them for this mount any more.
-    func dropAll() { lock.withLock { grants.removeAll() } }
+    func dropAll() { lock.withLock { grants.removeAll(); created.removeAll() } }
 }

@@ -78,13 +78,14 @@ final class DirectoryCache: @unchecked Sendable {
         }
     }
 
-    /// True when `name` is missing from a listing of `dir` held under the current lease: no
-    /// other client has made it since (its create would have ended the hold first).
-    func heldAbsent(_ dir: Ino, _ name: String) -> Bool {
+    /// `name` as a listing of `dir` held under the current lease has it (`.unknown` when none
+    /// is held): no other client has changed it since (its change would have ended the hold).
+    func held(_ dir: Ino, _ name: String) -> Answer {
         let lease = leaseGeneration()
         return lock.withLock {
-            guard let l = listings[dir], isHeld(l, lease) else { return false }
-            return l.entries[name] == nil
+            guard let l = listings[dir], isHeld(l, lease) else { return .unknown }
+            guard let e = l.entries[name] else { return .absent }
+            return .present(e, current: (changed[e.ino] ?? Int.min) <= l.since)
         }
     }
 

@@ -252,7 +252,7 @@ final class OpenFile: @unchecked Sendable {
         var args = [("domain", layout.domain), ("ino", String(ino)), ("size", String(size)),
                     ("chunks", specs.joined(separator: ",")), ("mtime", String(Clock.nowNanos()))]
         if let dir = delegatedIn, !waiting, layout.chunks.isEmpty,
-           try context.leases?.delegations.whileHeld(dir, { try sendFirstCommit(args + [("class", layout.className), ("fresh", "1")],
+           try context.leases?.delegations.whileHeld([dir], body: { try sendFirstCommit(args + [("class", layout.className), ("fresh", "1")],
                                                                                  over: layout.attributes) }) != nil {
             return
         }
@@ -291,8 +291,9 @@ final class OpenFile: @unchecked Sendable {
         try context.tracker.send("commit_file", args) { result in
             switch result {
             case .success(let r):
+                // Where its chunk is, for reads; not its attributes: this mount may have changed
+                // them since, without waiting (a chmod, a utimes), and shows those already.
                 guard let now = try? FileLayout(r) else { return }
-                context.recentAttributes.remember(now.attributes)
                 context.firstChunks.remember(now)
             case .failure(let error):
                 // What this mount showed for the file is not what the tracker has: drop it, and

@@ -157,7 +157,7 @@ extension MetadataStore {
     /// at `parent`/`name` when the caller has already read it.
     @discardableResult
     static func moveEntry(_ db: Database, domain: DomainID, from parent: Ino, name: String, to newParent: Ino, newName: String,
-                          source: (ino: Ino, path: String, kind: InodeKind)? = nil) throws -> Moved {
+                          source: (ino: Ino, path: String, kind: InodeKind)? = nil, ctime: UnixNanos? = nil) throws -> Moved {
         let src: (ino: Ino, path: String, kind: InodeKind)
         if let source {
             src = source
@@ -187,7 +187,7 @@ extension MetadataStore {
             }
         }
         let moved = try returnedAttributes(db.cachedStatement(sql: "UPDATE inode SET ctime = ? WHERE ino = ? RETURNING \(inodeColumns)"),
-                                           arguments: [Clock.nowNanos(), src.ino], ino: src.ino)
+                                           arguments: [ctime ?? Clock.nowNanos(), src.ino], ino: src.ino)
         return Moved(inode: moved, parent: try touchDirectory(db, ino: parent),
                      newParent: newParent != parent ? try touchDirectory(db, ino: newParent) : nil)
     }
@@ -228,8 +228,11 @@ extension MetadataStore {
         public var size: Int64?
         public var atime: UnixNanos?
         public var mtime: UnixNanos?
-        public init(mode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil, size: Int64? = nil, atime: UnixNanos? = nil, mtime: UnixNanos? = nil) {
-            self.mode = mode; self.uid = uid; self.gid = gid; self.size = size; self.atime = atime; self.mtime = mtime
+        /// The writer's clock for the change (a mount that showed it before sending it), else now.
+        public var ctime: UnixNanos?
+        public init(mode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil, size: Int64? = nil, atime: UnixNanos? = nil, mtime: UnixNanos? = nil,
+                    ctime: UnixNanos? = nil) {
+            self.mode = mode; self.uid = uid; self.gid = gid; self.size = size; self.atime = atime; self.mtime = mtime; self.ctime = ctime
         }
     }
 
@@ -250,7 +253,7 @@ extension MetadataStore {
                 a.size = size
                 if c.mtime == nil { a.mtime = now }
             }
-            a.ctime = now
+            a.ctime = c.ctime ?? now
             try db.cachedStatement(sql: "UPDATE inode SET mode = ?, uid = ?, gid = ?, size = ?, atime = ?, mtime = ?, ctime = ? WHERE ino = ?").execute(
                            arguments: [Int64(a.mode), Int64(a.uid), Int64(a.gid), a.size, a.atime, a.mtime, a.ctime, ino])
             return a
@@ -441,11 +444,20 @@ extension MetadataStore {
     /// Atomic rename: replaces a target file or empty directory, or fails (noReplace), or swaps
     /// (exchange). Returns both directories' new attributes (one when they are the same).
     @discardableResult
+    /// `expectedIno`: move the name only while it names that inode; sent again after a lost
+    /// answer (the name gone, the new name naming that inode), it succeeds without a change.
     public func rename(parent: Ino, name: String, newParent: Ino, newName: String,
-                       mode: RenameMode = .replace) async throws -> (parent: InodeAttributes, newParent: InodeAttributes?, moved: InodeAttributes?) {
+                       mode: RenameMode = .replace, expectedIno: Ino? = nil, ctime: UnixNanos? = nil) async throws -> (parent: InodeAttributes, newParent: InodeAttributes?, moved: InodeAttributes?) {
         try KeyPath.validate(name: newName)
         return try await write { db in
-            if let moved = try Self.renameEntry(db, parent: parent, name: name, newParent: newParent, newName: newName, mode: mode) {
+            if let expectedIno, try Self.entryIno(db, parent: parent, name: name) != expectedIno {
+                guard try Self.entryIno(db, parent: newParent, name: newName) == expectedIno else {
+                    throw StoreError("unknown_key", "\"\(name)\" no longer names inode \(expectedIno); nothing was moved", errno: ENOENT)
+                }
+                let moved = try Self.requireAttributes(db, ino: expectedIno)
+                return (try Self.requireAttributes(db, ino: parent), newParent == parent ? nil : try Self.requireAttributes(db, ino: newParent), moved)
+            }
+            if let moved = try Self.renameEntry(db, parent: parent, name: name, newParent: newParent, newName: newName, mode: mode, ctime: ctime) {
                 return (moved.parent, moved.newParent, moved.inode)
             }
             return (try Self.requireAttributes(db, ino: parent), newParent == parent ? nil : try Self.requireAttributes(db, ino: newParent), nil)
@@ -453,7 +465,8 @@ extension MetadataStore {
     }
 
     /// What the move changed, or nil for an exchange or a rename onto itself.
-    static func renameEntry(_ db: Database, parent: Ino, name: String, newParent: Ino, newName: String, mode: RenameMode) throws -> Moved? {
+    static func renameEntry(_ db: Database, parent: Ino, name: String, newParent: Ino, newName: String, mode: RenameMode,
+                            ctime: UnixNanos? = nil) throws -> Moved? {
         guard let src = try Self.entry(db, parent: parent, name: name) else {
             throw StoreError("unknown_key", "\"\(name)\" does not exist", errno: ENOENT)
         }
@@ -486,7 +499,7 @@ extension MetadataStore {
             }
         }
         return try Self.moveEntry(db, domain: np.domain, from: parent, name: name, to: newParent, newName: newName,
-                                  source: (src.ino, src.path, srcAttrs.kind))
+                                  source: (src.ino, src.path, srcAttrs.kind), ctime: ctime)
     }
 
     /// One page of a directory, with attributes, in name order after `after`.

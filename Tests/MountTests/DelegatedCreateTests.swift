@@ -72,7 +72,8 @@ extension MountTests {
     /// Another client's request, sent while the mount's creates wait unread in the stopped
     /// tracker's socket, runs after them: the tracker takes the delegation back first, and the
     /// mount's ack comes down the pipeline behind its creates and commits.
-    private func anotherClientsRequest(_ c: TestCluster, _ dir: String, _ request: @escaping @Sendable (String) throws -> Args) throws -> Result<Args, any Error> {
+    private func anotherClientsRequest(_ c: TestCluster, _ dir: String, alsoWhileStopped: () -> Void = {},
+                                       _ request: @escaping @Sendable (String) throws -> Args) throws -> Result<Args, any Error> {
         let parent = try makeDelegatedDirectory(c, dir)
         let answer = Answer()
         let done = DispatchSemaphore(value: 0)
@@ -83,6 +84,7 @@ extension MountTests {
             }
             Thread.sleep(forTimeInterval: 0.3)  // its line is in the tracker's socket before the mount's
         }
+        alsoWhileStopped()
         kill(try #require(c.tracker).processIdentifier, SIGCONT)
         #expect(done.wait(timeout: .now() + 20) == .success)
         #expect(try trackerStats(port: c.trackerPort)["delegation_recalls", default: 0] >= 1)
@@ -111,6 +113,23 @@ extension MountTests {
         if case .failure(let e as ProtocolError) = r { #expect(e.code == "key_exists") }
         try c.wait("the mount's f5 at the tracker") { try c.cli(["get", "test", "d/f5", "-"]).out == Data(Self.delegatedContent("f5")) }
         #expect(try fileBytes(dir + "/d/f5") == Self.delegatedContent("f5"))
+    }
+
+    /// A chmod and a rename of a file created under the delegation go without waiting too; a
+    /// lookup by another client, sent before the stopped tracker read them, sees both.
+    @Test func anotherClientsLookupSeesDelegatedRenameAndChmod() throws {
+        let (c, m, dir) = try mountedCluster()
+        defer { m.unmount(); c.stop() }
+        let client = c.client
+        let r = try anotherClientsRequest(c, dir, alsoWhileStopped: {
+            #expect(chmod(dir + "/d/f29", 0o640) == 0, "chmod: errno \(errno)")
+            #expect(rename(dir + "/d/f29", dir + "/d/g29") == 0, "rename: errno \(errno)")
+        }) { parent in
+            try client.call("fs_lookup", [("parent", parent), ("name", "g29")])
+        }
+        let found = try r.get()
+        #expect(found.int("mode").map { $0 & 0o7777 } == 0o640)
+        #expect(try c.cli(["get", "test", "d/g29", "-"]).out == Data(Self.delegatedContent("f29")))
     }
 }
 

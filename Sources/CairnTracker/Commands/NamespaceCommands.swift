@@ -27,7 +27,8 @@ struct NamespaceCommands {
                 mode: try a.optionalInt("mode").map { UInt32(truncatingIfNeeded: $0) },
                 uid: try a.optionalInt("uid").map { UInt32(truncatingIfNeeded: $0) },
                 gid: try a.optionalInt("gid").map { UInt32(truncatingIfNeeded: $0) },
-                size: try a.optionalInt("size"), atime: try a.optionalInt("atime"), mtime: try a.optionalInt("mtime"))
+                size: try a.optionalInt("size"), atime: try a.optionalInt("atime"), mtime: try a.optionalInt("mtime"),
+                ctime: try a.optionalInt("ctime"))
             if let size = change.size, size < 0 { throw ProtocolError("bad_params", "size must be ≥ 0") }
             return AttributeCodec.pairs(try await s.store.setattr(ino: try a.requireInt("ino"), change))
         }
@@ -86,7 +87,8 @@ struct NamespaceCommands {
             default: throw ProtocolError("bad_params", "mode must be replace, noreplace or exchange")
             }
             let parent = try a.requireInt("parent"), newParent = try a.requireInt("newparent")
-            let now = try await s.store.rename(parent: parent, name: try a.require("name"), newParent: newParent, newName: try a.require("newname"), mode: mode)
+            let now = try await s.store.rename(parent: parent, name: try a.require("name"), newParent: newParent, newName: try a.require("newname"),
+                                               mode: mode, expectedIno: try a.optionalInt("ino"), ctime: try a.optionalInt("ctime"))
             // Both directories' new times, as creates return theirs, and the moved inode's (its ctime).
             return AttributeCodec.pairs(now.parent, prefix: "parent_") + (now.newParent.map { AttributeCodec.pairs($0, prefix: "newparent_") } ?? [])
                 + (now.moved.map { AttributeCodec.pairs($0, prefix: "moved_") } ?? [])

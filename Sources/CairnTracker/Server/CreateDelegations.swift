@@ -12,14 +12,14 @@ import CairnProtocol
 /// delegation back (`Watchers.recall`): the holder stops creating there and acks down the same
 /// pipeline, behind every create and commit it sent, so once the ack is read here they are all
 /// in, and only then does the request run. `Scope` says what a request takes back: a name
-/// looked up, listed, made or removed in a delegated directory; a file created there whose
-/// first commit has not come yet (`Watchers.pendingFiles`), read or changed by inode; anything
+/// looked up, listed, made or removed in a delegated directory; a file created there while the
+/// delegation lasts (`Watchers.delegatedFiles`), read or changed by inode; anything
 /// named by path (MogileFS's commands), an rmdir or a rename: every delegation. So every
 /// client sees a file whole once the holder's close returned, and no name is made twice.
 enum CreateDelegations {
     struct Scope: Equatable {
         var directories: [Ino] = []
-        /// Inodes that matter only while a holder's create of them awaits its first commit.
+        /// Inodes that matter only while they are files created under a delegation still held.
         var files: [Ino] = []
         var all = false
         static let none = Scope()
@@ -59,23 +59,11 @@ enum CreateDelegations {
         }
     }
 
-    /// What a request does to the tracker's note of delegated creates awaiting their first commit.
-    enum Bookkeeping {
-        case created(ino: Ino, directory: Ino)
-        case committed(ino: Ino)
-    }
-
-    static func bookkeeping(_ command: String, _ args: Args) -> Bookkeeping? {
-        switch command {
-        case "fs_create":
-            guard let ino = args.nonEmpty("ino").flatMap({ Ino($0) }), let dir = args.nonEmpty("parent").flatMap({ Ino($0) }) else { return nil }
-            return .created(ino: ino, directory: dir)
-        case "commit_file":
-            guard args.bool("fresh"), let ino = args.nonEmpty("ino").flatMap({ Ino($0) }) else { return nil }
-            return .committed(ino: ino)
-        default:
-            return nil
-        }
+    /// A holder's create under its delegation (`ino=` reserved): the file and its directory.
+    static func delegatedCreate(_ command: String, _ args: Args) -> (ino: Ino, directory: Ino)? {
+        guard command == "fs_create", let ino = args.nonEmpty("ino").flatMap({ Ino($0) }),
+              let dir = args.nonEmpty("parent").flatMap({ Ino($0) }) else { return nil }
+        return (ino, dir)
     }
 }
 

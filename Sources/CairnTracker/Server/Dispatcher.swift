@@ -50,9 +50,9 @@ struct Dispatcher: Sendable {
             if let origin, !Self.watchUpkeep.contains(name) { watchers.hold(origin) }
             let writes = Self.leaveLayouts.contains(name) ? nil : WriteLog()
             if !Self.leaveLayouts.contains(name) { await watchers.recall(CreateDelegations.scope(name, args), except: origin) }
-            // Noted before it runs: a read of the file by another client from now on recalls first.
-            let delegated = CreateDelegations.bookkeeping(name, args)
-            if let delegated, case .created = delegated { watchers.note(delegated, by: origin) }
+            // Noted before it runs: a request naming the file from another client recalls first.
+            let delegated = CreateDelegations.delegatedCreate(name, args)
+            if let delegated { watchers.noteDelegatedCreate(delegated.ino, in: delegated.directory, by: origin) }
             let started = ContinuousClock.now
             defer { stats.countAnswered(name, since: started) }
             let reply: Reply
@@ -65,13 +65,7 @@ struct Dispatcher: Sendable {
             } catch {
                 reply = .err(Self.protocolError(error))
             }
-            if let delegated {
-                switch (delegated, reply) {
-                case (.created, .err): watchers.note(delegated, by: origin, undo: true)
-                case (.committed, .ok): watchers.note(delegated, by: origin)
-                default: break
-                }
-            }
+            if let delegated, case .err = reply { watchers.noteDelegatedCreate(delegated.ino, in: delegated.directory, by: origin, undo: true) }
             if let writes, writes.wrote { await watchers.invalidate(except: origin) }
             return reply.encode(callid: callid)
         }

@@ -76,16 +76,18 @@ final class RequestHandler: ChannelDuplexHandler {
     typealias OutboundOut = ByteBuffer
 
     static let maxPending = 256
-    /// Changes a client sends without waiting for their answers (a mount's custom-metadata sets,
-    /// unlinks, delegated creates and the first commits of the files it created): consecutive
-    /// ones are started together, each once the one before has its place in the order of
-    /// transactions, so they share transactions (see `WriteGathering`). A line is gatherable
-    /// when its handler reads nothing an earlier line of its transaction may have written
-    /// before its own write (which sees them all): a create only with its reserved `ino=`, a
-    /// commit only as a first commit (`fresh=1`, which finds its class on its upload).
+    /// Changes a client sends without waiting for their answers (a mount's custom-metadata sets
+    /// and unlinks, and what it does under a create delegation: creates, first commits,
+    /// setattrs, renames): consecutive ones are started together, each once the one before has
+    /// its place in the order of transactions, so they share transactions (see
+    /// `WriteGathering`). A line is gatherable when its handler reads nothing an earlier line
+    /// of its transaction may have written before its own write (which sees them all): a
+    /// create only with its reserved `ino=`, a commit only as a first commit (`fresh=1`, which
+    /// names its class), a rename only naming its inode.
     static let gatherable: [(prefix: [UInt8], marker: [UInt8]?)] = [
-        (Array("meta_set ".utf8), nil), (Array("fs_unlink ".utf8), nil),
+        (Array("meta_set ".utf8), nil), (Array("fs_unlink ".utf8), nil), (Array("fs_setattr ".utf8), nil),
         (Array("fs_create ".utf8), Array("&ino=".utf8)), (Array("commit_file ".utf8), Array("&fresh=1".utf8)),
+        (Array("fs_rename ".utf8), Array("&ino=".utf8)),
     ]
     /// Lines started together at most (a transaction's worth, `GroupCommit.maxBatch`).
     static let maxGathered = 64

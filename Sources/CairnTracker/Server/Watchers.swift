@@ -42,8 +42,11 @@ final class Watchers: @unchecked Sendable {
     private var watchers: [UInt64: Watcher] = [:]
     /// Directory → the watcher it is delegated to.
     private var delegations: [Ino: UInt64] = [:]
-    /// Files a holder created under a delegation whose first commit has not come yet → where.
-    private var pendingFiles: [Ino: (directory: Ino, holder: UInt64)] = [:]
+    /// Files created under a delegation still held → its directory: until it ends, the holder
+    /// changes them without waiting (their first commit, chmod, utimes, rename), so another
+    /// client's request naming one recalls that directory first.
+    private var delegatedFiles: [Ino: Ino] = [:]
+    private var filesIn: [Ino: [Ino]] = [:]
     /// `delegations.count`, read without the lock on every request.
     private let delegationCount = Atomic<Int>(0)
     private var nextID: UInt64 = 1
@@ -98,21 +101,23 @@ final class Watchers: @unchecked Sendable {
 
     /// Call with the lock held.
     private func dropDelegations(of w: Watcher) {
-        for dir in w.delegated { delegations.removeValue(forKey: dir) }
+        for dir in w.delegated { endDelegation(dir) }
+    }
+
+    /// Call with the lock held.
+    private func endDelegation(_ dir: Ino) {
+        delegations.removeValue(forKey: dir)
+        for ino in filesIn.removeValue(forKey: dir) ?? [] { delegatedFiles.removeValue(forKey: ino) }
         delegationCount.store(delegations.count, ordering: .relaxed)
     }
 
-    /// Before and after a holder's request: its delegated creates await their first commits.
-    func note(_ b: CreateDelegations.Bookkeeping, by holder: UInt64?, undo: Bool = false) {
+    /// Before a holder's delegated create runs (`undo`: it failed).
+    func noteDelegatedCreate(_ ino: Ino, in dir: Ino, by holder: UInt64?, undo: Bool = false) {
         lock.withLock {
-            switch b {
-            case .created(let ino, let dir):
-                guard let holder, !undo else { pendingFiles.removeValue(forKey: ino); return }
-                if pendingFiles.count >= 1 << 20 { pendingFiles.removeAll() }  // bounded; see `recall`
-                pendingFiles[ino] = (dir, holder)
-            case .committed(let ino):
-                if !undo { pendingFiles.removeValue(forKey: ino) }
-            }
+            guard !undo else { delegatedFiles.removeValue(forKey: ino); return }
+            guard let holder, delegations[dir] == holder else { return }
+            delegatedFiles[ino] = dir
+            filesIn[dir, default: []].append(ino)
         }
     }
 
@@ -191,14 +196,14 @@ final class Watchers: @unchecked Sendable {
         guard delegationCount.load(ordering: .relaxed) > 0, !scope.isEmpty else { return }
         let targets: [(id: UInt64, seq: UInt64, channel: any Channel, line: String)] = lock.withLock {
             // A file whose first commit is pending stands for the directory it was created in.
-            let dirs = Set(scope.directories + scope.files.compactMap { pendingFiles[$0]?.directory })
+            let dirs = Set(scope.directories + scope.files.compactMap { delegatedFiles[$0] })
             var byHolder: [UInt64: [Ino]] = [:]
             for (dir, holder) in delegations where holder != origin && (scope.all || dirs.contains(dir)) {
                 byHolder[holder, default: []].append(dir)
             }
             var out: [(UInt64, UInt64, any Channel, String)] = []
             for (holder, dirs) in byHolder {
-                for dir in dirs { delegations.removeValue(forKey: dir) }
+                for dir in dirs { endDelegation(dir) }
                 guard let w = watchers[holder] else { continue }
                 watchers[holder]!.delegated.subtract(dirs)
                 let seq = nextSeq
@@ -206,7 +211,6 @@ final class Watchers: @unchecked Sendable {
                 let line = "RECALL seq=\(seq)&dirs=\(dirs.map(String.init).joined(separator: ","))\r\n"
                 out.append((holder, seq, w.channel, line))
             }
-            delegationCount.store(delegations.count, ordering: .relaxed)
             return out
         }
         guard !targets.isEmpty else { return }
