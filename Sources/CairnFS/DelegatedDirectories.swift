@@ -6,13 +6,15 @@ import Foundation
 /// The directories the tracker has delegated to this mount (see the tracker's
 /// `CreateDelegations`): in one, a file is created here — its inode number and its first
 /// chunk's upload taken from what the tracker reserved — and its create sent down the
-/// pipeline without waiting. The kernel's create returns at once, and a copy into the
-/// directory no longer waits for the tracker at each file.
+/// pipeline without waiting; so are its first commit and, while the delegation lasts, its
+/// chmod, utimes and renames between delegated directories. The kernel's create returns at
+/// once, and a copy into the directory no longer waits for the tracker at each file.
 ///
-/// A delegation lasts until the tracker recalls it (another client is about to add a name
-/// there, or to remove a directory) or this mount's watch ends. A create made under it and
-/// the ack of its recall go down the pipeline in the order they were made, under one lock,
-/// so the tracker reads every create before the ack that lets the other client go on.
+/// A delegation lasts until the tracker recalls it (another client is about to look at the
+/// directory or a file made there, or to change them) or this mount's watch ends. A change
+/// made under it and the ack of its recall go down the pipeline in the order they were made,
+/// under one lock, so the tracker reads every change before the ack that lets the other
+/// client go on.
 final class DelegatedDirectories: @unchecked Sendable {
     /// What one file created here takes.
     struct Reservation {

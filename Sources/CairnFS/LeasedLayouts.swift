@@ -23,6 +23,12 @@ final class LeasedLayouts: @unchecked Sendable {
     /// Bumped only by the tracker's `INVAL`s and a lost watch, not by this mount's own changes
     /// (which `DirectoryCache` applies to its listings itself).
     private var invalidations: UInt64 = 0
+    /// Inodes this mount dropped (it changed them) → the epoch then, and the epoch of the last
+    /// drop of everything: what `keep(_:unlessDroppedSince:)` checks. Bounded: at the bound the
+    /// map starts over as if everything had been dropped.
+    private var droppedAt: [Ino: UInt64] = [:]
+    private var allDroppedAt: UInt64 = 0
+    static let maxDropped = 4096
     private var trustedUntil = ContinuousClock.now
     private var stopped = false
     private var refusalReported = false  // the watch thread's own
@@ -68,11 +74,30 @@ final class LeasedLayouts: @unchecked Sendable {
         }
     }
 
+    /// Keeps `layout` (an answer to a change sent without waiting, `OpenFile`'s first commit)
+    /// unless its inode, or everything, was dropped since `beginFetch` answered `since`: other
+    /// inodes' changes in between (the next files' creates) do not void it.
+    func keep(_ layout: FileLayout, unlessDroppedSince since: UInt64) {
+        lock.withLock {
+            let ino = layout.attributes.ino
+            guard since >= allDroppedAt, droppedAt[ino].map({ $0 <= since }) ?? true, ContinuousClock.now < trustedUntil else { return }
+            if layouts.count >= Self.capacity { layouts.removeAll() }
+            layouts[ino] = layout
+        }
+    }
+
     /// After this mount changed `ino` (or, with nil, something it cannot name).
     func forget(_ ino: Ino?) {
         lock.withLock {
             epoch += 1
-            if let ino { layouts.removeValue(forKey: ino) } else { layouts.removeAll() }
+            if let ino {
+                layouts.removeValue(forKey: ino)
+                if droppedAt.count >= Self.maxDropped { droppedAt.removeAll(); allDroppedAt = epoch }
+                droppedAt[ino] = epoch
+            } else {
+                layouts.removeAll()
+                allDroppedAt = epoch
+            }
         }
     }
 
@@ -87,6 +112,7 @@ final class LeasedLayouts: @unchecked Sendable {
         lock.withLock {
             epoch += 1
             invalidations += 1
+            allDroppedAt = epoch
             layouts.removeAll()
             if !trusting { trustedUntil = .now }
         }

@@ -249,7 +249,7 @@ final class OpenFile: @unchecked Sendable {
                 specs.append("\(c.fid) \(min(c.length, maxLen)) - \(c.devices.map(String.init).joined(separator: ".")) \(index)")
             }
         }
-        var args = [("domain", layout.domain), ("ino", String(ino)), ("size", String(size)),
+        let args = [("domain", layout.domain), ("ino", String(ino)), ("size", String(size)),
                     ("chunks", specs.joined(separator: ",")), ("mtime", String(Clock.nowNanos()))]
         if let dir = delegatedIn, !waiting, layout.chunks.isEmpty,
            try context.leases?.delegations.whileHeld([dir], body: { try sendFirstCommit(args + [("class", layout.className), ("fresh", "1")],
@@ -282,18 +282,21 @@ final class OpenFile: @unchecked Sendable {
     /// these. Call with the lock held.
     private func sendFirstCommit(_ args: [(String, String)], over created: WireAttributes) throws {
         let mtime = Int64(args.first { $0.0 == "mtime" }!.1)!
-        var attributes = created
+        var attributes = context.recentAttributes.fresh(ino) ?? created  // a chmod since the create stays
         attributes.size = size
         attributes.mtime = mtime
         attributes.ctime = mtime
         let ino = ino, context = context
         context.leases?.forget(ino)
+        let since = context.leases?.beginFetch()
         try context.tracker.send("commit_file", args) { result in
             switch result {
             case .success(let r):
-                // Where its chunk is, for reads; not its attributes: this mount may have changed
-                // them since, without waiting (a chmod, a utimes), and shows those already.
+                // Where its chunk is, for reads (its next open asks nothing, as after a commit
+                // that waited), unless this mount changed it since; not its attributes: this
+                // mount shows those already, and may have changed them since (a chmod).
                 guard let now = try? FileLayout(r) else { return }
+                if let since { context.leases?.keep(now, unlessDroppedSince: since) }
                 context.firstChunks.remember(now)
             case .failure(let error):
                 // What this mount showed for the file is not what the tracker has: drop it, and

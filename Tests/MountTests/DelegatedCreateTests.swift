@@ -74,21 +74,45 @@ extension MountTests {
     /// mount's ack comes down the pipeline behind its creates and commits.
     private func anotherClientsRequest(_ c: TestCluster, _ dir: String, alsoWhileStopped: () -> Void = {},
                                        _ request: @escaping @Sendable (String) throws -> Args) throws -> Result<Args, any Error> {
+        try otherClientsRequests(c, dir, alsoWhileStopped: alsoWhileStopped, [request])[0]
+    }
+
+    /// As above, with each request on a connection of its own, all sent while the tracker is stopped.
+    private func otherClientsRequests(_ c: TestCluster, _ dir: String, alsoWhileStopped: () -> Void = {},
+                                      _ requests: [@Sendable (String) throws -> Args]) throws -> [Result<Args, any Error>] {
         let parent = try makeDelegatedDirectory(c, dir)
-        let answer = Answer()
-        let done = DispatchSemaphore(value: 0)
+        let answers = requests.map { _ in Answer() }
+        let done = DispatchGroup()
         try writeWhileTrackerStopped(c, dir) {
-            Thread.detachNewThread {
-                answer.result = Result { try request(parent) }
-                done.signal()
+            for (request, answer) in zip(requests, answers) {
+                done.enter()
+                Thread.detachNewThread {
+                    answer.result = Result { try request(parent) }
+                    done.leave()
+                }
             }
-            Thread.sleep(forTimeInterval: 0.3)  // its line is in the tracker's socket before the mount's
+            Thread.sleep(forTimeInterval: 0.3)  // their lines are in the tracker's socket before the mount's
         }
         alsoWhileStopped()
         kill(try #require(c.tracker).processIdentifier, SIGCONT)
         #expect(done.wait(timeout: .now() + 20) == .success)
         #expect(try trackerStats(port: c.trackerPort)["delegation_recalls", default: 0] >= 1)
-        return try #require(answer.result)
+        return try answers.map { try #require($0.result) }
+    }
+
+    /// Several clients' reads at once: the first takes the delegation back, the others find a
+    /// recall on its way and wait for its ack too.
+    @Test func concurrentReadsAllWaitForTheRecall() throws {
+        let (c, m, dir) = try mountedCluster()
+        defer { m.unmount(); c.stop() }
+        let client = c.client
+        let names = ["f9", "f19", "f29", "f28"]
+        let results = try otherClientsRequests(c, dir, names.map { n in
+            { @Sendable _ in try client.call("file_info", [("domain", "test"), ("key", "d/" + n)]) }
+        })
+        for (n, r) in zip(names, results) {
+            #expect(try r.get()["length"] == String(Self.delegatedContent(n).count), "\(n)")
+        }
     }
 
     /// A read by key sees the file whole (close-to-open for every client).

@@ -47,8 +47,11 @@ final class Watchers: @unchecked Sendable {
     /// client's request naming one recalls that directory first.
     private var delegatedFiles: [Ino: Ino] = [:]
     private var filesIn: [Ino: [Ino]] = [:]
-    /// `delegations.count`, read without the lock on every request.
+    /// `delegations.count` plus recalls in flight, read without the lock on every request.
     private let delegationCount = Atomic<Int>(0)
+    /// Directories whose recall is waiting for its ack: a request that needs one of them waits
+    /// for that ack too (the delegation is already gone, the holder's changes may not be in).
+    private var recalling: [Ino: (holder: UInt64, recall: UInt64, acked: Task<Void, Never>)] = [:]
     private var nextID: UInt64 = 1
     private var nextSeq: UInt64 = 1
     /// Until when a watcher whose connection ended while it held layouts may still trust
@@ -108,7 +111,7 @@ final class Watchers: @unchecked Sendable {
     private func endDelegation(_ dir: Ino) {
         delegations.removeValue(forKey: dir)
         for ino in filesIn.removeValue(forKey: dir) ?? [] { delegatedFiles.removeValue(forKey: ino) }
-        delegationCount.store(delegations.count, ordering: .relaxed)
+        delegationCount.store(delegations.count + recalling.count, ordering: .relaxed)
     }
 
     /// Before a holder's delegated create runs (`undo`: it failed).
@@ -183,25 +186,27 @@ final class Watchers: @unchecked Sendable {
             if let holder = delegations[dir] { return holder == id }
             delegations[dir] = id
             watchers[id]!.delegated.insert(dir)
-            delegationCount.store(delegations.count, ordering: .relaxed)
+            delegationCount.store(delegations.count + recalling.count, ordering: .relaxed)
             return true
         }
     }
 
     /// Before a request from `origin` (nil: a client that does not watch) runs: every
     /// delegation in `scope` held by another watcher is taken back, and this returns once each
-    /// holder has said that every create it made under it is ahead of its ack (the ack comes
-    /// down the connection those creates went down), or has been cut off and its lease has run out.
+    /// holder has said that everything it sent under it is ahead of its ack (the ack comes
+    /// down the connection those changes went down), or has been cut off and its lease has
+    /// run out. A recall already on its way for a directory in scope is waited for as well.
     func recall(_ scope: CreateDelegations.Scope, except origin: UInt64?) async {
         guard delegationCount.load(ordering: .relaxed) > 0, !scope.isEmpty else { return }
-        let targets: [(id: UInt64, seq: UInt64, channel: any Channel, line: String)] = lock.withLock {
-            // A file whose first commit is pending stands for the directory it was created in.
+        let acks: [Task<Void, Never>] = lock.withLock {
+            // A file created under a delegation still held stands for its directory.
             let dirs = Set(scope.directories + scope.files.compactMap { delegatedFiles[$0] })
+            func inScope(_ dir: Ino) -> Bool { scope.all || dirs.contains(dir) }
+            var acks = recalling.filter { $0.value.holder != origin && inScope($0.key) }.map(\.value.acked)
             var byHolder: [UInt64: [Ino]] = [:]
-            for (dir, holder) in delegations where holder != origin && (scope.all || dirs.contains(dir)) {
+            for (dir, holder) in delegations where holder != origin && inScope(dir) {
                 byHolder[holder, default: []].append(dir)
             }
-            var out: [(UInt64, UInt64, any Channel, String)] = []
             for (holder, dirs) in byHolder {
                 for dir in dirs { endDelegation(dir) }
                 guard let w = watchers[holder] else { continue }
@@ -209,17 +214,21 @@ final class Watchers: @unchecked Sendable {
                 let seq = nextSeq
                 nextSeq += 1
                 let line = "RECALL seq=\(seq)&dirs=\(dirs.map(String.init).joined(separator: ","))\r\n"
-                out.append((holder, seq, w.channel, line))
+                let acked = Task {
+                    await self.invalidate(holder, seq: seq, channel: w.channel, line: line)
+                    self.lock.withLock {
+                        for dir in dirs where self.recalling[dir]?.recall == seq { self.recalling.removeValue(forKey: dir) }
+                        self.delegationCount.store(self.delegations.count + self.recalling.count, ordering: .relaxed)
+                    }
+                }
+                for dir in dirs { recalling[dir] = (holder, seq, acked) }
+                acks.append(acked)
             }
-            return out
+            delegationCount.store(delegations.count + recalling.count, ordering: .relaxed)
+            if !byHolder.isEmpty { counters.countRecall() }
+            return acks
         }
-        guard !targets.isEmpty else { return }
-        counters.countRecall()
-        await withTaskGroup(of: Void.self) { group in
-            for t in targets {
-                group.addTask { await self.invalidate(t.id, seq: t.seq, channel: t.channel, line: t.line) }
-            }
-        }
+        for a in acks { await a.value }
     }
 
     private func invalidate(_ id: UInt64, seq: UInt64, channel: any Channel, line: String? = nil) async {
