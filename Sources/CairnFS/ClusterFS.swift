@@ -390,14 +390,14 @@ public final class ClusterFS: @unchecked Sendable {
         var now = moved
         now.ctime = Clock.nowNanos()  // sent along: the tracker stores the time this mount shows
         let sent: Void? = try delegations.whileHeld(file: moved.ino, [dir, newDir]) {
-                try tracker.send("fs_rename", [("parent", String(dir)), ("name", name), ("newparent", String(newDir)), ("newname", newName),
-                                               ("mode", noReplace ? "noreplace" : "replace"), ("ino", String(moved.ino)),
-                                               ("ctime", String(now.ctime))]) { result in
-                    guard case .failure(let error) = result else { return }
-                    context.listings.forgetAll()
-                    context.recentAttributes.forgetAll()
-                    FileHandle.standardError.write(Data("cairn mount: the tracker refused the rename of \"\(name)\" (inode \(moved.ino)) to \"\(newName)\", made here under the directory's delegation: \(error.text); names show as the tracker has them\n".utf8))
-                }
+            try tracker.send("fs_rename", [("parent", String(dir)), ("name", name), ("newparent", String(newDir)), ("newname", newName),
+                                           ("mode", noReplace ? "noreplace" : "replace"), ("ino", String(moved.ino)),
+                                           ("ctime", String(now.ctime))]) { result in
+                guard case .failure(let error) = result else { return }
+                context.listings.forgetAll()
+                context.recentAttributes.forgetAll()
+                FileHandle.standardError.write(Data("cairn mount: the tracker refused the rename of \"\(name)\" (inode \(moved.ino)) in directory inode \(dir) to \"\(newName)\" in \(newDir), made here under the directories' delegations: \(error.text); names show as the tracker has them\n".utf8))
+            }
         }
         guard sent != nil else { return false }
         touchedDirectory(dir)
@@ -429,10 +429,11 @@ public final class ClusterFS: @unchecked Sendable {
 
     /// Creates and opens a new file.
     public func create(parent: UInt64, name: String, mode: UInt32, uid: UInt32, gid: UInt32) throws -> (FSAttributes, UInt64) {
-        var args = [("parent", String(try cairn(parent))), ("name", name), ("kind", "f"),
+        let dir = try cairn(parent)
+        var args = [("parent", String(dir)), ("name", name), ("kind", "f"),
                     ("mode", String(mode)), ("uid", String(uid)), ("gid", String(gid))]
         if let cls = options.className { args.append(("class", cls)) }
-        if let made = try createWithoutWaiting(try cairn(parent), name, args) { return made }
+        if let made = try createWithoutWaiting(dir, name, mode: mode, uid: uid, gid: gid, args) { return made }
         args.append(("alloc", "1"))
         let r = try call("fs_create", args)
         let attrs = try created(in: parent, name, r)
@@ -446,9 +447,10 @@ public final class ClusterFS: @unchecked Sendable {
     /// add one there without taking the delegation back first), with an inode number and a
     /// first-chunk upload the tracker reserved; the create goes down the pipeline and the file
     /// is open at once. Its first commit goes the same way (`OpenFile`). nil: ask the tracker.
-    private func createWithoutWaiting(_ dir: Ino, _ name: String, _ args: [(String, String)]) throws -> (FSAttributes, UInt64)? {
+    /// `args`: the create's request, as it would be sent to wait.
+    private func createWithoutWaiting(_ dir: Ino, _ name: String, mode: UInt32, uid: UInt32, gid: UInt32,
+                                      _ args: [(String, String)]) throws -> (FSAttributes, UInt64)? {
         guard let delegations = context.leases?.delegations, listings.enabled, listings.held(dir, name) == .absent else { return nil }
-        let mode = UInt32(args.first { $0.0 == "mode" }!.1)!, uid = UInt32(args.first { $0.0 == "uid" }!.1)!, gid = UInt32(args.first { $0.0 == "gid" }!.1)!
         let context = context
         for attempt in 0..<2 {
             if attempt > 0, !delegations.ask(dir, className: options.className, tracker: tracker) { return nil }

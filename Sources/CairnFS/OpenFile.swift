@@ -249,11 +249,13 @@ final class OpenFile: @unchecked Sendable {
                 specs.append("\(c.fid) \(min(c.length, maxLen)) - \(c.devices.map(String.init).joined(separator: ".")) \(index)")
             }
         }
+        let mtime = Clock.nowNanos()
         let args = [("domain", layout.domain), ("ino", String(ino)), ("size", String(size)),
-                    ("chunks", specs.joined(separator: ",")), ("mtime", String(Clock.nowNanos()))]
+                    ("chunks", specs.joined(separator: ",")), ("mtime", String(mtime))]
         if let dir = delegatedIn, !waiting, layout.chunks.isEmpty,
-           try context.leases?.delegations.whileHeld([dir], body: { try sendFirstCommit(args + [("class", layout.className), ("fresh", "1")],
-                                                                                 over: layout.attributes) }) != nil {
+           try context.leases?.delegations.whileHeld([dir], body: {
+               try sendFirstCommit(args + [("class", layout.className), ("fresh", "1")], mtime: mtime, over: layout.attributes)
+           }) != nil {
             return
         }
         let since = context.leases?.beginFetch()
@@ -280,8 +282,7 @@ final class OpenFile: @unchecked Sendable {
     /// one with the creates and commits sent around it. `fresh=1` makes the resend after a
     /// lost connection safe: the tracker takes it only while the file has no chunks or exactly
     /// these. Call with the lock held.
-    private func sendFirstCommit(_ args: [(String, String)], over created: WireAttributes) throws {
-        let mtime = Int64(args.first { $0.0 == "mtime" }!.1)!
+    private func sendFirstCommit(_ args: [(String, String)], mtime: UnixNanos, over created: WireAttributes) throws {
         var attributes = context.recentAttributes.fresh(ino) ?? created  // a chmod since the create stays
         attributes.size = size
         attributes.mtime = mtime

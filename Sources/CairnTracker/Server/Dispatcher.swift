@@ -49,7 +49,7 @@ struct Dispatcher: Sendable {
             let origin = args.nonEmpty("watcher").flatMap { UInt64($0) }
             if let origin, !Self.watchUpkeep.contains(name) { watchers.hold(origin) }
             let writes = Self.leaveLayouts.contains(name) ? nil : WriteLog()
-            if !Self.leaveLayouts.contains(name) { await watchers.recall(CreateDelegations.scope(name, args), except: origin) }
+            if watchers.delegating, !Self.leaveLayouts.contains(name) { await watchers.recall(CreateDelegations.scope(name, args), except: origin) }
             // Noted before it runs: a request naming the file from another client recalls first.
             let delegated = CreateDelegations.delegatedCreate(name, args)
             if let delegated { watchers.noteDelegatedCreate(delegated.ino, in: delegated.directory, by: origin) }

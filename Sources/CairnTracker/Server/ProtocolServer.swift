@@ -96,7 +96,9 @@ final class RequestHandler: ChannelDuplexHandler {
     private let logger: Logger
     private let executor: EventLoopTaskExecutor
     private let link: WatchLink
-    private var pending = CircularBuffer<InboundLine>()
+    /// Each line with whether it is gatherable, decided once as it arrives (`answerNext` looks
+    /// at the first waiting line each time a line finishes).
+    private var pending = CircularBuffer<(line: InboundLine, gatherable: Bool)>()
     /// Lines started and not answered yet; more than one only while all of them are gatherable.
     private var inFlight = 0
     private var inFlightGatherable = false
@@ -123,7 +125,8 @@ final class RequestHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        pending.append(unwrapInboundIn(data))
+        let line = unwrapInboundIn(data)
+        pending.append((line, Self.isGatherable(line)))
         answerNext(context: context)
     }
 
@@ -161,8 +164,7 @@ final class RequestHandler: ChannelDuplexHandler {
     /// gatherable change after gatherable ones, unless the one before has no place yet.
     private func answerNext(context: ChannelHandlerContext) {
         // Not while replies pile up unread (the client not reading them): they wait in the socket.
-        while closed || context.channel.isWritable, let item = pending.first {
-            let gatherable = Self.isGatherable(item)
+        while closed || context.channel.isWritable, let (item, gatherable) = pending.first {
             if inFlight > 0 {
                 guard gatherable, inFlightGatherable, inFlight < Self.maxGathered, !gathering.awaitingPlace else { break }
             }
@@ -180,7 +182,7 @@ final class RequestHandler: ChannelDuplexHandler {
             }
         }
         gathering.nextWaiting = inFlight > 0 && inFlight < Self.maxGathered && (closed || context.channel.isWritable)
-            && pending.first.map(Self.isGatherable) == true
+            && pending.first?.gatherable == true
         if inFlight == 0, pending.isEmpty, inputEnded, !closed { context.close(promise: nil) }
     }
 

@@ -196,8 +196,12 @@ final class Watchers: @unchecked Sendable {
     /// holder has said that everything it sent under it is ahead of its ack (the ack comes
     /// down the connection those changes went down), or has been cut off and its lease has
     /// run out. A recall already on its way for a directory in scope is waited for as well.
+    /// Some directory is delegated or being recalled: requests must ask `recall` (without the
+    /// lock, so a cluster with no delegations pays nothing per request).
+    var delegating: Bool { delegationCount.load(ordering: .relaxed) > 0 }
+
     func recall(_ scope: CreateDelegations.Scope, except origin: UInt64?) async {
-        guard delegationCount.load(ordering: .relaxed) > 0, !scope.isEmpty else { return }
+        guard delegating, !scope.isEmpty else { return }
         let acks: [Task<Void, Never>] = lock.withLock {
             // A file created under a delegation still held stands for its directory.
             let dirs = Set(scope.directories + scope.files.compactMap { delegatedFiles[$0] })
