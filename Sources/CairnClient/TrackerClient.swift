@@ -60,9 +60,13 @@ public final class TrackerClient: Sendable {
         try pipeline.send(Request.encode(command: command, args: withAddedArguments(args)), answered: answered)
     }
 
+    /// `args` plus the common and session arguments it does not name itself (a repeated key
+    /// reaches the tracker as one value, joined: an `fs_watch_ack` naming its watcher was
+    /// refused as "6\06" and every recall waited out its ack timeout).
     private func withAddedArguments(_ args: [(String, String)]) -> [(String, String)] {
         let session = sessionArgs.withLock { $0 }
-        return commonArgs.isEmpty && session.isEmpty ? args : args + commonArgs + session
+        if commonArgs.isEmpty && session.isEmpty { return args }
+        return args + (commonArgs + session).filter { added in !args.contains { $0.0 == added.0 } }
     }
 
     /// Sets (or, with nil, removes) an argument sent with every call from now on.

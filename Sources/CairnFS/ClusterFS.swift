@@ -265,11 +265,59 @@ public final class ClusterFS: @unchecked Sendable {
             _ = try call("create_domain", [("domain", name)])
             return try lookup(parent: parent, name: name)
         }
+        let dir = try cairn(parent)
         let stamp = listings.beginFetch()
-        let a = try created(in: parent, name, call("fs_create", [("parent", String(try cairn(parent))), ("name", name), ("kind", "d"),
-                                                                 ("mode", String(mode)), ("uid", String(uid)), ("gid", String(gid))]))
-        if let dir = map.cairn(a.ino) { listings.createdEmpty(dir, since: stamp) }
+        let args = [("parent", String(dir)), ("name", name), ("kind", "d"), ("mode", String(mode)), ("uid", String(uid)), ("gid", String(gid))]
+        if let made = try mkdirWithoutWaiting(dir, name, mode: mode, uid: uid, gid: gid, args, since: stamp) { return made }
+        let a = try created(in: parent, name, call("fs_create", args))
+        if let made = map.cairn(a.ino) { listings.createdEmpty(made, since: stamp) }
         return a
+    }
+
+    /// A mkdir in a directory delegated to this mount, decided here as `createWithoutWaiting`
+    /// decides a create. The new directory is delegated here at birth (the tracker notes it as
+    /// it stores the mkdir) and its listing is held, empty: what is made in it waits for the
+    /// tracker no more than what is made beside it. nil: ask the tracker.
+    private func mkdirWithoutWaiting(_ dir: Ino, _ name: String, mode: UInt32, uid: UInt32, gid: UInt32,
+                                     _ args: [(String, String)], since stamp: DirectoryCache.FetchStamp) throws -> FSAttributes? {
+        guard let delegations = context.leases?.delegations, listings.enabled,
+              listings.held(dir, name) == .absent else { return nil }
+        for attempt in 0..<2 {
+            if attempt > 0, !delegations.ask(dir, className: options.className) { return nil }
+            let made = try delegations.mkdir(in: dir) { ino, classOf -> WireAttributes in
+                let now = Clock.nowNanos()
+                try sendDelegatedCreate(args, ino: ino, in: dir, name: name, lost: "the directory and what was made in it are not stored")
+                return WireAttributes(ino: ino, kind: "d", mode: 0o040000 | (mode & 0o7777), uid: uid, gid: gid, size: 0,
+                                      atime: now, mtime: now, ctime: now, nlink: 2, classID: Int(classOf.int("dir_class") ?? 0))
+            }
+            guard let attributes = made else { continue }
+            touchedDirectory(dir, subdirectoriesAdded: 1)
+            listings.added(dir, name, attributes)
+            listings.createdEmpty(attributes.ino, since: stamp)
+            context.recentAttributes.remember(attributes)
+            return map.attributes(attributes)
+        }
+        return nil
+    }
+
+    /// Sends a create decided here under `dir`'s delegation down the pipeline. Its answer's
+    /// directory attributes are kept (the kernel asks for them at each create); not the new
+    /// inode's: this mount may have changed them since. Refused (another client made the name
+    /// after all, this mount's watch having been cut off meanwhile, or the tracker could not
+    /// store it), the mount's log says so and the inode's next fsync fails.
+    private func sendDelegatedCreate(_ args: [(String, String)], ino: Ino, in dir: Ino, name: String, lost: String) throws {
+        let context = context
+        try tracker.send("fs_create", args + [("ino", String(ino))]) { result in
+            switch result {
+            case .success(let reply):
+                if let d = WireAttributes(reply, prefix: "parent_") { context.recentAttributes.remember(d) }
+            case .failure(let error):
+                context.listings.forgetAll()
+                context.recentAttributes.forget(filesAnd: [dir, ino])
+                context.unstoredCommits.failed(ino)
+                FileHandle.standardError.write(Data("cairn mount: the tracker refused the create of \"\(name)\" in directory inode \(dir) (inode \(ino), made here under the directory's delegation): \(error.text); \(lost)\n".utf8))
+            }
+        }
     }
 
     /// A new name's attributes, the directory's listing told of it.
@@ -453,26 +501,12 @@ public final class ClusterFS: @unchecked Sendable {
         guard let delegations = context.leases?.delegations, listings.enabled, listings.held(dir, name) == .absent else { return nil }
         let context = context
         for attempt in 0..<2 {
-            if attempt > 0, !delegations.ask(dir, className: options.className, tracker: tracker) { return nil }
+            if attempt > 0, !delegations.ask(dir, className: options.className) { return nil }
             let made = try delegations.create(in: dir) { r -> (WireAttributes, DelegatedDirectories.Reservation) in
                 let now = Clock.nowNanos()
                 let attributes = WireAttributes(ino: r.ino, kind: "f", mode: 0o100000 | (mode & 0o7777), uid: uid, gid: gid, size: 0,
                                                 atime: now, mtime: now, ctime: now, nlink: 1, classID: Int(r.classOf.int("class") ?? 0))
-                // Its answer's directory attributes are kept (the kernel asks for them at each
-                // create); not the file's: this mount may have changed them since.
-                try tracker.send("fs_create", args + [("ino", String(r.ino))]) { result in
-                    switch result {
-                    case .success(let reply):
-                        if let d = WireAttributes(reply, prefix: "parent_") { context.recentAttributes.remember(d) }
-                    case .failure(let error):
-                        // Another client made the name after all (this mount's watch was cut
-                        // off meanwhile), or the tracker could not store it.
-                        context.listings.forgetAll()
-                        context.recentAttributes.forget(filesAnd: [dir, r.ino])
-                        context.unstoredCommits.failed(r.ino)
-                        FileHandle.standardError.write(Data("cairn mount: the tracker refused the create of \"\(name)\" in directory inode \(dir) (inode \(r.ino), made here under the directory's delegation): \(error.text); the file and what was written to it are not stored\n".utf8))
-                    }
-                }
+                try sendDelegatedCreate(args, ino: r.ino, in: dir, name: name, lost: "the file and what was written to it are not stored")
                 return (attributes, r)
             }
             guard let (attributes, r) = made else { continue }
@@ -490,10 +524,11 @@ public final class ClusterFS: @unchecked Sendable {
 
     /// A change to `dir`'s names sent without waiting: what the kernel asks next (the
     /// directory's attributes, for its next permission check) is answered as the tracker will
-    /// change it, mtime and ctime now.
-    private func touchedDirectory(_ dir: Ino) {
+    /// change it, mtime and ctime now (and a link more for each directory made in it).
+    private func touchedDirectory(_ dir: Ino, subdirectoriesAdded: Int = 0) {
         guard var d = context.recentAttributes.fresh(dir) else { return context.recentAttributes.forget(dir) }
         d.mtime = Clock.nowNanos(); d.ctime = d.mtime
+        d.nlink += subdirectoriesAdded
         context.recentAttributes.remember(d)
     }
 

@@ -36,10 +36,11 @@ final class LeasedLayouts: @unchecked Sendable {
     private let wake = DispatchSemaphore(value: 0), finished = DispatchSemaphore(value: 0)
     private let tracker: TrackerClient
     /// Directories this watch may create files in on its own; recalled over the watch.
-    let delegations = DelegatedDirectories()
+    let delegations: DelegatedDirectories
 
     init(tracker: TrackerClient) {
         self.tracker = tracker
+        delegations = DelegatedDirectories(tracker: tracker)
         let thread = Thread { [self] in watchUntilStopped() }
         thread.name = "cairn-lease"
         thread.start()

@@ -361,6 +361,8 @@ extension MetadataStore {
         public var count: Int
         public var domain: DomainID
         public var classID: ClassID
+        /// The class a directory made in `parent` gets (a file's may be named instead).
+        public var directoryClassID: ClassID
         public var uploads: [(fid: Fid, devices: [DeviceID])]
     }
 
@@ -381,7 +383,8 @@ extension MetadataStore {
                 guard !devices.isEmpty else { break }
                 uploads.append((try Self.insertUpload(db, domain: p.domain, classID: classID, key: "", devices: devices), devices))
             }
-            return CreateReservation(firstIno: last - Int64(count) + 1, count: count, domain: p.domain, classID: classID, uploads: uploads)
+            return CreateReservation(firstIno: last - Int64(count) + 1, count: count, domain: p.domain, classID: classID,
+                                     directoryClassID: try Self.newFileClass(db, in: p, kind: .directory, named: nil), uploads: uploads)
         }
     }
 

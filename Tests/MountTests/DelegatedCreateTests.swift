@@ -97,6 +97,9 @@ extension MountTests {
         kill(try #require(c.tracker).processIdentifier, SIGCONT)
         #expect(done.wait(timeout: .now() + 20) == .success)
         #expect(try trackerStats(port: c.trackerPort)["delegation_recalls", default: 0] >= 1)
+        // Acked, not waited out (the ack once went unread: the mount cut off, its lease waited for).
+        let log = try String(contentsOfFile: c.root + "/tracker.log", encoding: .utf8)
+        #expect(!log.contains("did not acknowledge"), "a recall went unacknowledged")
         return try answers.map { try #require($0.result) }
     }
 
@@ -154,6 +157,52 @@ extension MountTests {
         let found = try r.get()
         #expect(found.int("mode").map { $0 & 0o7777 } == 0o640)
         #expect(try c.cli(["get", "test", "d/g29", "-"]).out == Data(Self.delegatedContent("f29")))
+    }
+
+    /// open(O_EXCL), write, close (Foundation's writes may sync, which waits for the tracker).
+    static func writeNewFile(_ path: String, _ bytes: [UInt8]) -> Bool {
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o644)
+        guard fd >= 0 else { return false }
+        let wrote = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) } == bytes.count
+        return close(fd) == 0 && wrote
+    }
+
+    /// A directory made under the delegation is delegated at birth, also when the tracker reads
+    /// the mkdir after it began recalling the parent (the other client's lookup here is sent
+    /// first): a file written in it goes without waiting, the lookup finds the directory and the
+    /// file whole, and a later lookup in the new directory, sent before the stopped tracker read
+    /// the mount's next create there, recalls that directory and finds the file.
+    @Test func directoryMadeUnderADelegationIsDelegatedToo() throws {
+        let (c, m, dir) = try mountedCluster()
+        defer { m.unmount(); c.stop() }
+        let client = c.client
+        let content = Self.delegatedContent("sub/a")
+        let r = try anotherClientsRequest(c, dir, alsoWhileStopped: {
+            #expect(mkdir(dir + "/d/sub", 0o750) == 0, "mkdir: errno \(errno)")
+            #expect(Self.writeNewFile(dir + "/d/sub/a", content), "create in the new directory: errno \(errno)")
+        }) { parent in
+            try client.call("fs_lookup", [("parent", parent), ("name", "sub")])
+        }
+        let sub = try r.get()
+        #expect(sub["kind"] == "d" && sub.int("mode").map { $0 & 0o7777 } == 0o750)
+
+        let subIno = try #require(sub["ino"])
+        let answer = Answer()
+        let done = DispatchSemaphore(value: 0)
+        kill(try #require(c.tracker).processIdentifier, SIGSTOP)
+        Thread.detachNewThread {
+            answer.result = Result { try client.call("fs_lookup", [("parent", subIno), ("name", "b")]) }
+            done.signal()
+        }
+        Thread.sleep(forTimeInterval: 0.3)  // the lookup is in the tracker's socket first
+        #expect(Self.writeNewFile(dir + "/d/sub/b", Array("b".utf8)), "create while the tracker is stopped: errno \(errno)")
+        kill(try #require(c.tracker).processIdentifier, SIGCONT)
+        #expect(done.wait(timeout: .now() + 20) == .success)
+        #expect(try #require(answer.result).get()["kind"] == "f")
+        // (A request by key recalls every delegation: asked last.)
+        #expect(try c.cli(["get", "test", "d/sub/a", "-"]).out == Data(content))
+        let log = try String(contentsOfFile: c.root + "/tracker.log", encoding: .utf8)
+        #expect(!log.contains("did not acknowledge"), "a recall went unacknowledged")
     }
 }
 

@@ -59,11 +59,12 @@ enum CreateDelegations {
         }
     }
 
-    /// A holder's create under its delegation (`ino=` reserved): the file and its directory.
-    static func delegatedCreate(_ command: String, _ args: Args) -> (ino: Ino, directory: Ino)? {
+    /// A holder's create under its delegation (`ino=` reserved): the new inode, its
+    /// directory, and whether it is a directory itself (then delegated to the holder too).
+    static func delegatedCreate(_ command: String, _ args: Args) -> (ino: Ino, directory: Ino, isDirectory: Bool)? {
         guard command == "fs_create", let ino = args.nonEmpty("ino").flatMap({ Ino($0) }),
               let dir = args.nonEmpty("parent").flatMap({ Ino($0) }) else { return nil }
-        return (ino, dir)
+        return (ino, dir, args["kind"] == "d")
     }
 }
 
@@ -71,7 +72,8 @@ enum CreateDelegations {
 /// the asking mount (unless another holds it) and reserves `n` inode numbers and first-chunk
 /// uploads for the files it will create there. Answers `granted=0` when another mount holds
 /// it or this tracker grants no leases; else the reservation, the class's layout parameters
-/// (so the mount can show and write the new files), and each upload as `upload<i>_…`.
+/// (so the mount can show and write the new files), the class a new directory there gets
+/// (`dir_class`), and each upload as `upload<i>_…`.
 struct DelegateCommand {
     let ctx: TrackerContext
     let watchers: Watchers
@@ -94,7 +96,7 @@ struct DelegateCommand {
         let devices = try await ctx.devices.byID()
         var out: [(String, String)] = [
             ("granted", "1"), ("ino_first", String(r.firstIno)), ("ino_count", String(r.count)),
-            ("domain", try await ctx.catalog.domainName(id: r.domain) ?? ""), ("class", String(r.classID)),
+            ("domain", try await ctx.catalog.domainName(id: r.domain) ?? ""), ("class", String(r.classID)), ("dir_class", String(r.directoryClassID)),
             ("class_name", cls?.name ?? "default"), ("replicas", String(cls?.replicas ?? 0)),
             ("sync_copies", String(cls?.syncCopies ?? 1)), ("chunk_size", String(cls?.chunkSize ?? ChunkLayout.defaultChunkSize)),
             ("upload_count", String(r.uploads.count)),

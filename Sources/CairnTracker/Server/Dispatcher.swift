@@ -52,7 +52,7 @@ struct Dispatcher: Sendable {
             if watchers.delegating, !Self.leaveLayouts.contains(name) { await watchers.recall(CreateDelegations.scope(name, args), except: origin) }
             // Noted before it runs: a request naming the file from another client recalls first.
             let delegated = CreateDelegations.delegatedCreate(name, args)
-            if let delegated { watchers.noteDelegatedCreate(delegated.ino, in: delegated.directory, by: origin) }
+            if let delegated { watchers.noteDelegatedCreate(delegated.ino, in: delegated.directory, directory: delegated.isDirectory, by: origin) }
             let started = ContinuousClock.now
             defer { stats.countAnswered(name, since: started) }
             let reply: Reply
@@ -65,7 +65,7 @@ struct Dispatcher: Sendable {
             } catch {
                 reply = .err(Self.protocolError(error))
             }
-            if let delegated, case .err = reply { watchers.noteDelegatedCreate(delegated.ino, in: delegated.directory, by: origin, undo: true) }
+            if let delegated, case .err = reply { watchers.noteDelegatedCreate(delegated.ino, in: delegated.directory, directory: delegated.isDirectory, by: origin, undo: true) }
             if let writes, writes.wrote { await watchers.invalidate(except: origin) }
             return reply.encode(callid: callid)
         }

@@ -109,18 +109,34 @@ final class Watchers: @unchecked Sendable {
 
     /// Call with the lock held.
     private func endDelegation(_ dir: Ino) {
-        delegations.removeValue(forKey: dir)
+        guard let holder = delegations.removeValue(forKey: dir) else { return }
+        watchers[holder]?.delegated.remove(dir)
         for ino in filesIn.removeValue(forKey: dir) ?? [] { delegatedFiles.removeValue(forKey: ino) }
         delegationCount.store(delegations.count + recalling.count, ordering: .relaxed)
     }
 
-    /// Before a holder's delegated create runs (`undo`: it failed).
-    func noteDelegatedCreate(_ ino: Ino, in dir: Ino, by holder: UInt64?, undo: Bool = false) {
+    /// Before a holder's delegated create runs (`undo`: it failed). A directory made so is
+    /// delegated to the holder at birth (the mount goes on creating in it on its own), also when
+    /// the recall of the directory it was made in is on its way: the holder made it before it
+    /// read the recall (its ack is behind this), and keeps it.
+    func noteDelegatedCreate(_ ino: Ino, in dir: Ino, directory: Bool, by holder: UInt64?, undo: Bool = false) {
         lock.withLock {
-            guard !undo else { delegatedFiles.removeValue(forKey: ino); return }
-            guard let holder, delegations[dir] == holder else { return }
-            delegatedFiles[ino] = dir
-            filesIn[dir, default: []].append(ino)
+            guard let holder else { return }
+            guard !undo else {
+                delegatedFiles.removeValue(forKey: ino)
+                if directory, delegations[ino] == holder { endDelegation(ino) }
+                return
+            }
+            let holds = delegations[dir] == holder
+            if holds {
+                delegatedFiles[ino] = dir
+                filesIn[dir, default: []].append(ino)
+            }
+            guard directory, delegations[ino] == nil, watchers[holder] != nil,
+                  holds || recalling[dir]?.holder == holder else { return }
+            delegations[ino] = holder
+            watchers[holder]!.delegated.insert(ino)
+            delegationCount.store(delegations.count + recalling.count, ordering: .relaxed)
         }
     }
 
@@ -214,7 +230,6 @@ final class Watchers: @unchecked Sendable {
             for (holder, dirs) in byHolder {
                 for dir in dirs { endDelegation(dir) }
                 guard let w = watchers[holder] else { continue }
-                watchers[holder]!.delegated.subtract(dirs)
                 let seq = nextSeq
                 nextSeq += 1
                 let line = "RECALL seq=\(seq)&dirs=\(dirs.map(String.init).joined(separator: ","))\r\n"
