@@ -131,7 +131,7 @@ public final class ClusterFS: @unchecked Sendable {
         case .absent: throw FSError(ENOENT)
         case .present(let w, current: true): return map.attributes(w)
         case .present(let w, current: false):
-            if let fresh = context.recentAttributes.fresh(w.ino) { return map.attributes(fresh) }
+            if let known = knownAttributes(w.ino) { return map.attributes(known) }
             // Changed here since the listing: a layout held under the lease has its attributes as
             // this mount's last change left them (anyone else's change would have dropped it).
             if let held = context.leases?.layout(w.ino) { return map.attributes(held.attributes) }
@@ -162,7 +162,7 @@ public final class ClusterFS: @unchecked Sendable {
         if isDomainRoot(ino) { return rootAttributes() }
         let c = try cairn(ino)
         var a: FSAttributes
-        if let known = context.recentAttributes.fresh(c) {
+        if let known = knownAttributes(c) {
             a = map.attributes(known)
         } else {
             a = try attributes(call("fs_getattr", [("ino", String(c))]))
@@ -171,6 +171,8 @@ public final class ClusterFS: @unchecked Sendable {
         if let f = openFile(ofInode: c), f.isDirty { a.size = f.lock.withLock { f.size } }
         return a
     }
+
+    func knownAttributes(_ ino: Ino) -> WireAttributes? { context.knownAttributes(ino) }
 
     public struct AttributeChange {
         public var mode: UInt32?, uid: UInt32?, gid: UInt32?, size: Int64?, atime: Int64?, mtime: Int64?
@@ -213,14 +215,14 @@ public final class ClusterFS: @unchecked Sendable {
         return a
     }
 
-    /// A chmod, chown or utimes (no truncation) of a file created here under a delegation that
+    /// A chmod, chown or utimes (no truncation) of a file or directory created here under a delegation that
     /// still lasts (`DelegatedDirectories`) goes down the pipeline without waiting, as its
     /// create did: no other client can have changed the file meanwhile (the tracker recalls
     /// the delegation before another client's request names it), so its new attributes are
     /// known here. Sent again after a lost connection, it sets the same values. nil: wait.
     private func setattrWithoutWaiting(_ ino: Ino, _ c: AttributeChange) throws -> FSAttributes? {
         guard c.size == nil, let delegations = context.leases?.delegations, !openFiles(ofInode: ino).contains(where: \.isDirty),
-              var a = context.recentAttributes.fresh(ino), a.kind == "f" else { return nil }
+              var a = knownAttributes(ino), a.kind != "l" else { return nil }
         let context = context
         return try delegations.whileHeld(file: ino, []) {
             var args: [(String, String)] = [("ino", String(ino))]
@@ -310,7 +312,7 @@ public final class ClusterFS: @unchecked Sendable {
         try tracker.send("fs_create", args + [("ino", String(ino))]) { result in
             switch result {
             case .success(let reply):
-                if let d = WireAttributes(reply, prefix: "parent_") { context.recentAttributes.remember(d) }
+                context.rememberAnsweredDirectory(reply)
             case .failure(let error):
                 context.listings.forgetAll()
                 context.recentAttributes.forget(filesAnd: [dir, ino])
@@ -371,7 +373,7 @@ public final class ClusterFS: @unchecked Sendable {
             try tracker.send("fs_unlink", [("parent", String(dir)), ("name", name), ("ino", String(file.ino))]) { result in
                 switch result {
                 case .success(let r):
-                    if let d = WireAttributes(r, prefix: "parent_") { context.recentAttributes.remember(d) }
+                    context.rememberAnsweredDirectory(r)
                 case .failure(let error):
                     context.listings.forgetAll()
                     context.recentAttributes.forgetAll()
@@ -526,7 +528,7 @@ public final class ClusterFS: @unchecked Sendable {
     /// directory's attributes, for its next permission check) is answered as the tracker will
     /// change it, mtime and ctime now (and a link more for each directory made in it).
     private func touchedDirectory(_ dir: Ino, subdirectoriesAdded: Int = 0) {
-        guard var d = context.recentAttributes.fresh(dir) else { return context.recentAttributes.forget(dir) }
+        guard var d = knownAttributes(dir) else { return context.recentAttributes.forget(dir) }
         d.mtime = Clock.nowNanos(); d.ctime = d.mtime
         d.nlink += subdirectoriesAdded
         context.recentAttributes.remember(d)

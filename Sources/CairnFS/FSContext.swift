@@ -60,6 +60,26 @@ final class FSContext: @unchecked Sendable {
 
     deinit { leases?.stop() }
 
+    /// Attributes this mount can answer with: fresh ones, or, for an inode it created under a
+    /// delegation that still lasts, the last it gave it, however old — nobody else can have
+    /// changed it (the tracker recalls the delegation first). A tree copy's last pass over its
+    /// directories (rsync sets their times) then asks the tracker nothing.
+    func knownAttributes(_ ino: Ino) -> WireAttributes? {
+        if let fresh = recentAttributes.fresh(ino) { return fresh }
+        let recent = recentAttributes
+        return leases?.delegations.whileHeld(file: ino, []) { recent.latest(ino) } ?? nil
+    }
+
+    /// The answer to a change sent without waiting: its directory's attributes (`parent_…`) as
+    /// the tracker had them then, kept only where this mount remembers none — what it has is
+    /// its own, and newer (rsync's setting of a directory's times, made after a create there,
+    /// must not be undone by the create's answer). Runs on the pipeline's thread: it must not
+    /// take the delegations' lock (a sender may hold it, waiting for this thread).
+    func rememberAnsweredDirectory(_ reply: Args) {
+        guard let d = WireAttributes(reply, prefix: "parent_"), recentAttributes.latest(d.ino) == nil else { return }
+        recentAttributes.remember(d)
+    }
+
     func rememberContent(ino: Ino, _ a: WireAttributes) { lock.withLock { contentSeen[ino] = (a.mtime, a.size) } }
 
     /// True when the file is as it was when last seen, so cached pages are still right.
@@ -80,10 +100,14 @@ final class RecentAttributes: @unchecked Sendable {
 
     init(maxAge: TimeInterval) { self.maxAge = maxAge }
 
+    /// Past this many, all are dropped (a tree copy's worth: what was made here under a
+    /// delegation is answered from here for as long as it lasts, see `latest`).
+    static let capacity = 1 << 16
+
     func remember(_ a: WireAttributes) {
         guard maxAge > 0 else { return }
         lock.withLock {
-            if directories.count + others.count > 4096 { directories.removeAll(); others.removeAll() }
+            if directories.count + others.count > Self.capacity { directories.removeAll(); others.removeAll() }
             if a.isDirectory { directories[a.ino] = (Date(), a) } else { others[a.ino] = (Date(), a) }
         }
     }
@@ -94,6 +118,10 @@ final class RecentAttributes: @unchecked Sendable {
             return e.attributes
         }
     }
+
+    /// The last remembered, however old: only for an inode nobody else can have changed since
+    /// (`ClusterFS.knownAttributes`).
+    func latest(_ ino: Ino) -> WireAttributes? { lock.withLock { (directories[ino] ?? others[ino])?.attributes } }
 
     func forgetAll() { lock.withLock { directories.removeAll(); others.removeAll() } }
 

@@ -70,6 +70,11 @@ func fileBytes(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: UR
         var st = stat()
         lstat(dir + "/tree/gen/ünïcødé ☃/file 1.bin", &st)
         #expect(st.st_mtim.tv_sec == 946_684_798 && st.st_mtim.tv_nsec == 123_456_789, "mtime kept to the nanosecond")
+        // Another client sees the directory's time rsync set (sent without waiting, under the
+        // delegation the directory was made in).
+        var ino = try #require(try c.client.call("fs_root", [("domain", "test")])["ino"])
+        for name in ["tree", "gen", "empty dir"] { ino = try #require(try c.client.call("fs_lookup", [("parent", ino), ("name", name)])["ino"]) }
+        #expect(try c.client.call("fs_getattr", [("ino", ino)])["mtime"] == "946684798123456789")
     }
 
     @Test func xattrsRoundTripAndShowStorage() throws {
