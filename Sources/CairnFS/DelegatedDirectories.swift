@@ -86,7 +86,7 @@ final class DelegatedDirectories: @unchecked Sendable {
         }
     }
 
-    static let batch = 64
+    static let batch = 128
     /// Below this many numbers or uploads left, more are asked for (down the pipeline).
     static let lowWater = 16
     /// How long a directory another mount holds, or that was recalled, is not asked for again.
