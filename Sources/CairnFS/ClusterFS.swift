@@ -215,8 +215,8 @@ public final class ClusterFS: @unchecked Sendable {
         return a
     }
 
-    /// A chmod, chown or utimes (no truncation) of a file or directory created here under a delegation that
-    /// still lasts (`DelegatedDirectories`) goes down the pipeline without waiting, as its
+    /// A chmod, chown or utimes (no truncation) of a file or directory created here under a
+    /// delegation that still lasts (`DelegatedDirectories`) goes down the pipeline without waiting, as its
     /// create did: no other client can have changed the file meanwhile (the tracker recalls
     /// the delegation before another client's request names it), so its new attributes are
     /// known here. Sent again after a lost connection, it sets the same values. nil: wait.
@@ -303,8 +303,8 @@ public final class ClusterFS: @unchecked Sendable {
     }
 
     /// Sends a create decided here under `dir`'s delegation down the pipeline. Its answer's
-    /// directory attributes are kept (the kernel asks for them at each create); not the new
-    /// inode's: this mount may have changed them since. Refused (another client made the name
+    /// directory attributes are kept where this mount remembers none (the kernel asks for them
+    /// at each create); not the new inode's: this mount may have changed them since. Refused (another client made the name
     /// after all, this mount's watch having been cut off meanwhile, or the tracker could not
     /// store it), the mount's log says so and the inode's next fsync fails.
     private func sendDelegatedCreate(_ args: [(String, String)], ino: Ino, in dir: Ino, name: String, lost: String) throws {
