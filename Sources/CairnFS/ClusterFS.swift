@@ -131,7 +131,7 @@ public final class ClusterFS: @unchecked Sendable {
         case .absent: throw FSError(ENOENT)
         case .present(let w, current: true): return map.attributes(w)
         case .present(let w, current: false):
-            if let known = knownAttributes(w.ino) { return map.attributes(known) }
+            if let known = context.knownAttributes(w.ino) { return map.attributes(known) }
             // Changed here since the listing: a layout held under the lease has its attributes as
             // this mount's last change left them (anyone else's change would have dropped it).
             if let held = context.leases?.layout(w.ino) { return map.attributes(held.attributes) }
@@ -162,7 +162,7 @@ public final class ClusterFS: @unchecked Sendable {
         if isDomainRoot(ino) { return rootAttributes() }
         let c = try cairn(ino)
         var a: FSAttributes
-        if let known = knownAttributes(c) {
+        if let known = context.knownAttributes(c) {
             a = map.attributes(known)
         } else {
             a = try attributes(call("fs_getattr", [("ino", String(c))]))
@@ -171,8 +171,6 @@ public final class ClusterFS: @unchecked Sendable {
         if let f = openFile(ofInode: c), f.isDirty { a.size = f.lock.withLock { f.size } }
         return a
     }
-
-    func knownAttributes(_ ino: Ino) -> WireAttributes? { context.knownAttributes(ino) }
 
     public struct AttributeChange {
         public var mode: UInt32?, uid: UInt32?, gid: UInt32?, size: Int64?, atime: Int64?, mtime: Int64?
@@ -222,7 +220,7 @@ public final class ClusterFS: @unchecked Sendable {
     /// known here. Sent again after a lost connection, it sets the same values. nil: wait.
     private func setattrWithoutWaiting(_ ino: Ino, _ c: AttributeChange) throws -> FSAttributes? {
         guard c.size == nil, let delegations = context.leases?.delegations, !openFiles(ofInode: ino).contains(where: \.isDirty),
-              var a = knownAttributes(ino), a.kind != "l" else { return nil }
+              var a = context.knownAttributes(ino), a.kind != "l" else { return nil }
         let context = context
         return try delegations.whileHeld(file: ino, []) {
             var args: [(String, String)] = [("ino", String(ino))]
@@ -528,7 +526,7 @@ public final class ClusterFS: @unchecked Sendable {
     /// directory's attributes, for its next permission check) is answered as the tracker will
     /// change it, mtime and ctime now (and a link more for each directory made in it).
     private func touchedDirectory(_ dir: Ino, subdirectoriesAdded: Int = 0) {
-        guard var d = knownAttributes(dir) else { return context.recentAttributes.forget(dir) }
+        guard var d = context.knownAttributes(dir) else { return context.recentAttributes.forget(dir) }
         d.mtime = Clock.nowNanos(); d.ctime = d.mtime
         d.nlink += subdirectoriesAdded
         context.recentAttributes.remember(d)

@@ -107,12 +107,15 @@ final class Watchers: @unchecked Sendable {
         for dir in w.delegated { endDelegation(dir) }
     }
 
+    /// Call with the lock held, after any change to `delegations` or `recalling`.
+    private func countDelegations() { delegationCount.store(delegations.count + recalling.count, ordering: .relaxed) }
+
     /// Call with the lock held.
     private func endDelegation(_ dir: Ino) {
         guard let holder = delegations.removeValue(forKey: dir) else { return }
         watchers[holder]?.delegated.remove(dir)
         for ino in filesIn.removeValue(forKey: dir) ?? [] { delegatedFiles.removeValue(forKey: ino) }
-        delegationCount.store(delegations.count + recalling.count, ordering: .relaxed)
+        countDelegations()
     }
 
     /// Before a holder's delegated create runs (`undo`: it failed). A directory made so is
@@ -136,7 +139,7 @@ final class Watchers: @unchecked Sendable {
                   holds || recalling[dir]?.holder == holder else { return }
             delegations[ino] = holder
             watchers[holder]!.delegated.insert(ino)
-            delegationCount.store(delegations.count + recalling.count, ordering: .relaxed)
+            countDelegations()
         }
     }
 
@@ -202,7 +205,7 @@ final class Watchers: @unchecked Sendable {
             if let holder = delegations[dir] { return holder == id }
             delegations[dir] = id
             watchers[id]!.delegated.insert(dir)
-            delegationCount.store(delegations.count + recalling.count, ordering: .relaxed)
+            countDelegations()
             return true
         }
     }
@@ -237,13 +240,13 @@ final class Watchers: @unchecked Sendable {
                     await self.invalidate(holder, seq: seq, channel: w.channel, line: line)
                     self.lock.withLock {
                         for dir in dirs where self.recalling[dir]?.recall == seq { self.recalling.removeValue(forKey: dir) }
-                        self.delegationCount.store(self.delegations.count + self.recalling.count, ordering: .relaxed)
+                        self.countDelegations()
                     }
                 }
                 for dir in dirs { recalling[dir] = (holder, seq, acked) }
                 acks.append(acked)
             }
-            delegationCount.store(delegations.count + recalling.count, ordering: .relaxed)
+            countDelegations()
             if !byHolder.isEmpty { counters.countRecall() }
             return acks
         }
