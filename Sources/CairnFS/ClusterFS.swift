@@ -231,6 +231,7 @@ public final class ClusterFS: @unchecked Sendable {
             if let t = c.mtime { a.mtime = t; args.append(("mtime", String(t))) }
             a.ctime = Clock.nowNanos()
             args.append(("ctime", String(a.ctime)))  // the tracker stores the time this mount shows
+            args.append(("quiet", "1"))  // only a failure is read
             try tracker.send("fs_setattr", args) { result in
                 guard case .failure(let error) = result else { return }
                 context.recentAttributes.forget(ino)
@@ -440,7 +441,7 @@ public final class ClusterFS: @unchecked Sendable {
         let sent: Void? = try delegations.whileHeld(file: moved.ino, [dir, newDir]) {
             try tracker.send("fs_rename", [("parent", String(dir)), ("name", name), ("newparent", String(newDir)), ("newname", newName),
                                            ("mode", noReplace ? "noreplace" : "replace"), ("ino", String(moved.ino)),
-                                           ("ctime", String(now.ctime))]) { result in
+                                           ("ctime", String(now.ctime)), ("quiet", "1")]) { result in
                 guard case .failure(let error) = result else { return }
                 context.listings.forgetAll()
                 context.recentAttributes.forgetAll()

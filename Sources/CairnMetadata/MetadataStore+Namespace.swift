@@ -230,6 +230,8 @@ extension MetadataStore {
         public var mtime: UnixNanos?
         /// The writer's clock for the change (a mount that showed it before sending it), else now.
         public var ctime: UnixNanos?
+        /// Names no attribute (a ctime alone is not a change).
+        public var isEmpty: Bool { mode == nil && uid == nil && gid == nil && size == nil && atime == nil && mtime == nil }
         public init(mode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil, size: Int64? = nil, atime: UnixNanos? = nil, mtime: UnixNanos? = nil,
                     ctime: UnixNanos? = nil) {
             self.mode = mode; self.uid = uid; self.gid = gid; self.size = size; self.atime = atime; self.mtime = mtime; self.ctime = ctime
@@ -239,25 +241,27 @@ extension MetadataStore {
     /// chmod/chown/utimens, and truncate: shrinking keeps the chunks below the new size (the last
     /// one's recorded length is cut; chunks are immutable, so its blob is shared as it is).
     public func setattr(ino: Ino, _ c: AttributeChange) async throws -> InodeAttributes {
-        try await write { db in
-            var a = try Self.requireAttributes(db, ino: ino)
-            let now = Clock.nowNanos()
-            if let m = c.mode { a.mode = (a.mode & 0o170000) | (m & 0o7777) }
-            if let u = c.uid { a.uid = u }
-            if let g = c.gid { a.gid = g }
-            if let t = c.atime { a.atime = t }
-            if let t = c.mtime { a.mtime = t }
-            if let size = c.size, size != a.size {
-                guard a.kind == .file else { throw StoreError("is_a_directory", "only files can be truncated", errno: EISDIR) }
-                try Self.truncateChunks(db, ino: ino, size: size)
-                a.size = size
-                if c.mtime == nil { a.mtime = now }
-            }
-            a.ctime = c.ctime ?? now
-            try db.cachedStatement(sql: "UPDATE inode SET mode = ?, uid = ?, gid = ?, size = ?, atime = ?, mtime = ?, ctime = ? WHERE ino = ?").execute(
-                           arguments: [Int64(a.mode), Int64(a.uid), Int64(a.gid), a.size, a.atime, a.mtime, a.ctime, ino])
-            return a
+        try await write { db in try Self.applyAttributes(db, ino: ino, c) }
+    }
+
+    static func applyAttributes(_ db: Database, ino: Ino, _ c: AttributeChange) throws -> InodeAttributes {
+        var a = try requireAttributes(db, ino: ino)
+        let now = Clock.nowNanos()
+        if let m = c.mode { a.mode = (a.mode & 0o170000) | (m & 0o7777) }
+        if let u = c.uid { a.uid = u }
+        if let g = c.gid { a.gid = g }
+        if let t = c.atime { a.atime = t }
+        if let t = c.mtime { a.mtime = t }
+        if let size = c.size, size != a.size {
+            guard a.kind == .file else { throw StoreError("is_a_directory", "only files can be truncated", errno: EISDIR) }
+            try truncateChunks(db, ino: ino, size: size)
+            a.size = size
+            if c.mtime == nil { a.mtime = now }
         }
+        a.ctime = c.ctime ?? now
+        try db.cachedStatement(sql: "UPDATE inode SET mode = ?, uid = ?, gid = ?, size = ?, atime = ?, mtime = ?, ctime = ? WHERE ino = ?").execute(
+                       arguments: [Int64(a.mode), Int64(a.uid), Int64(a.gid), a.size, a.atime, a.mtime, a.ctime, ino])
+        return a
     }
 
     static func truncateChunks(_ db: Database, ino: Ino, size: Int64) throws {
@@ -444,39 +448,99 @@ extension MetadataStore {
 
     public enum RenameMode: Sendable { case replace, noReplace, exchange }
 
+    /// A rename's directories after it (one when they are the same) and the moved inode (none
+    /// for an exchange or a rename onto itself).
+    public typealias Renamed = (parent: InodeAttributes, newParent: InodeAttributes?, moved: InodeAttributes?)
+
     /// Atomic rename: replaces a target file or empty directory, or fails (noReplace), or swaps
     /// (exchange). Returns both directories' new attributes (one when they are the same).
-    @discardableResult
     /// `expectedIno`: move the name only while it names that inode; sent again after a lost
     /// answer (the name gone, the new name naming that inode), it succeeds without a change.
+    /// `attributes` (with `expectedIno`): a change of that inode's attributes made just before
+    /// the rename (the tracker folds a mount's chmod and utimes into the rename after them). It
+    /// is made even when the move fails, as it would have been on its own; the move's error is
+    /// then thrown after the transaction.
+    @discardableResult
     public func rename(parent: Ino, name: String, newParent: Ino, newName: String,
-                       mode: RenameMode = .replace, expectedIno: Ino? = nil, ctime: UnixNanos? = nil) async throws -> (parent: InodeAttributes, newParent: InodeAttributes?, moved: InodeAttributes?) {
+                       mode: RenameMode = .replace, expectedIno: Ino? = nil, ctime: UnixNanos? = nil,
+                       attributes: AttributeChange? = nil) async throws -> Renamed {
         try KeyPath.validate(name: newName)
-        return try await write { db in
-            if let expectedIno, try Self.entryIno(db, parent: parent, name: name) != expectedIno {
-                guard try Self.entryIno(db, parent: newParent, name: newName) == expectedIno else {
-                    throw StoreError("unknown_key", "\"\(name)\" no longer names inode \(expectedIno); nothing was moved", errno: ENOENT)
-                }
-                let moved = try Self.requireAttributes(db, ino: expectedIno)
-                return (try Self.requireAttributes(db, ino: parent), newParent == parent ? nil : try Self.requireAttributes(db, ino: newParent), moved)
+        guard let attributes, let expectedIno else {
+            return try await write { db in try Self.rename(db, parent: parent, name: name, newParent: newParent, newName: newName, mode: mode,
+                                                           expectedIno: expectedIno, ctime: ctime) }
+        }
+        let outcome = try await write { db -> Result<Renamed, any Error> in
+            _ = try Self.applyAttributes(db, ino: expectedIno, attributes)
+            do {
+                return .success(try Self.undoneAloneOnFailure(db) {
+                    try Self.rename(db, parent: parent, name: name, newParent: newParent, newName: newName, mode: mode,
+                                    expectedIno: expectedIno, ctime: ctime)
+                })
+            } catch {
+                return .failure(error)
             }
-            if let moved = try Self.renameEntry(db, parent: parent, name: name, newParent: newParent, newName: newName, mode: mode, ctime: ctime) {
-                return (moved.parent, moved.newParent, moved.inode)
+        }
+        return try outcome.get()
+    }
+
+    /// Runs `body` in a savepoint of its own inside a write, so that its failure undoes only
+    /// its own changes. (GRDB's `inSavepoint` prepares its statements anew each time.)
+    static func undoneAloneOnFailure<T>(_ db: Database, _ body: () throws -> T) throws -> T {
+        try db.cachedStatement(sql: "SAVEPOINT part").execute()
+        do {
+            let result = try body()
+            try db.cachedStatement(sql: "RELEASE SAVEPOINT part").execute()
+            return result
+        } catch {
+            if db.isInsideTransaction {
+                try db.cachedStatement(sql: "ROLLBACK TO SAVEPOINT part").execute()
+                try db.cachedStatement(sql: "RELEASE SAVEPOINT part").execute()
             }
-            return (try Self.requireAttributes(db, ino: parent), newParent == parent ? nil : try Self.requireAttributes(db, ino: newParent), nil)
+            throw error
         }
     }
 
-    /// What the move changed, or nil for an exchange or a rename onto itself.
-    static func renameEntry(_ db: Database, parent: Ino, name: String, newParent: Ino, newName: String, mode: RenameMode,
-                            ctime: UnixNanos? = nil) throws -> Moved? {
-        guard let src = try Self.entry(db, parent: parent, name: name) else {
-            throw StoreError("unknown_key", "\"\(name)\" does not exist", errno: ENOENT)
+    private static func rename(_ db: Database, parent: Ino, name: String, newParent: Ino, newName: String, mode: RenameMode,
+                               expectedIno: Ino?, ctime: UnixNanos?) throws -> Renamed {
+        let source = try movable(db, parent: parent, name: name)
+        if let expectedIno, source?.ino != expectedIno {
+            guard try Self.entryIno(db, parent: newParent, name: newName) == expectedIno else {
+                throw StoreError("unknown_key", "\"\(name)\" no longer names inode \(expectedIno); nothing was moved", errno: ENOENT)
+            }
+            let moved = try Self.requireAttributes(db, ino: expectedIno)
+            return (try Self.requireAttributes(db, ino: parent), newParent == parent ? nil : try Self.requireAttributes(db, ino: newParent), moved)
         }
-        let srcAttrs = try Self.requireAttributes(db, ino: src.ino)
-        let np = try Self.requireAttributes(db, ino: newParent)
-        guard np.kind == .directory else { throw StoreError("not_a_directory", "target parent is not a directory", errno: ENOTDIR) }
-        guard np.domain == srcAttrs.domain else { throw StoreError("cross_domain", "rename cannot cross domains", errno: EXDEV) }
+        guard let source else { throw StoreError("unknown_key", "\"\(name)\" does not exist", errno: ENOENT) }
+        if let moved = try Self.renameEntry(db, source, parent: parent, name: name, newParent: newParent, newName: newName, mode: mode, ctime: ctime) {
+            return (moved.parent, moved.newParent, moved.inode)
+        }
+        return (try Self.requireAttributes(db, ino: parent), newParent == parent ? nil : try Self.requireAttributes(db, ino: newParent), nil)
+    }
+
+    /// An entry as a move needs it: its inode, full key, kind and domain (one read).
+    struct Movable {
+        var ino: Ino
+        var path: String
+        var kind: InodeKind
+        var domain: DomainID
+    }
+
+    static func movable(_ db: Database, parent: Ino, name: String) throws -> Movable? {
+        try Row.fetchOne(db.cachedStatement(sql: "SELECT d.ino, d.path, i.kind, i.dmid FROM dirent d JOIN inode i ON i.ino = d.ino WHERE d.parent = ? AND d.name = ?"),
+                         arguments: [parent, name])
+            .map { Movable(ino: $0[0], path: $0[1], kind: InodeKind(rawValue: $0[2]) ?? .file, domain: $0[3]) }
+    }
+
+    /// What the move of `src` (the entry `parent`/`name`) changed, or nil for an exchange or a
+    /// rename onto itself.
+    static func renameEntry(_ db: Database, _ src: Movable, parent: Ino, name: String, newParent: Ino, newName: String, mode: RenameMode,
+                            ctime: UnixNanos? = nil) throws -> Moved? {
+        // A move within its directory needs no check of it: it holds the entry.
+        if newParent != parent {
+            let np = try Self.requireAttributes(db, ino: newParent)
+            guard np.kind == .directory else { throw StoreError("not_a_directory", "target parent is not a directory", errno: ENOTDIR) }
+            guard src.domain == src.domain else { throw StoreError("cross_domain", "rename cannot cross domains", errno: EXDEV) }
+        }
         let dst = try Self.entryIno(db, parent: newParent, name: newName)
         if dst == src.ino { return nil }
         switch mode {
@@ -485,24 +549,24 @@ extension MetadataStore {
         case .exchange:
             guard dst != nil else { throw StoreError("unknown_key", "\"\(newName)\" does not exist", errno: ENOENT) }
             let tmp = ".cairn-exchange-\(src.ino)"
-            try Self.moveEntry(db, domain: np.domain, from: newParent, name: newName, to: parent, newName: tmp)
-            try Self.moveEntry(db, domain: np.domain, from: parent, name: name, to: newParent, newName: newName)
-            try Self.moveEntry(db, domain: np.domain, from: parent, name: tmp, to: parent, newName: name)
+            try Self.moveEntry(db, domain: src.domain, from: newParent, name: newName, to: parent, newName: tmp)
+            try Self.moveEntry(db, domain: src.domain, from: parent, name: name, to: newParent, newName: newName)
+            try Self.moveEntry(db, domain: src.domain, from: parent, name: tmp, to: parent, newName: name)
             return nil
         case .replace:
             if let dst {
                 let dstAttrs = try Self.requireAttributes(db, ino: dst)
-                if srcAttrs.kind == .directory, dstAttrs.kind != .directory {
+                if src.kind == .directory, dstAttrs.kind != .directory {
                     throw StoreError("not_a_directory", "cannot replace file \"\(newName)\" with a directory", errno: ENOTDIR)
                 }
-                if srcAttrs.kind != .directory, dstAttrs.kind == .directory {
+                if src.kind != .directory, dstAttrs.kind == .directory {
                     throw StoreError("is_a_directory", "cannot replace directory \"\(newName)\" with a file", errno: EISDIR)
                 }
                 try Self.removeEntry(db, parent: newParent, name: newName, expectDirectory: nil)
             }
         }
-        return try Self.moveEntry(db, domain: np.domain, from: parent, name: name, to: newParent, newName: newName,
-                                  source: (src.ino, src.path, srcAttrs.kind), ctime: ctime)
+        return try Self.moveEntry(db, domain: src.domain, from: parent, name: name, to: newParent, newName: newName,
+                                  source: (src.ino, src.path, src.kind), ctime: ctime)
     }
 
     /// One page of a directory, with attributes, in name order after `after`.

@@ -9,7 +9,11 @@ import Foundation
 public final class TrackerConnection {
     public let address: String
     private var fd: Int32 = -1
+    /// Received bytes not yet returned as lines: `buffer[bufferStart...]` (a pipeline's reader
+    /// gets many replies in one receive; moving the rest down after each line would cost a copy
+    /// of it per line).
     private var buffer: [UInt8] = []
+    private var bufferStart = 0
     /// Receive space, reused: a reply is usually a few hundred bytes.
     private var scratch = [UInt8](repeating: 0, count: 65536)
 
@@ -115,19 +119,28 @@ public final class TrackerConnection {
     /// Whether a line can be read now, waiting up to `timeoutMillis` for bytes (a connection
     /// the tracker also writes to unasked: a watch).
     public func lineReady(timeoutMillis: Int32) -> Bool {
-        if buffer.contains(10) { return true }
+        if buffer[bufferStart...].contains(10) { return true }
         var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
         return poll(&p, 1, timeoutMillis) > 0
     }
 
     /// Reads one line (without `\r\n`).
     public func readLine() throws -> [UInt8] {
+        var searched = bufferStart
         while true {
-            if let nl = buffer.firstIndex(of: 10) {
-                var line = Array(buffer[..<nl])
-                buffer.removeSubrange(...nl)
-                if line.last == 13 { line.removeLast() }
+            if let nl = buffer[searched...].firstIndex(of: 10) {
+                let end = nl > bufferStart && buffer[nl - 1] == 13 ? nl - 1 : nl
+                let line = Array(buffer[bufferStart..<end])
+                bufferStart = nl + 1
+                if bufferStart == buffer.count { buffer.removeAll(keepingCapacity: true); bufferStart = 0 }
                 return line
+            }
+            searched = buffer.count
+            if bufferStart > 0 {
+                // A partial line is left: move it down before more is appended.
+                buffer.removeSubrange(..<bufferStart)
+                searched -= bufferStart
+                bufferStart = 0
             }
             let n = scratch.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             if n <= 0 {

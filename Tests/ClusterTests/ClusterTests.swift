@@ -98,6 +98,48 @@ import Testing
         #expect(writes >= 161 && transactions * 2 < writes, "\(writes) writes in \(transactions) transactions")
     }
 
+    /// A mount's quiet setattrs (rsync's utimes and chmod of its temporary file) that reach the
+    /// tracker in one read with the rename after them are folded into it: one change, each line
+    /// still answered, in order. A failed rename still makes the changes folded into it (as they
+    /// would have been on their own) and fails every line folded with it; lines with a callid,
+    /// without quiet=1 or with a size are not folded.
+    @Test func quietChangesFoldIntoTheRenameAfterThem() throws {
+        let c = try TestCluster(nodes: 1)
+        defer { c.stop() }
+        let root = try #require(c.client.call("fs_root", [("domain", "test")]).int("ino"))
+        func create(_ name: String) throws -> Int64 {
+            try #require(c.client.call("fs_create", [("parent", String(root)), ("name", name), ("kind", "f"), ("mode", "420"), ("uid", "0"), ("gid", "0")]).int("ino"))
+        }
+        let a = try create(".a.tmp"), b = try create("b"), other = try create("other")
+        let lines = [
+            "fs_setattr ino=\(a)&mtime=111000000000&ctime=5&quiet=1&durable=0",
+            "fs_setattr ino=\(a)&mode=416&ctime=6&quiet=1&durable=0",
+            "fs_rename parent=\(root)&name=.a.tmp&newparent=\(root)&newname=a&mode=replace&ino=\(a)&ctime=7&quiet=1&durable=0",
+            "fs_setattr ino=\(b)&mode=384&quiet=1&durable=0",
+            "fs_rename parent=\(root)&name=missing&newparent=\(root)&newname=bnew&ino=\(b)&quiet=1&durable=0",
+            "fs_setattr ino=\(other)&mode=448&callid=x",
+            "fs_setattr ino=\(other)&mode=456&quiet=1&size=0",
+            "fs_setattr ino=\(other)&mode=457&quiet=1",
+        ]
+        let before = try trackerStats(port: c.trackerPort)
+        // One write: the tracker reads the lines together.
+        let replies = try rawExchange(port: c.trackerPort, Array(lines.map { $0 + "\r\n" }.joined().utf8), timeout: 30)
+            .split(separator: "\r\n").map(String.init)
+        let after = try trackerStats(port: c.trackerPort)
+        #expect(replies.count == lines.count, "\(replies)")
+        guard replies.count == lines.count else { return }
+        #expect(Array(replies[0..<3]) == ["OK ", "OK ", "OK "], "a bare OK each (MogileFS's form: no arguments after the space)")
+        #expect(replies[3].hasPrefix("ERR unknown_key") && replies[4] == replies[3], "the fold's failure answers both: \(replies[3...4])")
+        #expect(replies[5].hasPrefix("OK ") && replies[5].contains("mode=33216") && replies[5].hasSuffix("callid=x"), "\(replies[5])")
+        #expect(Array(replies[6...]) == ["OK ", "OK "])
+        #expect((after["lines_folded"] ?? 0) - (before["lines_folded"] ?? 0) == 3, "two into the rename, one into the failed one")
+        let renamed = try c.client.call("fs_lookup", [("parent", String(root)), ("name", "a")])
+        #expect(renamed.int("ino") == a && renamed.int("mode") == 0o100640 && renamed.int("mtime") == 111_000_000_000 && renamed.int("ctime") == 7)
+        #expect(throws: ProtocolError.self) { try c.client.call("fs_lookup", [("parent", String(root)), ("name", ".a.tmp")]) }
+        #expect(try c.client.call("fs_getattr", [("ino", String(b))]).int("mode") == 0o100600, "made though the rename failed")
+        #expect(try c.client.call("fs_getattr", [("ino", String(other))]).int("mode") == 0o100000 | 457)
+    }
+
     @Test func everyFidReachesItsReplicasOnDistinctHosts() throws {
         let c = try TestCluster()
         defer { c.stop() }

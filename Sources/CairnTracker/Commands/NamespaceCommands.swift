@@ -12,6 +12,16 @@ struct NamespaceCommands {
     static let maxXattrValue = 64 << 10
     static let maxReaddirPage = 1000
 
+    /// chmod, chown, utimes and truncate, as `fs_setattr` names them (no size after a prefix:
+    /// a folded change never truncates).
+    static func attributeChange(_ a: Args, prefix: String = "") throws -> MetadataStore.AttributeChange {
+        func value(_ key: String) throws -> Int64? { try a.optionalInt(prefix + key) }
+        return MetadataStore.AttributeChange(
+            mode: try value("mode").map { UInt32(truncatingIfNeeded: $0) }, uid: try value("uid").map { UInt32(truncatingIfNeeded: $0) },
+            gid: try value("gid").map { UInt32(truncatingIfNeeded: $0) }, size: prefix.isEmpty ? try value("size") : nil,
+            atime: try value("atime"), mtime: try value("mtime"), ctime: prefix.isEmpty ? try value("ctime") : nil)
+    }
+
     func register(into h: inout [String: CommandHandler]) {
         let s = self
         h["fs_root"] = { a in
@@ -23,12 +33,7 @@ struct NamespaceCommands {
         h["fs_sync"] = { _ in try await s.store.sync(); return [] }
         h["fs_getattr"] = { a in AttributeCodec.pairs(try await s.store.getattr(ino: try a.requireInt("ino"))) }
         h["fs_setattr"] = { a in
-            let change = MetadataStore.AttributeChange(
-                mode: try a.optionalInt("mode").map { UInt32(truncatingIfNeeded: $0) },
-                uid: try a.optionalInt("uid").map { UInt32(truncatingIfNeeded: $0) },
-                gid: try a.optionalInt("gid").map { UInt32(truncatingIfNeeded: $0) },
-                size: try a.optionalInt("size"), atime: try a.optionalInt("atime"), mtime: try a.optionalInt("mtime"),
-                ctime: try a.optionalInt("ctime"))
+            let change = try Self.attributeChange(a)
             if let size = change.size, size < 0 { throw ProtocolError("bad_params", "size must be ≥ 0") }
             return AttributeCodec.pairs(try await s.store.setattr(ino: try a.requireInt("ino"), change))
         }
@@ -87,8 +92,11 @@ struct NamespaceCommands {
             default: throw ProtocolError("bad_params", "mode must be replace, noreplace or exchange")
             }
             let parent = try a.requireInt("parent"), newParent = try a.requireInt("newparent")
+            // attr_…: the setattrs of the moved inode just before, folded in (`QuietFolding`).
+            let folded = try Self.attributeChange(a, prefix: QuietFolding.foldedPrefix)
             let now = try await s.store.rename(parent: parent, name: try a.require("name"), newParent: newParent, newName: try a.require("newname"),
-                                               mode: mode, expectedIno: try a.optionalInt("ino"), ctime: try a.optionalInt("ctime"))
+                                               mode: mode, expectedIno: try a.optionalInt("ino"), ctime: try a.optionalInt("ctime"),
+                                               attributes: folded.isEmpty ? nil : folded)
             // Both directories' new times, as creates return theirs, and the moved inode's (its ctime).
             return AttributeCodec.pairs(now.parent, prefix: "parent_") + (now.newParent.map { AttributeCodec.pairs($0, prefix: "newparent_") } ?? [])
                 + (now.moved.map { AttributeCodec.pairs($0, prefix: "moved_") } ?? [])

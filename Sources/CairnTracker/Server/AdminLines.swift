@@ -27,6 +27,7 @@ struct AdminLines: Sendable {
                 "work_queue_for_delete \(s?.deleteQueue ?? 0)",
                 "lease_waits \(counters.leaseWaitCount)",
                 "delegation_recalls \(counters.recallCount)",
+                "lines_folded \(counters.foldedCount)",
                 // Writes share transactions when they come together (`GroupCommit`).
                 "write_transactions \(written.transactions)",
                 "writes \(written.writes)",

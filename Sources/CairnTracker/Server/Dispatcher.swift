@@ -57,11 +57,15 @@ struct Dispatcher: Sendable {
             defer { stats.countAnswered(name, since: started) }
             let reply: Reply
             do {
-                reply = .ok(try await MetadataStore.$writeLog.withValue(writes) {
+                let pairs = try await MetadataStore.$writeLog.withValue(writes) {
                     // `durable=0` (the mount): changes become visible now and durable at the next
                     // sync (fsync, syncfs, unmount), as a local file system's do.
                     try await MetadataStore.$deferDurability.withValue(args["durable"] == "0") { try await handler(args) }
-                })
+                }
+                // `quiet=1`: a bare OK for a change whose sender reads only success or failure (a
+                // mount's setattrs and renames down its pipeline): none of the reply's encoding
+                // here, nor its parsing there.
+                reply = .ok(args["quiet"] == "1" ? [] : pairs)
             } catch {
                 reply = .err(Self.protocolError(error))
             }
@@ -135,6 +139,10 @@ final class TrackerCounters: @unchecked Sendable {
     /// Changes that waited for a lease to run out (a mount gone or cut off while it held layouts).
     private var leaseWaits = 0
     func countLeaseWait() { lock.withLock { leaseWaits += 1 } }
+    /// Lines folded into the line before them (`QuietFolding`).
+    private var folds = 0
+    func countFolded() { lock.withLock { folds += 1 } }
+    var foldedCount: Int { lock.withLock { folds } }
     /// Requests that took create delegations back from mounts first.
     private var recalls = 0
     func countRecall() { lock.withLock { recalls += 1 } }

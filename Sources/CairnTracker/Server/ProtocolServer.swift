@@ -97,8 +97,11 @@ final class RequestHandler: ChannelDuplexHandler {
     private let executor: EventLoopTaskExecutor
     private let link: WatchLink
     /// Each line with whether it is gatherable, decided once as it arrives (`answerNext` looks
-    /// at the first waiting line each time a line finishes).
-    private var pending = CircularBuffer<(line: InboundLine, gatherable: Bool)>()
+    /// at the first waiting line each time a line finishes), and how many lines it stands for
+    /// (lines folded into it, `QuietFolding`: each gets the reply).
+    private var pending = CircularBuffer<(line: InboundLine, gatherable: Bool, copies: Int)>()
+    /// Lines folded into one at most.
+    static let maxFolded = 64
     /// Lines started and not answered yet; more than one only while all of them are gatherable.
     private var inFlight = 0
     private var inFlightGatherable = false
@@ -106,7 +109,11 @@ final class RequestHandler: ChannelDuplexHandler {
     /// Replies go out in line order: lines are numbered as they start, and a reply that is
     /// ready before an earlier line's waits here.
     private var nextLine = 0, nextReply = 0
-    private var finished: [Int: [UInt8]] = [:]
+    private var finished: [Int: (reply: [UInt8], copies: Int)] = [:]
+    /// Replies written and not flushed yet: one flush, after the loop's queued work, sends all
+    /// of a gathered batch's replies (they are answered together, after one COMMIT) in one
+    /// write, and wakes a pipelining client's reader once rather than once per line.
+    private var flushScheduled = false
     /// The client shut its side: once every line is answered, the connection closes.
     private var inputEnded = false
     /// A `read` held back while `pending` is full.
@@ -124,10 +131,22 @@ final class RequestHandler: ChannelDuplexHandler {
         self.link = WatchLink(channel: channel)
     }
 
+    /// Lines are queued as they are read and started once the read is done, so the lines of
+    /// one read may be folded first.
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let line = unwrapInboundIn(data)
-        pending.append((line, Self.isGatherable(line)))
+        if case .line(let next) = line, let last = pending.last, last.copies < Self.maxFolded, case .line(let before) = last.line,
+           QuietFolding.mayFold(before), let folded = QuietFolding.fold(before, next) {
+            pending[pending.index(before: pending.endIndex)] = (.line(folded), Self.isGatherable(line), last.copies + 1)
+            dispatcher.stats.countFolded()
+            return
+        }
+        pending.append((line, Self.isGatherable(line), 1))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
         answerNext(context: context)
+        context.fireChannelReadComplete()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -164,7 +183,7 @@ final class RequestHandler: ChannelDuplexHandler {
     /// gatherable change after gatherable ones, unless the one before has no place yet.
     private func answerNext(context: ChannelHandlerContext) {
         // Not while replies pile up unread (the client not reading them): they wait in the socket.
-        while closed || context.channel.isWritable, let (item, gatherable) = pending.first {
+        while closed || context.channel.isWritable, let (item, gatherable, copies) = pending.first {
             if inFlight > 0 {
                 guard gatherable, inFlightGatherable, inFlight < Self.maxGathered, !gathering.awaitingPlace else { break }
             }
@@ -178,15 +197,18 @@ final class RequestHandler: ChannelDuplexHandler {
             case .incomplete:
                 finish(number, Reply.err(ProtocolError("incomplete_line", "the connection ended inside a request line (no newline); ignored")).encode(), context: context)
             case .line(let buffer):
-                start(number, buffer, gatherable: gatherable, context: context)
+                start(number, buffer, gatherable: gatherable, copies: copies, context: context)
             }
         }
         gathering.nextWaiting = inFlight > 0 && inFlight < Self.maxGathered && (closed || context.channel.isWritable)
             && pending.first?.gatherable == true
-        if inFlight == 0, pending.isEmpty, inputEnded, !closed { context.close(promise: nil) }
+        if inFlight == 0, pending.isEmpty, inputEnded, !closed {
+            context.flush()  // the replies a scheduled flush would send: a close drops unflushed writes
+            context.close(promise: nil)
+        }
     }
 
-    private func start(_ number: Int, _ buffer: ByteBuffer, gatherable: Bool, context: ChannelHandlerContext) {
+    private func start(_ number: Int, _ buffer: ByteBuffer, gatherable: Bool, copies: Int, context: ChannelHandlerContext) {
         inFlight += 1
         inFlightGatherable = gatherable
         let line = Array(buffer.readableBytesView), dispatcher = dispatcher, link = link, loop = context.eventLoop
@@ -201,7 +223,7 @@ final class RequestHandler: ChannelDuplexHandler {
                 let (handler, context) = bound.value
                 handler.inFlight -= 1
                 handler.gathering.settle(number)  // a line that wrote nothing has its place too
-                handler.finish(number, answer ?? [], context: context)
+                handler.finish(number, answer ?? [], copies: copies, context: context)
                 handler.answerNext(context: context)
             }
             // The task runs on the connection's loop, so this is almost always there already.
@@ -209,11 +231,12 @@ final class RequestHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Sends line `number`'s reply (none when empty) once every earlier line's has gone.
-    private func finish(_ number: Int, _ bytes: [UInt8], context: ChannelHandlerContext) {
-        finished[number] = bytes
+    /// Sends line `number`'s reply (none when empty; `copies` times for folded lines) once
+    /// every earlier line's has gone.
+    private func finish(_ number: Int, _ bytes: [UInt8], copies: Int = 1, context: ChannelHandlerContext) {
+        finished[number] = (bytes, copies)
         while let ready = finished.removeValue(forKey: nextReply) {
-            if !ready.isEmpty { reply(ready, context: context) }
+            if !ready.reply.isEmpty { reply(Array([[UInt8]](repeating: ready.reply, count: ready.copies).joined()), context: context) }
             nextReply += 1
         }
     }
@@ -242,7 +265,15 @@ final class RequestHandler: ChannelDuplexHandler {
 
     private func reply(_ bytes: [UInt8], context: ChannelHandlerContext) {
         guard context.channel.isActive else { return }
-        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
+        context.write(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let (handler, context) = bound.value
+            handler.flushScheduled = false
+            context.flush()
+        }
     }
 }
 
