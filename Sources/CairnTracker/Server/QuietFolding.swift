@@ -27,7 +27,7 @@ enum QuietFolding {
     /// One line doing what `first` and then `second` do, or nil when they are not foldable.
     static func fold(_ first: ByteBuffer, _ second: ByteBuffer) -> ByteBuffer? {
         let secondIsRename = second.readableBytesView.starts(with: rename)
-        guard secondIsRename || second.readableBytesView.starts(with: setattr),
+        guard mayFold(first), secondIsRename || second.readableBytesView.starts(with: setattr),
               let a = RawPairs(first, after: setattr.count, allowing: setattrKeyBytes),
               let b = RawPairs(second, after: secondIsRename ? rename.count : setattr.count, allowing: secondIsRename ? renameKeyBytes : setattrKeyBytes),
               a["quiet"].map({ $0.elementsEqual("1".utf8) }) == true, a["ino"]?.isEmpty == false,
