@@ -303,9 +303,10 @@ public final class ClusterFS: @unchecked Sendable {
 
     /// Sends a create decided here under `dir`'s delegation down the pipeline. Its answer's
     /// directory attributes are kept where this mount remembers none (the kernel asks for them
-    /// at each create); not the new inode's: this mount may have changed them since. Refused (another client made the name
-    /// after all, this mount's watch having been cut off meanwhile, or the tracker could not
-    /// store it), the mount's log says so and the inode's next fsync fails.
+    /// at each create); not the new inode's: this mount may have changed them since. Refused
+    /// (another client made the name after all, this mount's watch having been cut off
+    /// meanwhile, or the tracker could not store it), the mount's log says so and the inode's
+    /// next fsync fails.
     private func sendDelegatedCreate(_ args: [(String, String)], ino: Ino, in dir: Ino, name: String, lost: String) throws {
         let context = context
         try tracker.send("fs_create", args + [("ino", String(ino))]) { result in

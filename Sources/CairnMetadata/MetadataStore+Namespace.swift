@@ -539,7 +539,7 @@ extension MetadataStore {
         if newParent != parent {
             let np = try Self.requireAttributes(db, ino: newParent)
             guard np.kind == .directory else { throw StoreError("not_a_directory", "target parent is not a directory", errno: ENOTDIR) }
-            guard src.domain == src.domain else { throw StoreError("cross_domain", "rename cannot cross domains", errno: EXDEV) }
+            guard np.domain == src.domain else { throw StoreError("cross_domain", "rename cannot cross domains", errno: EXDEV) }
         }
         let dst = try Self.entryIno(db, parent: newParent, name: newName)
         if dst == src.ino { return nil }

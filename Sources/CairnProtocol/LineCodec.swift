@@ -139,9 +139,6 @@ public struct Args: Sendable, Equatable {
 
     public static func == (a: Args, b: Args) -> Bool { a.values == b.values }
 
-    /// Pairs on the line (a repeated key counts each time).
-    public var count: Int { pairs.count }
-
     /// Appends a pair: `key`, then `value`, write their bytes at the end of `storage`.
     mutating func append(key: (inout [UInt8]) -> Void, value: (inout [UInt8]) -> Void) {
         let k0 = storage.count

@@ -197,6 +197,13 @@ func commit(_ store: MetadataStore, _ d: DomainRecord, _ key: String, size: Int6
         await #expect(throws: StoreError.self) { try await store.unlink(parent: d.root, name: "dir", directory: true) }
         let sym = try await store.create(parent: d.root, name: "s", .init(kind: .symlink, mode: 0o777, uid: 0, gid: 0, target: "dir/f"))
         #expect(try await store.readlink(ino: sym.ino) == "dir/f")
+        // Domains are separate namespaces: a rename into another domain's directory is refused
+        // (EXDEV, so `mv` copies instead) and moves nothing.
+        let other = try await store.createDomain("other")
+        await #expect { try await store.rename(parent: d.root, name: "s", newParent: other.root, newName: "s") } throws: { error in
+            (error as? StoreError)?.code == "cross_domain"
+        }
+        #expect(try await store.lookup(parent: d.root, name: "s").ino == sym.ino)
     }
 
     /// An unlink that names the inode it expects (the mount's, sent without waiting and sent
