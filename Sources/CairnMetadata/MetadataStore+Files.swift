@@ -95,6 +95,7 @@ extension MetadataStore {
         return try await write { db in
             let a = try Self.requireAttributes(db, ino: ino)
             guard a.kind == .file else { throw StoreError("is_a_directory", "inode \(ino) is not a file", errno: EISDIR) }
+            var hadNoChunks = false
             if first {
                 if let catalog, catalog.classRecord.domain != a.domain || catalog.classRecord.id != a.classID {
                     throw StoreError("class_mismatch", "inode \(ino) is not of class \(catalog.classRecord.name) that its first commit names; nothing was changed")
@@ -103,9 +104,10 @@ extension MetadataStore {
                 guard current.isEmpty || current == Set(indexed.map(\.1.fid)) else {
                     throw StoreError("changed_since", "inode \(ino) has content another writer committed since its create; this first commit (sent again after a lost connection) was not applied")
                 }
+                hadNoChunks = current.isEmpty
             }
             let written = try Self.replaceContent(db, ino: ino, domain: a.domain, classID: a.classID, size: size, indexed: indexed,
-                                                  replicas: replicas, mtime: mtime)
+                                                  replicas: replicas, mtime: mtime, hadNoChunks: hadNoChunks)
             guard written.allNew, let catalog, catalog.classRecord.domain == a.domain, catalog.classRecord.id == a.classID else {
                 return try Self.layout(db, ino: ino)
             }
@@ -134,11 +136,13 @@ extension MetadataStore {
         var allNew: Bool
     }
 
-    /// `mtime`: the writer's (the mount's close), else now.
+    /// `mtime`: the writer's (the mount's close), else now. `hadNoChunks`: the caller has just
+    /// read that the inode has none (a first commit), so there is nothing to remove.
     @discardableResult
     static func replaceContent(_ db: Database, ino: Ino, domain: DomainID, classID: ClassID, size: Int64,
-                               indexed: [(Int, CommittedChunk)], replicas: Int, mtime: UnixNanos? = nil) throws -> ReplacedContent {
-        let previous = Set(try removeChunks(db, ino: ino, keeping: Set(indexed.map(\.1.fid))))
+                               indexed: [(Int, CommittedChunk)], replicas: Int, mtime: UnixNanos? = nil,
+                               hadNoChunks: Bool = false) throws -> ReplacedContent {
+        let previous = hadNoChunks ? [] : Set(try removeChunks(db, ino: ino, keeping: Set(indexed.map(\.1.fid))))
         var allNew = true
         for (index, c) in indexed {
             // A chunk the file had is a blob still.

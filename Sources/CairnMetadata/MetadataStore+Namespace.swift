@@ -154,10 +154,12 @@ extension MetadataStore {
     }
 
     /// Moves an entry (and, for a directory, rewrites its subtree's keys). `source`: the entry
-    /// at `parent`/`name` when the caller has already read it.
+    /// at `parent`/`name` when the caller has already read it. `attributes`: a change of the
+    /// moved inode's own written with its new ctime, in the same statement.
     @discardableResult
     static func moveEntry(_ db: Database, domain: DomainID, from parent: Ino, name: String, to newParent: Ino, newName: String,
-                          source: (ino: Ino, path: String, kind: InodeKind)? = nil, ctime: UnixNanos? = nil) throws -> Moved {
+                          source: (ino: Ino, path: String, kind: InodeKind)? = nil, ctime: UnixNanos? = nil,
+                          attributes c: AttributeChange? = nil) throws -> Moved {
         let src: (ino: Ino, path: String, kind: InodeKind)
         if let source {
             src = source
@@ -186,8 +188,20 @@ extension MetadataStore {
                 try db.cachedStatement(sql: "UPDATE inode SET nlink = nlink + 1 WHERE ino = ?").execute(arguments: [newParent])
             }
         }
-        let moved = try returnedAttributes(db.cachedStatement(sql: "UPDATE inode SET ctime = ? WHERE ino = ? RETURNING \(inodeColumns)"),
-                                           arguments: [ctime ?? Clock.nowNanos(), src.ino], ino: src.ino)
+        let stamp = ctime ?? Clock.nowNanos()
+        let moved: InodeAttributes
+        if let c, c.size == nil {
+            // (mode & 0o170000) keeps the kind; a NULL permission leaves the mode as it is.
+            moved = try returnedAttributes(db.cachedStatement(sql: """
+                UPDATE inode SET mode = COALESCE((mode & 61440) | ?, mode), uid = COALESCE(?, uid), gid = COALESCE(?, gid),
+                                 atime = COALESCE(?, atime), mtime = COALESCE(?, mtime), ctime = ? WHERE ino = ? RETURNING \(inodeColumns)
+                """), arguments: [c.mode.map { Int64($0 & 0o7777) }, c.uid.map { Int64($0) }, c.gid.map { Int64($0) }, c.atime, c.mtime,
+                                  stamp, src.ino], ino: src.ino)
+        } else {
+            if let c { _ = try applyAttributes(db, ino: src.ino, c) }  // a truncation has chunks to cut
+            moved = try returnedAttributes(db.cachedStatement(sql: "UPDATE inode SET ctime = ? WHERE ino = ? RETURNING \(inodeColumns)"),
+                                           arguments: [stamp, src.ino], ino: src.ino)
+        }
         return Moved(inode: moved, parent: try touchDirectory(db, ino: parent),
                      newParent: newParent != parent ? try touchDirectory(db, ino: newParent) : nil)
     }
@@ -470,13 +484,14 @@ extension MetadataStore {
                                                            expectedIno: expectedIno, ctime: ctime) }
         }
         let outcome = try await write { db -> Result<Renamed, any Error> in
-            _ = try Self.applyAttributes(db, ino: expectedIno, attributes)
             do {
                 return .success(try Self.undoneAloneOnFailure(db) {
                     try Self.rename(db, parent: parent, name: name, newParent: newParent, newName: newName, mode: mode,
-                                    expectedIno: expectedIno, ctime: ctime)
+                                    expectedIno: expectedIno, ctime: ctime, attributes: attributes)
                 })
             } catch {
+                // The move and the change with it were undone; the change stands alone.
+                _ = try Self.applyAttributes(db, ino: expectedIno, attributes)
                 return .failure(error)
             }
         }
@@ -500,20 +515,24 @@ extension MetadataStore {
         }
     }
 
+    /// `attributes`: a change of the moved inode (`expectedIno`) made with the move.
     private static func rename(_ db: Database, parent: Ino, name: String, newParent: Ino, newName: String, mode: RenameMode,
-                               expectedIno: Ino?, ctime: UnixNanos?) throws -> Renamed {
+                               expectedIno: Ino?, ctime: UnixNanos?, attributes: AttributeChange? = nil) throws -> Renamed {
         let source = try movable(db, parent: parent, name: name)
         if let expectedIno, source?.ino != expectedIno {
             guard try Self.entryIno(db, parent: newParent, name: newName) == expectedIno else {
                 throw StoreError("unknown_key", "\"\(name)\" no longer names inode \(expectedIno); nothing was moved", errno: ENOENT)
             }
-            let moved = try Self.requireAttributes(db, ino: expectedIno)
+            let moved = try attributes.map { try Self.applyAttributes(db, ino: expectedIno, $0) } ?? Self.requireAttributes(db, ino: expectedIno)
             return (try Self.requireAttributes(db, ino: parent), newParent == parent ? nil : try Self.requireAttributes(db, ino: newParent), moved)
         }
         guard let source else { throw StoreError("unknown_key", "\"\(name)\" does not exist", errno: ENOENT) }
-        if let moved = try Self.renameEntry(db, source, parent: parent, name: name, newParent: newParent, newName: newName, mode: mode, ctime: ctime) {
+        if let moved = try Self.renameEntry(db, source, parent: parent, name: name, newParent: newParent, newName: newName, mode: mode,
+                                            ctime: ctime, attributes: attributes) {
             return (moved.parent, moved.newParent, moved.inode)
         }
+        // An exchange or a rename onto itself: the change is written on its own.
+        if let attributes { _ = try Self.applyAttributes(db, ino: source.ino, attributes) }
         return (try Self.requireAttributes(db, ino: parent), newParent == parent ? nil : try Self.requireAttributes(db, ino: newParent), nil)
     }
 
@@ -534,7 +553,7 @@ extension MetadataStore {
     /// What the move of `src` (the entry `parent`/`name`) changed, or nil for an exchange or a
     /// rename onto itself.
     static func renameEntry(_ db: Database, _ src: Movable, parent: Ino, name: String, newParent: Ino, newName: String, mode: RenameMode,
-                            ctime: UnixNanos? = nil) throws -> Moved? {
+                            ctime: UnixNanos? = nil, attributes: AttributeChange? = nil) throws -> Moved? {
         // A move within its directory needs no check of it: it holds the entry.
         if newParent != parent {
             let np = try Self.requireAttributes(db, ino: newParent)
@@ -566,7 +585,7 @@ extension MetadataStore {
             }
         }
         return try Self.moveEntry(db, domain: src.domain, from: parent, name: name, to: newParent, newName: newName,
-                                  source: (src.ino, src.path, src.kind), ctime: ctime)
+                                  source: (src.ino, src.path, src.kind), ctime: ctime, attributes: attributes)
     }
 
     /// One page of a directory, with attributes, in name order after `after`.

@@ -175,6 +175,38 @@ enum Schema {
             // class before walking up its path to find the nearest one.
             try db.execute(sql: "CREATE INDEX inode_class_dir ON inode(dmid) WHERE kind = 'd' AND classid != 0")
         }
+        m.registerMigration("v5: sidecar triggers skip inodes already queued this second") { db in
+            // A copied file changes its inode, names and copies nine times in a few
+            // milliseconds; each upsert rewrote the same row with the same second. A probe of
+            // the queue's primary key now stands in for all but the first.
+            let now = "CAST(strftime('%s','now') AS INTEGER)"
+            let queue = "INSERT INTO sidecar_queue(ino, queued)"
+            let upsert = "ON CONFLICT(ino) DO UPDATE SET queued = excluded.queued"
+            func fresh(_ ino: String) -> String { "NOT EXISTS (SELECT 1 FROM sidecar_queue WHERE ino = \(ino) AND queued >= \(now))" }
+            var sql = ""
+            for (name, event, row, condition) in [("sidecar_chunk", "INSERT ON chunk", "NEW", ""),
+                                                  ("sidecar_inode", "UPDATE ON inode", "NEW", "NEW.kind = 'f' AND "),
+                                                  ("sidecar_dirent_insert", "INSERT ON dirent", "NEW", ""),
+                                                  ("sidecar_dirent_update", "UPDATE ON dirent", "NEW", ""),
+                                                  ("sidecar_dirent_delete", "DELETE ON dirent", "OLD", ""),
+                                                  ("sidecar_xattr_insert", "INSERT ON xattr", "NEW", ""),
+                                                  ("sidecar_xattr_update", "UPDATE ON xattr", "NEW", ""),
+                                                  ("sidecar_xattr_delete", "DELETE ON xattr", "OLD", "")] {
+                sql += """
+                DROP TRIGGER \(name);
+                CREATE TRIGGER \(name) AFTER \(event) WHEN \(condition)\(fresh("\(row).ino"))
+                BEGIN \(queue) VALUES (\(row).ino, \(now)) \(upsert); END;
+
+                """
+            }
+            sql += """
+            DROP TRIGGER sidecar_copy;
+            CREATE TRIGGER sidecar_copy AFTER INSERT ON file_on BEGIN
+              \(queue) SELECT c.ino, \(now) FROM chunk c WHERE c.fid = NEW.fid AND \(fresh("c.ino")) \(upsert);
+            END;
+            """
+            try db.execute(sql: sql)
+        }
         return m
     }
 }

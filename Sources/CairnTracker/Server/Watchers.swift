@@ -222,6 +222,9 @@ final class Watchers: @unchecked Sendable {
     func recall(_ scope: CreateDelegations.Scope, except origin: UInt64?) async {
         guard delegating, !scope.isEmpty else { return }
         let acks: [Task<Void, Never>] = lock.withLock {
+            // One mount at work (the usual case): every delegation is its own, none to take
+            // back, without a walk over all of them at each of its requests.
+            if recalling.isEmpty, let origin, watchers[origin]?.delegated.count == delegations.count { return [] }
             // A file created under a delegation still held stands for its directory.
             let dirs = Set(scope.directories + scope.files.compactMap { delegatedFiles[$0] })
             func inScope(_ dir: Ino) -> Bool { scope.all || dirs.contains(dir) }
