@@ -60,10 +60,11 @@ extension MetadataStore {
                               now, now, now, kind == .directory ? 2 : 1, classID, target.map { Data($0) }])
     }
 
-    /// Adds a name; returns its directory's new attributes.
+    /// Adds a name; returns its directory's new attributes. `parentPath`: the directory's key,
+    /// when the caller has read it.
     @discardableResult
-    static func insertEntry(_ db: Database, domain: DomainID, parent: Ino, name: String, ino: Ino) throws -> InodeAttributes {
-        let path = childPath(parentPath: try directoryPath(db, ino: parent), name: name)
+    static func insertEntry(_ db: Database, domain: DomainID, parent: Ino, name: String, ino: Ino, parentPath: String? = nil) throws -> InodeAttributes {
+        let path = childPath(parentPath: try parentPath ?? directoryPath(db, ino: parent), name: name)
         try db.cachedStatement(sql: "INSERT INTO dirent(parent, name, ino, dmid, path) VALUES (?, ?, ?, ?, ?)").execute(
                        arguments: [parent, name, ino, domain, path])
         return try touchDirectory(db, ino: parent)
@@ -175,9 +176,8 @@ extension MetadataStore {
         if src.kind == .directory, newPath.hasPrefix(oldPath + "/") {
             throw StoreError("invalid_rename", "cannot move directory \"\(oldPath)\" inside itself", errno: EINVAL)
         }
-        try db.cachedStatement(sql: "DELETE FROM dirent WHERE parent = ? AND name = ?").execute(arguments: [parent, name])
-        try db.cachedStatement(sql: "INSERT INTO dirent(parent, name, ino, dmid, path) VALUES (?, ?, ?, ?, ?)").execute(
-                       arguments: [newParent, newName, src.ino, domain, newPath])
+        try db.cachedStatement(sql: "UPDATE dirent SET parent = ?, name = ?, path = ? WHERE parent = ? AND name = ?").execute(
+                       arguments: [newParent, newName, newPath, parent, name])
         if src.kind == .directory {
             // '0' is the byte after '/': the range holds exactly the keys under oldPath/.
             try db.cachedStatement(sql: """
@@ -335,9 +335,9 @@ extension MetadataStore {
         -> (inode: InodeAttributes, parent: InodeAttributes, upload: (fid: Fid, devices: [DeviceID])?) {
         try KeyPath.validate(name: name)
         return try await write { db in
-            let p = try Self.requireAttributes(db, ino: parent)
+            let (p, parentPath, existing) = try Self.createTarget(db, parent: parent, name: name)
             guard p.kind == .directory else { throw StoreError("not_a_directory", "inode \(parent) is not a directory", errno: ENOTDIR) }
-            if let existing = try Self.entryIno(db, parent: parent, name: name) {
+            if let existing {
                 if let reservedIno, existing == reservedIno { return (try Self.requireAttributes(db, ino: existing), p, nil) }
                 if exclusive || n.kind != .file { throw StoreError("key_exists", "\"\(name)\" already exists", errno: EEXIST) }
                 return (try Self.requireAttributes(db, ino: existing), p, nil)
@@ -345,7 +345,7 @@ extension MetadataStore {
             let classID = try Self.newFileClass(db, in: p, kind: n.kind, named: n.className)
             let created = try Self.newInode(db, domain: p.domain, kind: n.kind, mode: n.mode, uid: n.uid, gid: n.gid, classID: classID,
                                             target: n.target.map { Array($0.utf8) }, size: Int64(n.target?.utf8.count ?? 0), ino: reservedIno)
-            var parentNow = try Self.insertEntry(db, domain: p.domain, parent: parent, name: name, ino: created.ino)
+            var parentNow = try Self.insertEntry(db, domain: p.domain, parent: parent, name: name, ino: created.ino, parentPath: parentPath)
             if n.kind == .directory {
                 parentNow = try Self.returnedAttributes(db.cachedStatement(sql: "UPDATE inode SET nlink = nlink + 1 WHERE ino = ? RETURNING \(Self.inodeColumns)"),
                                                         arguments: [parent], ino: parent)
@@ -357,6 +357,17 @@ extension MetadataStore {
             }
             return (created, parentNow, upload)
         }
+    }
+
+    /// What a create reads, in one statement: the directory, its key, and the inode `name`
+    /// names in it now, if any.
+    static func createTarget(_ db: Database, parent: Ino, name: String) throws -> (InodeAttributes, String, Ino?) {
+        guard let row = try Row.fetchOne(db.cachedStatement(sql: """
+            SELECT \(inodeColumns), (SELECT path FROM dirent WHERE ino = inode.ino LIMIT 1),
+                   (SELECT ino FROM dirent WHERE parent = inode.ino AND name = ?)
+            FROM inode WHERE ino = ?
+            """), arguments: [name, parent]) else { throw unknownInode(parent) }
+        return (attributes(row), row[13] ?? "", row[14])
     }
 
     /// The class a new inode of `kind` in directory `p` gets: the one named (files only), else
