@@ -138,6 +138,11 @@ import Testing
         #expect(throws: ProtocolError.self) { try c.client.call("fs_lookup", [("parent", String(root)), ("name", ".a.tmp")]) }
         #expect(try c.client.call("fs_getattr", [("ino", String(b))]).int("mode") == 0o100600, "made though the rename failed")
         #expect(try c.client.call("fs_getattr", [("ino", String(other))]).int("mode") == 0o100000 | 457)
+        // Folded changes without the inode they are for: refused whole, not dropped.
+        let ownMode = try #require(c.client.call("fs_getattr", [("ino", String(a))]).int("mode"))
+        #expect { try c.client.call("fs_rename", [("parent", String(root)), ("name", "a"), ("newparent", String(root)), ("newname", "a2"),
+                                                  ("attr_mode", "384")]) } throws: { ($0 as? ProtocolError)?.code == "bad_params" }
+        #expect(try c.client.call("fs_lookup", [("parent", String(root)), ("name", "a")]).int("mode") == ownMode, "neither moved nor changed")
     }
 
     @Test func everyFidReachesItsReplicasOnDistinctHosts() throws {

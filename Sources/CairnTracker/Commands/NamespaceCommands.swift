@@ -93,9 +93,12 @@ struct NamespaceCommands {
             }
             let parent = try a.requireInt("parent"), newParent = try a.requireInt("newparent")
             // attr_…: the setattrs of the moved inode just before, folded in (`QuietFolding`).
-            let folded = try Self.attributeChange(a, prefix: QuietFolding.foldedPrefix)
+            let folded = try Self.attributeChange(a, prefix: QuietFolding.foldedPrefix), ino = try a.optionalInt("ino")
+            if !folded.isEmpty, ino == nil {
+                throw ProtocolError("bad_params", "\(QuietFolding.foldedPrefix)… changes name the moved inode's: send its ino too; nothing was changed")
+            }
             let now = try await s.store.rename(parent: parent, name: try a.require("name"), newParent: newParent, newName: try a.require("newname"),
-                                               mode: mode, expectedIno: try a.optionalInt("ino"), ctime: try a.optionalInt("ctime"),
+                                               mode: mode, expectedIno: ino, ctime: try a.optionalInt("ctime"),
                                                attributes: folded.isEmpty ? nil : folded)
             // Both directories' new times, as creates return theirs, and the moved inode's (its ctime).
             return AttributeCodec.pairs(now.parent, prefix: "parent_") + (now.newParent.map { AttributeCodec.pairs($0, prefix: "newparent_") } ?? [])

@@ -136,7 +136,7 @@ final class RequestHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let line = unwrapInboundIn(data)
         if case .line(let next) = line, let last = pending.last, last.copies < Self.maxFolded, case .line(let before) = last.line,
-           QuietFolding.mayFold(before), let folded = QuietFolding.fold(before, next) {
+           let folded = QuietFolding.fold(before, next) {
             pending[pending.index(before: pending.endIndex)] = (.line(folded), Self.isGatherable(line), last.copies + 1)
             dispatcher.stats.countFolded()
             return

@@ -22,7 +22,7 @@ enum QuietFolding {
     private static let setattrKeyBytes = setattrKeys.map { Array($0.utf8) }, renameKeyBytes = renameKeys.map { Array($0.utf8) }
 
     /// Whether `first` is a line others may be folded into: a quiet setattr (checked in full by `fold`).
-    static func mayFold(_ first: ByteBuffer) -> Bool { first.readableBytesView.starts(with: setattr) }
+    private static func mayFold(_ first: ByteBuffer) -> Bool { first.readableBytesView.starts(with: setattr) }
 
     /// One line doing what `first` and then `second` do, or nil when they are not foldable.
     static func fold(_ first: ByteBuffer, _ second: ByteBuffer) -> ByteBuffer? {
