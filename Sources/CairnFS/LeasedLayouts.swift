@@ -34,6 +34,11 @@ final class LeasedLayouts: @unchecked Sendable {
     private var refusalReported = false  // the watch thread's own
     /// Signalled by `stop()` (ends the watch thread's pauses) and by the thread when it is done.
     private let wake = DispatchSemaphore(value: 0), finished = DispatchSemaphore(value: 0)
+    /// Signalled once, when the first watch is up or its first try failed (`init` waits for it).
+    private let firstTry = DispatchSemaphore(value: 0)
+    private var firstTryDone = false
+    /// How long `init` waits for the first watch.
+    static let firstWatchWait: DispatchTimeInterval = .seconds(3)
     private let tracker: TrackerClient
     /// Directories this watch may create files in on its own; recalled over the watch.
     let delegations: DelegatedDirectories
@@ -44,6 +49,17 @@ final class LeasedLayouts: @unchecked Sendable {
         let thread = Thread { [self] in watchUntilStopped() }
         thread.name = "cairn-lease"
         thread.start()
+        // The mount comes up with its watch: a copy started right after it gets cached
+        // listings and create delegations from its first file, not once the watch catches up.
+        _ = firstTry.wait(timeout: .now() + Self.firstWatchWait)
+    }
+
+    private func firstTryEnded() {
+        let first = lock.withLock { () -> Bool in
+            defer { firstTryDone = true }
+            return !firstTryDone
+        }
+        if first { firstTry.signal() }
     }
 
     /// Ends the watch; on a clean unmount the tracker is told (`fs_unwatch`), so others' changes
@@ -126,6 +142,7 @@ final class LeasedLayouts: @unchecked Sendable {
         defer { finished.signal() }
         while !lock.withLock({ stopped }) {
             do { try watch() } catch {}
+            firstTryEnded()
             tracker.setSessionArgument("watcher", nil)
             dropAll(trusting: false)
             if !lock.withLock({ stopped }) { pause(seconds: 1) }
@@ -146,6 +163,7 @@ final class LeasedLayouts: @unchecked Sendable {
                 refusalReported = true
                 report("tracker \(address) grants no leases (start it with --leases when it is alone on its database); every open asks it")
             }
+            firstTryEnded()
             pause(seconds: 30)
             return
         }
@@ -154,6 +172,7 @@ final class LeasedLayouts: @unchecked Sendable {
         tracker.setSessionArgument("watcher", String(id))
         dropAll(trusting: false)
         lock.withLock { trustedUntil = asked + .milliseconds(ms) }
+        firstTryEnded()
         // A watch that breaks (the tracker went away, the network failed) is said, as one that
         // the tracker ends is; only a clean stop at unmount is not.
         let why: String?
