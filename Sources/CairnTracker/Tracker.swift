@@ -90,7 +90,7 @@ public final class Tracker: Sendable {
         let watchers = Watchers(granting: context.config.leases, counters: counters, logger: context.logger)
         watchers.register(into: &handlers)
         DelegateCommand(ctx: context, watchers: watchers).register(into: &handlers)
-        let dispatcher = Dispatcher(handlers: handlers, admin: AdminLines(store: context.store, counters: counters, workers: workers),
+        let dispatcher = Dispatcher(handlers: handlers, admin: AdminLines(store: context.store, counters: counters, workers: workers, watchers: watchers),
                                     stats: counters, watchers: watchers)
         let server = ProtocolServer(host: context.config.host, port: context.config.port, socketPath: context.config.socketPath,
                                     dispatcher: dispatcher, logger: context.logger)

@@ -169,6 +169,8 @@ import Testing
         defer { c.stop() }
         let m = try TestMount(c)
         defer { m.unmount() }
+        // The mount comes up with its watch (a copy started at once is served by it).
+        #expect(try trackerStats(port: c.trackerPort)["watchers"] == 1, "the mount came up before its lease watch")
         try c.wait("the mount's lease watch to start", timeout: 10) { try queries(c, "fs_watch") > 0 }
         #expect(!c.log("mount.log").contains("lease watch"), "nothing to say while the watch runs")
         // The tracker dies under the watch: the mount says so (it then asks the tracker for

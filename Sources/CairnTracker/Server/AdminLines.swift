@@ -6,6 +6,7 @@ struct AdminLines: Sendable {
     let store: MetadataStore
     let counters: TrackerCounters
     let workers: WorkerRegistry
+    let watchers: Watchers
 
     static let version = "cairn 0.1.0"
 
@@ -18,6 +19,7 @@ struct AdminLines: Sendable {
         case "stats":
             let s = try? await store.stats()
             let written = store.writeCounts
+            let census = watchers.census
             lines = [
                 "uptime \(Int(Date().timeIntervalSince(counters.started)))",
                 "queries \(counters.queryCount)",
@@ -27,6 +29,9 @@ struct AdminLines: Sendable {
                 "work_queue_for_delete \(s?.deleteQueue ?? 0)",
                 "lease_waits \(counters.leaseWaitCount)",
                 "delegation_recalls \(counters.recallCount)",
+                // Mounts watching now, and the directories they create in on their own.
+                "watchers \(census.watchers)",
+                "delegated_directories \(census.delegated)",
                 "lines_folded \(counters.foldedCount)",
                 // Writes share transactions when they come together (`GroupCommit`).
                 "write_transactions \(written.transactions)",

@@ -149,6 +149,9 @@ final class Watchers: @unchecked Sendable {
         orphanedUntil = max(orphanedUntil ?? end, end)
     }
 
+    /// Watching mounts, and the directories delegated to them (`!stats`).
+    var census: (watchers: Int, delegated: Int) { lock.withLock { (watchers.count, delegations.count) } }
+
     /// False for a watcher this tracker does not know (cut off, or from before a restart).
     func ping(_ id: UInt64) -> Bool {
         lock.withLock {
