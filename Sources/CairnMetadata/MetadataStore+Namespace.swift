@@ -484,7 +484,7 @@ extension MetadataStore {
     /// `attributes` (with `expectedIno`): a change of that inode's attributes made just before
     /// the rename (the tracker folds a mount's chmod and utimes into the rename after them). It
     /// is made even when the move fails, as it would have been on its own; the move's error is
-    /// then thrown after the transaction.
+    /// then thrown after the transaction, as `MoveFailedChangeKept`.
     @discardableResult
     public func rename(parent: Ino, name: String, newParent: Ino, newName: String,
                        mode: RenameMode = .replace, expectedIno: Ino? = nil, ctime: UnixNanos? = nil,
@@ -503,10 +503,16 @@ extension MetadataStore {
             } catch {
                 // The move and the change with it were undone; the change stands alone.
                 _ = try Self.applyAttributes(db, ino: expectedIno, attributes)
-                return .failure(error)
+                return .failure(MoveFailedChangeKept(moveError: error))
             }
         }
         return try outcome.get()
+    }
+
+    /// A rename with an attribute change (`rename(attributes:)`) whose move failed while the
+    /// change was made: whoever sent the change is told it was made, the mover why the move was not.
+    public struct MoveFailedChangeKept: Error {
+        public let moveError: any Error
     }
 
     /// Runs `body` in a savepoint of its own inside a write, so that its failure undoes only

@@ -29,20 +29,31 @@ struct Dispatcher: Sendable {
 
     /// The reply bytes for one line, or nil for an empty line (ignored, as MogileFS does).
     /// `connection`: the channel the line came on, which `fs_watch` turns into a watch.
-    func answer(line: [UInt8], connection: WatchLink? = nil) async -> [UInt8]? {
+    /// `folded`: how many quiet lines were folded into this one (`QuietFolding`); each gets
+    /// its own reply, before this line's: the same one, except when a rename failed while
+    /// the attribute changes folded into it were made (they are told so, with a bare OK).
+    func answer(line: [UInt8], connection: WatchLink? = nil, folded: Int = 0) async -> [UInt8]? {
+        guard let (reply, changeKept) = await answerOne(line: line, connection: connection) else { return nil }
+        guard folded > 0 else { return reply }
+        let theirs = changeKept ? Reply.ok([]).encode() : reply
+        return Array([[UInt8]](repeating: theirs, count: folded).joined()) + reply
+    }
+
+    /// One line's reply, and whether it is a move's failure whose folded change was made.
+    private func answerOne(line: [UInt8], connection: WatchLink?) async -> (reply: [UInt8], changeKept: Bool)? {
         switch Request.parse(line: line) {
         case .empty:
             return nil
         case .admin(let text):
-            return await admin.answer(text)
+            return (await admin.answer(text), false)
         case .malformed(let text):
-            return Reply.err(ProtocolError("unknown_command", "not a command: \(text)")).encode()
+            return (Reply.err(ProtocolError("unknown_command", "not a command: \(text)")).encode(), false)
         case .command(let name, let args):
             let callid = args.nonEmpty("callid")
-            if let connection, let reply = answerWatch(name, args, on: connection) { return reply.encode(callid: callid) }
+            if let connection, let reply = answerWatch(name, args, on: connection) { return (reply.encode(callid: callid), false) }
             guard let handler = handlers[name] else {
                 stats.countQuery(nil)
-                return Reply.err(ProtocolError("unknown_command", "unknown command \"\(name)\"")).encode(callid: callid)
+                return (Reply.err(ProtocolError("unknown_command", "unknown command \"\(name)\"")).encode(callid: callid), false)
             }
             // A watching mount's request: what it is told, it may keep; what it changes, it
             // knows, so its own changes are not sent back to it.
@@ -56,6 +67,7 @@ struct Dispatcher: Sendable {
             let started = ContinuousClock.now
             defer { stats.countAnswered(name, since: started) }
             let reply: Reply
+            var changeKept = false
             do {
                 let pairs = try await MetadataStore.$writeLog.withValue(writes) {
                     // `durable=0` (the mount): changes become visible now and durable at the next
@@ -68,10 +80,11 @@ struct Dispatcher: Sendable {
                 reply = .ok(args["quiet"] == "1" ? [] : pairs)
             } catch {
                 reply = .err(Self.protocolError(error))
+                changeKept = error is MetadataStore.MoveFailedChangeKept
             }
             if let delegated, case .err = reply { watchers.noteDelegatedCreate(delegated.ino, in: delegated.directory, directory: delegated.isDirectory, by: origin, undo: true) }
             if let writes, writes.wrote { await watchers.invalidate(except: origin) }
-            return reply.encode(callid: callid)
+            return (reply.encode(callid: callid), changeKept)
         }
     }
 
@@ -108,6 +121,7 @@ struct Dispatcher: Sendable {
         switch error {
         case let e as ProtocolError: e
         case let e as StoreError: ProtocolError(e.code, e.message)
+        case let e as MetadataStore.MoveFailedChangeKept: protocolError(e.moveError)
         case let e as KeyError: ProtocolError("invalid_key", e.description)
         case let e as TransferError: ProtocolError("failure", e.description)
         default: ProtocolError("failure", "\(error)")

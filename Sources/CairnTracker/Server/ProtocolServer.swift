@@ -98,7 +98,7 @@ final class RequestHandler: ChannelDuplexHandler {
     private let link: WatchLink
     /// Each line with whether it is gatherable, decided once as it arrives (`answerNext` looks
     /// at the first waiting line each time a line finishes), and how many lines it stands for
-    /// (lines folded into it, `QuietFolding`: each gets the reply).
+    /// (lines folded into it, `QuietFolding`: each gets a reply, `Dispatcher.answer`).
     private var pending = CircularBuffer<(line: InboundLine, gatherable: Bool, copies: Int)>()
     /// Lines folded into one at most.
     static let maxFolded = 64
@@ -109,7 +109,7 @@ final class RequestHandler: ChannelDuplexHandler {
     /// Replies go out in line order: lines are numbered as they start, and a reply that is
     /// ready before an earlier line's waits here.
     private var nextLine = 0, nextReply = 0
-    private var finished: [Int: (reply: [UInt8], copies: Int)] = [:]
+    private var finished: [Int: [UInt8]] = [:]
     /// Replies written and not flushed yet: one flush, after the loop's queued work, sends all
     /// of a gathered batch's replies (they are answered together, after one COMMIT) in one
     /// write, and wakes a pipelining client's reader once rather than once per line.
@@ -218,12 +218,12 @@ final class RequestHandler: ChannelDuplexHandler {
             loop.execute { let (handler, context) = bound.value; handler.answerNext(context: context) }
         } : nil
         Task(executorPreference: executor) {
-            let answer = await MetadataStore.$gathering.withValue(placed) { await dispatcher.answer(line: line, connection: link) }
+            let answer = await MetadataStore.$gathering.withValue(placed) { await dispatcher.answer(line: line, connection: link, folded: copies - 1) }
             @Sendable func done() {
                 let (handler, context) = bound.value
                 handler.inFlight -= 1
                 handler.gathering.settle(number)  // a line that wrote nothing has its place too
-                handler.finish(number, answer ?? [], copies: copies, context: context)
+                handler.finish(number, answer ?? [], context: context)
                 handler.answerNext(context: context)
             }
             // The task runs on the connection's loop, so this is almost always there already.
@@ -231,12 +231,12 @@ final class RequestHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Sends line `number`'s reply (none when empty; `copies` times for folded lines) once
+    /// Sends line `number`'s reply (none when empty; with its folded lines' replies) once
     /// every earlier line's has gone.
-    private func finish(_ number: Int, _ bytes: [UInt8], copies: Int = 1, context: ChannelHandlerContext) {
-        finished[number] = (bytes, copies)
+    private func finish(_ number: Int, _ bytes: [UInt8], context: ChannelHandlerContext) {
+        finished[number] = bytes
         while let ready = finished.removeValue(forKey: nextReply) {
-            if !ready.reply.isEmpty { reply(Array([[UInt8]](repeating: ready.reply, count: ready.copies).joined()), context: context) }
+            if !ready.isEmpty { reply(ready, context: context) }
             nextReply += 1
         }
     }

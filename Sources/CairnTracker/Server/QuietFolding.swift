@@ -4,8 +4,10 @@ import NIOCore
 /// when they reach the tracker in one read: rsync's `utimes` and `chmod` of its temporary file
 /// and then its rename become one `fs_rename` (one line to parse and answer, one write), as
 /// two setattrs in a row become one. Only lines sent with `quiet=1` (a bare OK expected, see
-/// `Dispatcher`) and no `callid` are folded, so each of them still gets its own, identical,
-/// reply; and only lines naming nothing beyond the keys below, so no argument is dropped.
+/// `Dispatcher`) and no `callid` are folded, so each of them still gets its own reply (the
+/// folded line's, except that setattrs folded into a rename that failed are told their change
+/// was made, as it was); and only lines naming nothing beyond the keys below, so no argument
+/// is dropped.
 /// Lines are folded as bytes: their values are copied, still encoded.
 ///
 /// Folding happens only when lines wait: under load, where it saves the most.
