@@ -32,6 +32,8 @@ final class LeasedLayouts: @unchecked Sendable {
     private var trustedUntil = ContinuousClock.now
     private var stopped = false
     private var refusalReported = false  // the watch thread's own
+    /// A watch could not be started, and that was said (once until one is up; the watch thread's own).
+    private var startFailureReported = false
     /// Signalled by `stop()` (ends the watch thread's pauses) and by the thread when it is done.
     private let wake = DispatchSemaphore(value: 0), finished = DispatchSemaphore(value: 0)
     /// Signalled once, when the first watch is up or its first try failed (`init` waits for it).
@@ -141,7 +143,13 @@ final class LeasedLayouts: @unchecked Sendable {
     private func watchUntilStopped() {
         defer { finished.signal() }
         while !lock.withLock({ stopped }) {
-            do { try watch() } catch {}
+            do { try watch() } catch {
+                // Not said at each retry: once, until a watch is up again.
+                if !startFailureReported {
+                    startFailureReported = true
+                    report("could not start a lease watch on \(tracker.trackers.first ?? "the tracker") (\(error)); opens ask the tracker until one is up, tried again every second")
+                }
+            }
             firstTryEnded()
             tracker.setSessionArgument("watcher", nil)
             dropAll(trusting: false)
@@ -172,6 +180,7 @@ final class LeasedLayouts: @unchecked Sendable {
         tracker.setSessionArgument("watcher", String(id))
         dropAll(trusting: false)
         lock.withLock { trustedUntil = asked + .milliseconds(ms) }
+        startFailureReported = false
         firstTryEnded()
         // A watch that breaks (the tracker went away, the network failed) is said, as one that
         // the tracker ends is; only a clean stop at unmount is not.

@@ -282,6 +282,10 @@ extension MountTests {
         let failedWith = errno
         #expect(rc != 0 && failedWith == EIO, "a lookup with the tracker gone fails with EIO (errno \(failedWith))")
         #expect(Date().timeIntervalSince(started) < 20, "and does not hang")
+        // Its lease watch cannot start again meanwhile: said once, not at each retry.
+        try c.wait("the mount to say its lease watch cannot start", timeout: 10) { c.log("mount.log").contains("could not start a lease watch") }
+        Thread.sleep(forTimeInterval: 2.2)
+        #expect(c.log("mount.log").components(separatedBy: "could not start a lease watch").count == 2, "\(c.log("mount.log"))")
         try c.restartTracker()
         try c.waitForWriteableDevices(3)
         try Data("after".utf8).write(to: URL(fileURLWithPath: dir + "/b"))
