@@ -9,6 +9,8 @@
 #     by shared/bench/peers/, each alone), and on a Cairn mount with 2 copies (both synchronous)
 #     and with 1, as fs_<workload>_<system> lines, then a table with Cairn's ratio to the best peer
 #     per workload (stderr; raw lines in $BENCH_OUT with .tsv).  BENCH_FS=0 skips them.
+#     BENCH_REFERENCES (default "passthrough"): systems measured as references, not peers:
+#     libfuse's passthrough_ll over the local disk is the FUSE ceiling (Cairn's ratio to it too).
 #     Before them, parallel_create_8 (Scripts/bench_parallel.py): 8 writers creating 250 files of
 #     4 KiB each at once, on every system.
 #   reaper_restore_*: 1 GiB in 1,000 files, a device marked dead, seconds until all are back at 2
@@ -75,15 +77,20 @@ fsbench() { # label dir
 if [ "$FS" = 1 ]; then
   command -v fio >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fio >/dev/null
   mkdir -p "$WORK/local"; fsbench local "$WORK/local"; rm -rf "$WORK/local"
-  for peer in ${BENCH_PEERS:-moosefs juicefs}; do
-    if "$SHARED/bench/peers/$peer.sh" start >>"$WORK/peers.log" 2>&1; then
-      fsbench "$peer" "$("$SHARED/bench/peers/$peer.sh" mnt)"
-      "$SHARED/bench/peers/$peer.sh" stop >>"$WORK/peers.log" 2>&1
-      "$SHARED/bench/peers/$peer.sh" wipe >>"$WORK/peers.log" 2>&1 || true
+  # A system shared/bench/peers/ starts and stops: the peers, and libfuse's passthrough_ll
+  # (BENCH_REFERENCES), the FUSE ceiling on this machine, a reference column beside the local
+  # disk, never counted as a peer (bench_table.py).
+  other() {
+    if "$SHARED/bench/peers/$1.sh" start >>"$WORK/peers.log" 2>&1; then
+      fsbench "$1" "$("$SHARED/bench/peers/$1.sh" mnt)"
+      "$SHARED/bench/peers/$1.sh" stop >>"$WORK/peers.log" 2>&1
+      "$SHARED/bench/peers/$1.sh" wipe >>"$WORK/peers.log" 2>&1 || true
     else
-      echo "bench: $peer did not start (see $WORK/peers.log); its column stays empty" >&2
+      echo "bench: $1 did not start (see $WORK/peers.log); its column stays empty" >&2
     fi
-  done
+  }
+  for ref in ${BENCH_REFERENCES-passthrough}; do other "$ref"; done
+  for peer in ${BENCH_PEERS:-moosefs juicefs}; do other "$peer"; done
 fi
 
 mkdir -p "$WORK/mnt"
