@@ -53,17 +53,25 @@ public final class LocalReplicas: Sendable {
         return found
     }
 
-    /// Starts reading the first `count` bytes of the first local replica into the page cache,
-    /// in the background, and returns at once: a read expected soon (the open that is asking
-    /// the tracker for this layout) then finds the blob's inode and bytes in memory. Only nodes
-    /// already known to be local are used; a replica that is gone costs nothing.
-    public func warm(urls: [String], count: Int) {
-        guard readsLocally, count > 0, let local = urls.lazy.compactMap({ self.localPath(url: $0, ask: false) }).first else { return }
+    /// Starts reading the first `count` bytes of each blob's first local replica into the page
+    /// cache, in the background (one thread, in order), and returns at once: a read expected
+    /// soon (the open that is asking the tracker for this layout, the next files of a directory
+    /// being read through) then finds the blob's inode and bytes in memory. Only nodes already
+    /// known to be local are used; a replica that is gone costs nothing.
+    public func warm(_ blobs: [(urls: [String], count: Int)]) {
+        guard readsLocally else { return }
+        let local = blobs.compactMap { blob -> (path: String, count: Int)? in
+            guard blob.count > 0, let path = blob.urls.lazy.compactMap({ self.localPath(url: $0, ask: false) }).first else { return nil }
+            return (path, blob.count)
+        }
+        guard !local.isEmpty else { return }
         Self.warming.async {
-            let fd = open(local, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-            guard fd >= 0 else { return }
-            _ = posix_fadvise(fd, 0, off_t(count), Int32(POSIX_FADV_WILLNEED))
-            close(fd)
+            for blob in local {
+                let fd = open(blob.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+                guard fd >= 0 else { continue }
+                _ = posix_fadvise(fd, 0, off_t(blob.count), Int32(POSIX_FADV_WILLNEED))
+                close(fd)
+            }
         }
     }
 

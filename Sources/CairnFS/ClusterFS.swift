@@ -540,6 +540,7 @@ public final class ClusterFS: @unchecked Sendable {
     /// costs no tracker call. Its cached pages are dropped, as the layout is not known yet.
     public func open(_ ino: UInt64, writable: Bool) throws -> (handle: UInt64, keepCache: Bool) {
         let c = try cairn(ino)
+        if !writable { warmFilesAhead(of: c) }
         // A layout held under the lease is current: the tracker would have said otherwise.
         if !writable, let held = context.leases?.layout(c) { return open(held, writable: false, leased: true) }
         if let known = context.recentAttributes.fresh(c), known.kind == "f" {
@@ -548,7 +549,7 @@ public final class ClusterFS: @unchecked Sendable {
         // Reading is what a read-only open is for: its bytes start coming off the local disk
         // while the tracker answers (cold small files: the disk read and the round trip overlap).
         if !writable, let local = context.chunks.local, let last = context.firstChunks.chunk(c) {
-            local.warm(urls: last.urls, count: Int(min(last.length, options.readAheadBytes)))
+            local.warm([(urls: last.urls, count: Int(min(last.length, options.readAheadBytes)))])
         }
         let since = context.leases?.beginFetch()
         let layout: FileLayout
@@ -557,6 +558,17 @@ public final class ClusterFS: @unchecked Sendable {
         if let since { context.leases?.keep(layout, since: since) }
         context.firstChunks.remember(layout)
         return open(layout, writable: writable)
+    }
+
+    /// A reader opening a directory's files in order has the next ones' first bytes read off
+    /// the local disk ahead of it (`SiblingReadAhead`), from where their first chunks were last seen.
+    private func warmFilesAhead(of ino: Ino) {
+        guard let local = context.chunks.local else { return }
+        let next = context.siblingReadAhead.opened(ino, listings: listings)
+        guard !next.isEmpty else { return }
+        local.warm(next.compactMap { context.firstChunks.chunk($0) }.map {
+            (urls: $0.urls, count: Int(min($0.length, SiblingReadAhead.bytesPerFile)))
+        })
     }
 
     private func open(_ layout: FileLayout, writable: Bool, created: Bool = false, preallocated: ChunkTransfer.Allocation? = nil,

@@ -100,6 +100,16 @@ final class DirectoryCache: @unchecked Sendable {
         }
     }
 
+    /// The directory `ino` was last listed or named in here (a hint, for `SiblingReadAhead`).
+    func directory(of ino: Ino) -> Ino? { lock.withLock { names[ino]?.dir } }
+
+    /// The regular files of `dir`'s listing, in name order, however old the listing (a hint,
+    /// for `SiblingReadAhead`); nil when none is cached.
+    func files(in dir: Ino) -> [Ino]? {
+        guard let entries = lock.withLock({ listings[dir]?.entries }) else { return nil }
+        return entries.filter { $0.value.kind == "f" }.sorted { $0.key < $1.key }.map(\.value.ino)
+    }
+
     /// True when the directory is worth listing now (not known to be too large for one page).
     func shouldList(_ dir: Ino) -> Bool {
         lock.withLock { large[dir].map { Date().timeIntervalSince($0) >= maxAge } ?? true }

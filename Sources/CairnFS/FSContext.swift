@@ -31,6 +31,8 @@ final class FSContext: @unchecked Sendable {
     /// Where each file's first chunk was when last seen here, to warm its local replica while
     /// an open asks the tracker for the current layout (see `LocalReplicas.warm`).
     let firstChunks = FirstChunks()
+    /// Which files to warm ahead of a reader working through a directory (`SiblingReadAhead`).
+    let siblingReadAhead = SiblingReadAhead()
     /// Layouts opens may use without asking the tracker (see `LeasedLayouts`).
     let leases: LeasedLayouts?
     /// Files whose commit, sent without waiting at their close, the tracker refused.
