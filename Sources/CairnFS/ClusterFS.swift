@@ -124,8 +124,12 @@ public final class ClusterFS: @unchecked Sendable {
 
     var listings: DirectoryCache { context.listings }
 
+    /// Where the domains' root directories are kept among the listings (`DirectoryCache.keep`):
+    /// an inode number the tracker never gives.
+    static let domainsListing: Ino = 0
+
     public func lookup(parent: UInt64, name: String) throws -> FSAttributes {
-        if isDomainRoot(parent) { return try attributes(call("fs_root", [("domain", name)])) }
+        if isDomainRoot(parent) { return try lookupDomain(name) }
         let dir = try cairn(parent)
         switch try listedEntry(dir, name) {
         case .absent: throw FSError(ENOENT)
@@ -138,6 +142,23 @@ public final class ClusterFS: @unchecked Sendable {
         case .unknown: break
         }
         return try attributes(call("fs_lookup", [("parent", String(dir)), ("name", name)]))
+    }
+
+    /// A domain's root directory, as kept under the lease: a path walk whose kernel entry of the
+    /// domain lapsed asks the tracker nothing (nor waits behind changes sent without waiting).
+    /// Changed here since, it takes the attributes this mount's change left it with. A domain
+    /// not kept is always asked for: one another client made is found at once.
+    private func lookupDomain(_ name: String) throws -> FSAttributes {
+        switch listings.held(Self.domainsListing, name) {
+        case .present(let w, current: true): return map.attributes(w)
+        case .present(let w, current: false):
+            if let latest = context.recentAttributes.latest(w.ino) { return map.attributes(latest) }
+        default: break
+        }
+        let stamp = listings.beginFetch()
+        guard let w = WireAttributes(try call("fs_root", [("domain", name)])) else { throw FSError(EIO, "reply without attributes") }
+        if listings.enabled { listings.keep(Self.domainsListing, name, w, since: stamp) }
+        return map.attributes(w)
     }
 
     /// The name in the directory's listing, fetched now (one page) when not cached and the
@@ -402,7 +423,11 @@ public final class ClusterFS: @unchecked Sendable {
     }
 
     public func rmdir(parent: UInt64, name: String) throws {
-        if isDomainRoot(parent) { _ = try call("delete_domain", [("domain", name)]); return }
+        if isDomainRoot(parent) {
+            _ = try call("delete_domain", [("domain", name)])
+            listings.removed(Self.domainsListing, name)
+            return
+        }
         let dir = try cairn(parent)
         _ = try call("fs_unlink", [("parent", String(dir)), ("name", name), ("dir", "1")])
         listings.removed(dir, name)

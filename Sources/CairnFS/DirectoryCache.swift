@@ -89,6 +89,22 @@ final class DirectoryCache: @unchecked Sendable {
         }
     }
 
+    /// Keeps one entry the tracker answered (`since`: `beginFetch` before asking) in a listing
+    /// that may hold only some of the directory's names: the mount's root, whose entries (the
+    /// domains) are asked for one at a time. Only its present names are answers there.
+    func keep(_ dir: Ino, _ name: String, _ attributes: WireAttributes, since stamp: FetchStamp) {
+        let lease = leaseGeneration()
+        lock.withLock {
+            guard stamp.generation == generation else { return }
+            let held = heldAt(stamp, lease)
+            if listings[dir] == nil || listings[dir]?.heldAt != held {
+                listings[dir] = Listing(fetched: Date(), since: generation, heldAt: held, entries: [:])
+            }
+            listings[dir]?.entries[name] = attributes
+            names[attributes.ino] = (dir, name)
+        }
+    }
+
     /// The whole directory, sorted by name, when its listing is held under the lease and none
     /// of its entries changed here since (their attributes are then the tracker's).
     func heldEntries(_ dir: Ino) -> [(String, WireAttributes)]? {
