@@ -11,13 +11,6 @@ import Testing
 extension MountTests {
     static let xattrFiles = (0..<60).map { "f\($0)" }
 
-    /// For the tests that stop the tracker (these and the delegated-create tests): they walk
-    /// paths through the mount after setting it up, and a kernel cache that lapsed in between
-    /// (1 s by default, which a loaded machine can take) sends the walk's lookup of the domain
-    /// to the stopped tracker, where it waits behind the changes under test. Caches that outlast
-    /// the test keep the walk on what the mount answers, which is what these tests check.
-    static let stoppedTrackerMountOptions = ["attr_timeout=120", "entry_timeout=120"]
-
     /// Files made through the mount, then a set on each while the tracker is stopped.
     private func setWhileTrackerStopped(_ c: TestCluster, _ dir: String) throws {
         try FileManager.default.createDirectory(atPath: dir + "/x", withIntermediateDirectories: false)
@@ -52,7 +45,7 @@ extension MountTests {
     }
 
     @Test func xattrSetsSurviveAKilledMount() throws {
-        let (c, m, dir) = try mountedCluster(mountOptions: Self.stoppedTrackerMountOptions)
+        let (c, m, dir) = try mountedCluster()
         defer { m.unmount(); c.stop() }
         try setWhileTrackerStopped(c, dir)
         try killMountThenResumeTracker(c, m)
@@ -60,7 +53,7 @@ extension MountTests {
     }
 
     @Test func xattrSetsSurviveAKilledTracker() throws {
-        let (c, m, dir) = try mountedCluster(mountOptions: Self.stoppedTrackerMountOptions)
+        let (c, m, dir) = try mountedCluster()
         defer { m.unmount(); c.stop() }
         try setWhileTrackerStopped(c, dir)
         // Killed with all 60 unread: the mount sends them again to the tracker that starts next.
@@ -95,7 +88,7 @@ extension MountTests {
     }
 
     @Test func unlinksSurviveAKilledMount() throws {
-        let (c, m, dir) = try mountedCluster(mountOptions: Self.stoppedTrackerMountOptions)
+        let (c, m, dir) = try mountedCluster()
         defer { m.unmount(); c.stop() }
         try unlinkWhileTrackerStopped(c, dir)
         try killMountThenResumeTracker(c, m)
@@ -104,7 +97,7 @@ extension MountTests {
     }
 
     @Test func unlinksSurviveAKilledTracker() throws {
-        let (c, m, dir) = try mountedCluster(mountOptions: Self.stoppedTrackerMountOptions)
+        let (c, m, dir) = try mountedCluster()
         defer { m.unmount(); c.stop() }
         try unlinkWhileTrackerStopped(c, dir)
         try c.restartTracker()
