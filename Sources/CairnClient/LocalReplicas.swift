@@ -56,16 +56,16 @@ public final class LocalReplicas: Sendable {
     /// Starts reading the first `count` bytes of each blob's first local replica into the page
     /// cache, in the background (one thread, in order), and returns at once: a read expected
     /// soon (the open that is asking the tracker for this layout, the next files of a directory
-    /// being read through) then finds the blob's inode and bytes in memory. Only nodes already
-    /// known to be local are used; a replica that is gone costs nothing.
+    /// being read through) then finds the blob's inode and bytes in memory. A node not known
+    /// yet is asked about there too (a fresh mount's first files); a replica that is gone costs
+    /// nothing.
     public func warm(_ blobs: [(urls: [String], count: Int)]) {
-        guard readsLocally else { return }
-        let local = blobs.compactMap { blob -> (path: String, count: Int)? in
-            guard blob.count > 0, let path = blob.urls.lazy.compactMap({ self.localPath(url: $0, ask: false) }).first else { return nil }
-            return (path, blob.count)
-        }
-        guard !local.isEmpty else { return }
+        guard readsLocally, blobs.contains(where: { $0.count > 0 }) else { return }
         Self.warming.async {
+            let local = blobs.compactMap { blob -> (path: String, count: Int)? in
+                guard blob.count > 0, let path = blob.urls.lazy.compactMap({ self.localPath(url: $0) }).first else { return nil }
+                return (path, blob.count)
+            }
             for blob in local {
                 let fd = open(blob.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
                 guard fd >= 0 else { continue }
@@ -77,17 +77,16 @@ public final class LocalReplicas: Sendable {
 
     private static let warming = DispatchQueue(label: "cairn.local-replicas.warm", attributes: .concurrent)
 
-    /// The device-folder path of the blob `url` names, when its node is on this machine
-    /// (`ask`: find out now if not known yet, one status request).
-    private func localPath(url: String, ask: Bool) -> String? {
+    /// The device-folder path of the blob `url` names, when its node is on this machine (found
+    /// out now if not known yet: one status request).
+    private func localPath(url: String) -> String? {
         guard let (base, path) = Self.split(url), FidLayout.parse(devicePath: path) != nil else { return nil }
-        let dir = ask ? dataDir(of: base) : nodes.withLock({ $0[base]?.dataDir })
-        return dir.map { $0 + path }
+        return dataDir(of: base).map { $0 + path }
     }
 
     /// `count` bytes at `offset` of the blob `url` names, when its node is on this machine.
     private func read(url: String, offset: Int64, count: Int, pastCache: Bool) -> ArraySlice<UInt8>? {
-        guard count > 0, let local = localPath(url: url, ask: true) else { return nil }
+        guard count > 0, let local = localPath(url: url) else { return nil }
         return BlobRead.read(path: local, offset: offset, count: count, pastCache: pastCache)
     }
 

@@ -53,6 +53,10 @@ public final class TrackerClient: Sendable {
         throw lastError ?? TransferError(url: trackers.joined(separator: ","), reason: "no tracker answered")
     }
 
+    /// Waits until every request sent with `send` is answered (as `call` does first); at
+    /// once when none is outstanding.
+    public func settle() throws { try pipeline.waitUntilAnswered() }
+
     /// Sends a change without waiting for its answer: returns once a tracker's socket holds it
     /// (see `TrackerPipeline`, which also says why it must be idempotent). `answered` gets the
     /// tracker's answer later, on another thread, and must not call the tracker.

@@ -571,6 +571,12 @@ public final class ClusterFS: @unchecked Sendable {
         if let known = context.recentAttributes.fresh(c), known.kind == "f" {
             return (register(OpenFile(lazy: c, size: known.size, context: context, writable: writable)), false)
         }
+        // One asked for ahead of this open (`fetchLayoutsAhead`) may be on its way: the pipeline
+        // is waited for here, as the tracker call below would wait for it anyway.
+        if !writable, let leases = context.leases {
+            try? tracker.settle()
+            if let held = leases.layout(c) { return open(held, writable: false, leased: true) }
+        }
         // Reading is what a read-only open is for: its bytes start coming off the local disk
         // while the tracker answers (cold small files: the disk read and the round trip overlap).
         if !writable, let local = context.chunks.local, let last = context.firstChunks.chunk(c) {
@@ -586,14 +592,44 @@ public final class ClusterFS: @unchecked Sendable {
     }
 
     /// A reader opening a directory's files in order has the next ones' first bytes read off
-    /// the local disk ahead of it (`SiblingReadAhead`), from where their first chunks were last seen.
+    /// the local disk ahead of it (`SiblingReadAhead`), from where their first chunks were last
+    /// seen; the layouts of those this mount holds none of are asked for ahead of their opens.
     private func warmFilesAhead(of ino: Ino) {
-        guard let local = context.chunks.local else { return }
         let next = context.siblingReadAhead.opened(ino, listings: listings)
         guard !next.isEmpty else { return }
-        local.warm(next.compactMap { context.firstChunks.chunk($0) }.map {
-            (urls: $0.urls, count: Int(min($0.length, SiblingReadAhead.bytesPerFile)))
-        })
+        var seen: [FileLayout.Chunk] = [], unseen: [Ino] = []
+        for n in next {
+            if let first = context.firstChunks.chunk(n) { seen.append(first) } else { unseen.append(n) }
+        }
+        context.chunks.local?.warm(seen.map(Self.warmable))
+        fetchLayoutsAhead(next.filter { context.leases?.layout($0) == nil }, warm: Set(unseen))
+    }
+
+    private static func warmable(_ first: FileLayout.Chunk) -> (urls: [String], count: Int) {
+        (urls: first.urls, count: Int(min(first.length, SiblingReadAhead.bytesPerFile)))
+    }
+
+    /// Asks the tracker for the layouts of files about to be opened (`SiblingReadAhead`), down
+    /// the pipeline without waiting, and keeps them under the lease: their opens then ask the
+    /// tracker nothing. A file rsync has just written (its times and rename drop the layout the
+    /// commit left) or one another client wrote is then read at the local disk's pace, not one
+    /// round trip per file. `warm`: files whose first chunk was not known, warmed when answered.
+    private func fetchLayoutsAhead(_ inos: [Ino], warm: Set<Ino>) {
+        guard let leases = context.leases, !inos.isEmpty, leases.heldGeneration() != nil else { return }
+        let context = context
+        for ino in inos {
+            let since = leases.beginFetch()
+            do {
+                try tracker.send("file_layout", [("ino", String(ino))]) { result in
+                    guard case .success(let r) = result, let layout = try? FileLayout(r), layout.attributes.kind == "f" else { return }
+                    leases.keep(layout, since: since)
+                    context.firstChunks.remember(layout)
+                    if warm.contains(ino), let first = layout.chunk(at: 0) { context.chunks.local?.warm([Self.warmable(first)]) }
+                }
+            } catch {
+                return  // only ahead of need: each open asks for itself
+            }
+        }
     }
 
     private func open(_ layout: FileLayout, writable: Bool, created: Bool = false, preallocated: ChunkTransfer.Allocation? = nil,

@@ -5,13 +5,15 @@ import Foundation
 /// a program reading many small files cold (`cp -r`, `tar`, `rsync --checksum`, `grep -r`, a
 /// loop over a directory) waits for the disk at every file. Such programs open a directory's
 /// files in its listing's order (names sorted, as the tracker lists them); when this mount sees
-/// opens for reading follow that order, it has the first bytes of the next files read off the
-/// local disk in the background (`LocalReplicas.warm`), as readahead does within a file: the
-/// window starts at 4 files and doubles while the opens stay in order, up to 16, and is topped
-/// up when the reader is half a window from its end.
+/// opens for reading follow that order (from the first file on), it has the next files' layouts
+/// asked for and their first bytes read off the local disk in the background
+/// (`LocalReplicas.warm`), as readahead does within a file: the window starts at 4 files and
+/// doubles while the opens stay in order, up to 16, and is topped up when the reader is half a
+/// window from its end.
 ///
 /// Only hints are used (the directory's cached listing, where each file's first chunk was last
-/// seen): a wrong guess costs one small read nobody asked for, never a wrong byte. Opens that
+/// seen or what the layout asked for ahead says): a wrong guess costs a small read and a
+/// tracker query nobody asked for, never a wrong byte. Opens that
 /// jump about warm nothing; walks that only look at names (`ls -l`, `stat`, `rsync` with
 /// nothing to copy) open nothing and so read nothing.
 final class SiblingReadAhead: @unchecked Sendable {
@@ -26,8 +28,9 @@ final class SiblingReadAhead: @unchecked Sendable {
         let order: [Ino]
         let position: [Ino: Int]
         /// The file opened last, how many opens in a row followed the order, and the last
-        /// file warmed so far.
-        var last = -2, run = 0, warmedThrough = -1
+        /// file warmed so far. An open of the directory's first file counts as following the
+        /// order: a tree walked in order has many directories of a few files each.
+        var last = -1, run = 0, warmedThrough = -1
     }
     private let lock = NSLock()
     private var walks: [Ino: Walk] = [:]

@@ -90,9 +90,10 @@ import Testing
     }
 
     /// A reader opening a directory's files in its order has the next files read off the disk
-    /// ahead of it: once it has opened the first two of twelve, the blobs of the four after them
-    /// are in the page cache and those past that window are not; opens that jump about warm
-    /// nothing more. Checked with `mincore` on the blob files, evicted after they were written.
+    /// ahead of it: once it has opened the first of twelve, the blobs of the four after it are
+    /// in the page cache and those past that window are not; opens that jump about warm nothing
+    /// more. A mount that has not seen the files does the same from layouts it asks for ahead.
+    /// Checked with `mincore` on the blob files, evicted after they were written.
     @Test func openingADirectorysFilesInOrderWarmsTheNextOnes() throws {
         let c = try TestCluster(nodes: 2)
         defer { c.stop() }
@@ -114,28 +115,44 @@ import Testing
             let paths = urls.compactMap { url in url.range(of: "/dev").map { String(url[$0.lowerBound...]) } }
             return blobs.filter { b in paths.contains { b.hasSuffix($0) } }.map { c.root + "/" + $0 }
         }
-        for files in blobsOf {
-            try #require(!files.isEmpty)
-            for path in files {
+        for files in blobsOf { try #require(!files.isEmpty) }
+        func cached(_ i: Int) throws -> Bool { try blobsOf[i].contains { try residentPages($0).0 > 0 } }
+        func evict() throws {
+            for path in blobsOf.joined() {
                 let fd = open(path, O_RDONLY)
                 try #require(fd >= 0)
                 _ = posix_fadvise(fd, 0, 0, Int32(POSIX_FADV_DONTNEED))
                 close(fd)
             }
+            try #require(try (0..<12).allSatisfy { try !cached($0) }, "the blobs could not be evicted")
         }
-        func cached(_ i: Int) throws -> Bool { try blobsOf[i].contains { try residentPages($0).0 > 0 } }
-        try #require(try (0..<12).allSatisfy { try !cached($0) }, "the blobs could not be evicted")
+        func read(_ fs: ClusterFS, _ order: [Int], inos: [UInt64]) throws {
+            for i in order {
+                let (h, _) = try fs.open(inos[i], writable: false)
+                #expect(try fs.read(h, offset: 0, count: 8192).count == 8192)
+                try fs.release(h)
+            }
+        }
 
-        for i in [0, 1] {
-            let (h, _) = try fs.open(inos[i], writable: false)
-            #expect(try fs.read(h, offset: 0, count: 8192).count == 8192)
-            try fs.release(h)
-        }
+        // The directory's first file opens a walk: the next four are warmed.
+        try evict()
+        try read(fs, [0], inos: inos)
         // Out of order: nothing more is warmed (not file 8, between the two).
         for i in [9, 7] { try fs.release(fs.open(inos[i], writable: false).handle) }
         Thread.sleep(forTimeInterval: 0.5)  // the warming runs in the background: milliseconds
-        for i in 2...5 { #expect(try cached(i), "file \(i) was not read ahead") }
-        for i in [6, 8, 10, 11] { #expect(try !cached(i), "file \(i) was read ahead") }
+        for i in 1...4 { #expect(try cached(i), "file \(i) was not read ahead") }
+        for i in [5, 6, 8, 10, 11] { #expect(try !cached(i), "file \(i) was read ahead") }
+
+        // A mount that has seen none of the files asks for the next ones' layouts ahead of their
+        // opens, and warms them from those: 1-4 at the first open, 5-9 at the second.
+        let other = try clusterFS(c, timeout: 30, localReads: true)
+        try evict()
+        #expect(throws: (any Error).self) { try other.lookup(parent: 1, name: "f9") }  // lists the directory
+        let otherInos = try (0..<12).map { try other.lookup(parent: 1, name: "f\($0 + 10)").ino }
+        try read(other, [0, 1], inos: otherInos)
+        Thread.sleep(forTimeInterval: 0.5)
+        for i in 2...9 { #expect(try cached(i), "file \(i) was not read ahead by a mount that had not seen it") }
+        for i in [10, 11] { #expect(try !cached(i), "file \(i) was read ahead by a mount that had not seen it") }
     }
 
     /// `data` written as file "f" of a class of `chunk`-byte chunks, through a `ClusterFS` that
