@@ -40,21 +40,37 @@ public final class LocalReplicas: Sendable {
         self.writesLocally = writes
     }
 
-    /// `count` bytes at `offset` of the first of `urls` (a chunk's replicas) whose node is on
-    /// this machine. Every replica's node gets asked (once, then from the cache), not just
-    /// the first that answers: each local copy stays readable if its node later stops answering.
-    /// `pastCache`: a large read may skip the page cache (`BlobRead`).
+    /// `count` bytes at `offset` of a chunk (its replicas' `urls`) read from a replica whose node
+    /// is on this machine (`localCopies`). Every replica's node gets asked (once, then from the
+    /// cache), not just the first that answers: each local copy stays readable if its node later
+    /// stops answering. `pastCache`: a large read may skip the page cache (`BlobRead`).
     public func read(urls: [String], offset: Int64, count: Int, pastCache: Bool = false) -> ArraySlice<UInt8>? {
-        guard readsLocally else { return nil }
-        var found: ArraySlice<UInt8>?
-        for url in urls {
-            if found == nil { found = read(url: url, offset: offset, count: count, pastCache: pastCache) } else if let (base, _) = Self.split(url) { _ = dataDir(of: base) }
+        guard readsLocally, count > 0 else { return nil }
+        for path in localCopies(of: urls) {
+            if let bytes = BlobRead.read(path: path, offset: offset, count: count, pastCache: pastCache) { return bytes }
         }
-        return found
+        return nil
+    }
+
+    /// The device-folder paths of a chunk's replicas on this machine, the one to read first
+    /// first: chosen by the fid among the devices (sorted), not by the order of `urls` — the
+    /// tracker lists replicas least loaded first, which changes from one answer to the next,
+    /// and a reader must read the copy that was warmed for it (`warm`), not its twin on
+    /// another local device. By the fid, a tree's blobs still spread over the local devices.
+    private func localCopies(of urls: [String]) -> [String] {
+        var copies = urls.compactMap { url -> (device: Int, fid: Int64, path: String)? in
+            guard let (base, path) = Self.split(url), let (device, fid) = FidLayout.parse(devicePath: path),
+                  let dir = dataDir(of: base) else { return nil }
+            return (device, fid, dir + path)
+        }
+        guard copies.count > 1 else { return copies.map(\.path) }
+        copies.sort { $0.device < $1.device }
+        let first = Int(copies[0].fid % Int64(copies.count))
+        return (copies[first...] + copies[..<first]).map(\.path)
     }
 
     /// Starts reading the first `count` bytes of each blob's first local replica into the page
-    /// cache, in the background (one thread, in order), and returns at once: a read expected
+    /// cache, in the background, and returns at once: a read expected
     /// soon (the open that is asking the tracker for this layout, the next files of a directory
     /// being read through) then finds the blob's inode and bytes in memory. A node not known
     /// yet is asked about there too (a fresh mount's first files); a replica that is gone costs
@@ -63,32 +79,28 @@ public final class LocalReplicas: Sendable {
         guard readsLocally, blobs.contains(where: { $0.count > 0 }) else { return }
         Self.warming.async {
             let local = blobs.compactMap { blob -> (path: String, count: Int)? in
-                guard blob.count > 0, let path = blob.urls.lazy.compactMap({ self.localPath(url: $0) }).first else { return nil }
+                guard blob.count > 0, let path = self.localCopies(of: blob.urls).first else { return nil }
                 return (path, blob.count)
             }
-            for blob in local {
-                let fd = open(blob.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-                guard fd >= 0 else { continue }
-                _ = posix_fadvise(fd, 0, off_t(blob.count), Int32(POSIX_FADV_WILLNEED))
-                close(fd)
+            // In a few lanes: each open waits for the blob's inode to come off the disk (the
+            // bytes are read asynchronously), and one lane at a time fell behind a reader.
+            let lanes = min(Self.warmingLanes, local.count)
+            for lane in 0..<lanes {
+                Self.warming.async {
+                    for blob in stride(from: lane, to: local.count, by: lanes).map({ local[$0] }) {
+                        let fd = open(blob.path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+                        guard fd >= 0 else { continue }
+                        _ = posix_fadvise(fd, 0, off_t(blob.count), Int32(POSIX_FADV_WILLNEED))
+                        close(fd)
+                    }
+                }
             }
         }
     }
 
+    static let warmingLanes = 4
+
     private static let warming = DispatchQueue(label: "cairn.local-replicas.warm", attributes: .concurrent)
-
-    /// The device-folder path of the blob `url` names, when its node is on this machine (found
-    /// out now if not known yet: one status request).
-    private func localPath(url: String) -> String? {
-        guard let (base, path) = Self.split(url), FidLayout.parse(devicePath: path) != nil else { return nil }
-        return dataDir(of: base).map { $0 + path }
-    }
-
-    /// `count` bytes at `offset` of the blob `url` names, when its node is on this machine.
-    private func read(url: String, offset: Int64, count: Int, pastCache: Bool) -> ArraySlice<UInt8>? {
-        guard count > 0, let local = localPath(url: url) else { return nil }
-        return BlobRead.read(path: local, offset: offset, count: count, pastCache: pastCache)
-    }
 
     /// A blob stored straight into a local node's device folder.
     public struct LocalWrite: Sendable {

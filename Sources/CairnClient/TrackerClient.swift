@@ -57,6 +57,10 @@ public final class TrackerClient: Sendable {
     /// once when none is outstanding.
     public func settle() throws { try pipeline.waitUntilAnswered() }
 
+    /// Requests sent with `send` still waiting for their answers: a query sent behind changes
+    /// waits for them (and their transactions).
+    public var unanswered: Int { pipeline.waiting }
+
     /// Sends a change without waiting for its answer: returns once a tracker's socket holds it
     /// (see `TrackerPipeline`, which also says why it must be idempotent). `answered` gets the
     /// tracker's answer later, on another thread, and must not call the tracker.

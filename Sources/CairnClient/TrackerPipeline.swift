@@ -115,6 +115,9 @@ final class TrackerPipeline: @unchecked Sendable {
     }
 
     private var unansweredCount: Int { outstanding.count - head }
+
+    /// Requests sent here still waiting for their answers.
+    var waiting: Int { unanswered.load(ordering: .acquiring) }
     /// Every request up to this one is answered (sequences are consecutive).
     private var answeredThrough: UInt64 { head < outstanding.count ? outstanding[head].sequence - 1 : lastSequence }
 

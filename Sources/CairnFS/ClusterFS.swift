@@ -565,10 +565,13 @@ public final class ClusterFS: @unchecked Sendable {
     /// costs no tracker call. Its cached pages are dropped, as the layout is not known yet.
     public func open(_ ino: UInt64, writable: Bool) throws -> (handle: UInt64, keepCache: Bool) {
         let c = try cairn(ino)
-        if !writable { warmFilesAhead(of: c) }
+        let fresh = context.recentAttributes.fresh(c)
+        // A file this mount has just written is not being read through: rsync opens each file it
+        // has written to set its attributes (its temporary name, first in the directory's order).
+        if !writable, fresh == nil { warmFilesAhead(of: c) }
         // A layout held under the lease is current: the tracker would have said otherwise.
         if !writable, let held = context.leases?.layout(c) { return open(held, writable: false, leased: true) }
-        if let known = context.recentAttributes.fresh(c), known.kind == "f" {
+        if let known = fresh, known.kind == "f" {
             return (register(OpenFile(lazy: c, size: known.size, context: context, writable: writable)), false)
         }
         // One asked for ahead of this open (`fetchLayoutsAhead`) may be on its way: the pipeline
@@ -614,13 +617,20 @@ public final class ClusterFS: @unchecked Sendable {
     /// tracker nothing. A file rsync has just written (its times and rename drop the layout the
     /// commit left) or one another client wrote is then read at the local disk's pace, not one
     /// round trip per file. `warm`: files whose first chunk was not known, warmed when answered.
+    private let layoutsAsked = LayoutQueriesAhead()
+
     private func fetchLayoutsAhead(_ inos: [Ino], warm: Set<Ino>) {
-        guard let leases = context.leases, !inos.isEmpty, leases.heldGeneration() != nil else { return }
-        let context = context
+        // Not while changes are on their way: the queries would wait behind them, and hold up
+        // the changes sent after them (a copy out of and into the mount at once).
+        guard let leases = context.leases, !inos.isEmpty, leases.heldGeneration() != nil,
+              tracker.unanswered <= layoutsAsked.count else { return }
+        let context = context, asked = layoutsAsked
         for ino in inos {
             let since = leases.beginFetch()
+            asked.began()
             do {
                 try tracker.send("file_layout", [("ino", String(ino))]) { result in
+                    asked.ended()
                     guard case .success(let r) = result, let layout = try? FileLayout(r), layout.attributes.kind == "f" else { return }
                     leases.keep(layout, since: since)
                     context.firstChunks.remember(layout)

@@ -1,5 +1,6 @@
 import CairnCore
 import Foundation
+import Synchronization
 
 /// Read-ahead across files. The kernel reads ahead within a file, never into the next one, so
 /// a program reading many small files cold (`cp -r`, `tar`, `rsync --checksum`, `grep -r`, a
@@ -72,4 +73,13 @@ final class SiblingReadAhead: @unchecked Sendable {
             return next
         }
     }
+}
+
+/// Layout queries sent ahead of opens (`ClusterFS.fetchLayoutsAhead`) and not answered yet:
+/// what of the pipeline's backlog is the read-ahead's own, not changes to wait behind.
+final class LayoutQueriesAhead: Sendable {
+    private let outstanding = Atomic<Int>(0)
+    var count: Int { outstanding.load(ordering: .relaxed) }
+    func began() { outstanding.add(1, ordering: .relaxed) }
+    func ended() { outstanding.subtract(1, ordering: .relaxed) }
 }
