@@ -29,13 +29,17 @@ public struct TrackerConfig: Sendable {
     /// Grant mounts leases (`fs_watch`, see `Watchers`). Only for a tracker alone on its
     /// database: changes made through another tracker would not reach this one's watchers.
     public var leases: Bool
+    /// How long a mount's lease lasts after its last answered ping (`Watchers`).
+    public var leaseMillis: Int64
     /// A Unix socket to listen on besides TCP, for clients on this machine (nil: none).
     public var socketPath: String?
 
     public init(databasePath: String, host: String = "127.0.0.1", port: Int = 7001, secret: String? = nil,
                 defaultReplicas: Int = 2, pollInterval: Double = 2, tokenLifetime: Int64 = 3600,
-                backgroundBandwidth: Int64 = 0, deadAfter: Int64 = 0, probeEvery: Int = 5, leases: Bool = false, socketPath: String? = nil) {
+                backgroundBandwidth: Int64 = 0, deadAfter: Int64 = 0, probeEvery: Int = 5, leases: Bool = false, leaseMillis: Int64 = 2000,
+                socketPath: String? = nil) {
         self.leases = leases
+        self.leaseMillis = leaseMillis
         self.socketPath = socketPath
         self.databasePath = databasePath; self.host = host; self.port = port; self.secret = secret
         self.defaultReplicas = defaultReplicas; self.pollInterval = pollInterval; self.tokenLifetime = tokenLifetime
@@ -87,7 +91,7 @@ public final class Tracker: Sendable {
         FileCommands(ctx: context).register(into: &handlers)
         NamespaceCommands(ctx: context).register(into: &handlers)
         HealthCommands(ctx: context, workers: workers).register(into: &handlers)
-        let watchers = Watchers(granting: context.config.leases, counters: counters, logger: context.logger)
+        let watchers = Watchers(granting: context.config.leases, leaseMillis: context.config.leaseMillis, counters: counters, logger: context.logger)
         watchers.register(into: &handlers)
         DelegateCommand(ctx: context, watchers: watchers).register(into: &handlers)
         let dispatcher = Dispatcher(handlers: handlers, admin: AdminLines(store: context.store, counters: counters, workers: workers, watchers: watchers),

@@ -19,10 +19,13 @@ struct TrackerCommand: AsyncParsableCommand {
     var deadAfter: Int64 = 0
     @Flag(help: "Let mounts keep file layouts and listings between opens, told by this tracker when another client changes them (close-to-open holds). Only when this is the only tracker on its database.")
     var leases = false
+    @Option(name: .customLong("lease-ms"), help: "With --leases: how long a mount may trust what it holds after its last ping this tracker answered, in ms; another client's change waits up to this long for a mount that stopped answering.")
+    var leaseMs: Int64 = 2000
 
     func run() async throws {
         let (host, port) = try splitAddress(listen, defaultPort: 7001)
         guard backgroundBandwidth >= 0, deadAfter >= 0 else { throw ValidationError("--background-bandwidth and --dead-after must not be negative") }
+        guard (100...600_000).contains(leaseMs) else { throw ValidationError("--lease-ms must be between 100 and 600000 (ms); \(leaseMs) given") }
         // Absolute, as clients name it (a tracker address starting with / is a socket).
         let socket = self.socket.map { URL(fileURLWithPath: $0).standardizedFileURL.path }
         if let socket, socket.utf8.count > TrackerConnection.maxSocketPathBytes {
@@ -31,7 +34,7 @@ struct TrackerCommand: AsyncParsableCommand {
         let config = TrackerConfig(databasePath: db, host: host, port: port, secret: try loadSecret(file: secretFile),
                                    defaultReplicas: defaultReplicas, pollInterval: pollInterval,
                                    backgroundBandwidth: Int64(backgroundBandwidth * 1_048_576), deadAfter: deadAfter, leases: leases,
-                                   socketPath: socket)
+                                   leaseMillis: leaseMs, socketPath: socket)
         try await reportingErrors {
             let tracker = try Tracker(config: config)
             try await tracker.run()

@@ -55,7 +55,7 @@ extension MountTests {
     }
 
     @Test func delegatedCreatesSurviveAKilledMount() throws {
-        let (c, m, dir) = try mountedCluster()
+        let (c, m, dir) = try mountedClusterForTrackerStops()
         defer { m.unmount(); c.stop() }
         _ = try makeDelegatedDirectory(c, dir)
         try writeWhileTrackerStopped(c, dir)
@@ -64,7 +64,7 @@ extension MountTests {
     }
 
     @Test func delegatedCreatesSurviveAKilledTracker() throws {
-        let (c, m, dir) = try mountedCluster()
+        let (c, m, dir) = try mountedClusterForTrackerStops()
         defer { m.unmount(); c.stop() }
         _ = try makeDelegatedDirectory(c, dir)
         try writeWhileTrackerStopped(c, dir)
@@ -111,7 +111,7 @@ extension MountTests {
     /// Several clients' reads at once: the first takes the delegation back, the others find a
     /// recall on its way and wait for its ack too.
     @Test func concurrentReadsAllWaitForTheRecall() throws {
-        let (c, m, dir) = try mountedCluster()
+        let (c, m, dir) = try mountedClusterForTrackerStops()
         defer { m.unmount(); c.stop() }
         let client = c.client
         let names = ["f9", "f19", "f29", "f28"]
@@ -125,7 +125,7 @@ extension MountTests {
 
     /// A read by key sees the file whole (close-to-open for every client).
     @Test func anotherClientsReadSeesDelegatedFilesWhole() throws {
-        let (c, m, dir) = try mountedCluster()
+        let (c, m, dir) = try mountedClusterForTrackerStops()
         defer { m.unmount(); c.stop() }
         let client = c.client
         let r = try anotherClientsRequest(c, dir) { _ in try client.call("file_info", [("domain", "test"), ("key", "d/f9")]) }
@@ -135,7 +135,7 @@ extension MountTests {
     /// An exclusive create of the same name by inode (as another mount makes it) fails: the
     /// name is the mount's, whose file stays whole.
     @Test func anotherClientsExclusiveCreateOfADelegatedNameFails() throws {
-        let (c, m, dir) = try mountedCluster()
+        let (c, m, dir) = try mountedClusterForTrackerStops()
         defer { m.unmount(); c.stop() }
         let client = c.client
         let r = try anotherClientsRequest(c, dir) { parent in
@@ -150,7 +150,7 @@ extension MountTests {
     /// A chmod and a rename of a file created under the delegation go without waiting too; a
     /// lookup by another client, sent before the stopped tracker read them, sees both.
     @Test func anotherClientsLookupSeesDelegatedRenameAndChmod() throws {
-        let (c, m, dir) = try mountedCluster()
+        let (c, m, dir) = try mountedClusterForTrackerStops()
         defer { m.unmount(); c.stop() }
         let client = c.client
         let r = try anotherClientsRequest(c, dir, alsoWhileStopped: {
@@ -178,7 +178,7 @@ extension MountTests {
     /// file whole, and a later lookup in the new directory, sent before the stopped tracker read
     /// the mount's next create there, recalls that directory and finds the file.
     @Test func directoryMadeUnderADelegationIsDelegatedToo() throws {
-        let (c, m, dir) = try mountedCluster()
+        let (c, m, dir) = try mountedClusterForTrackerStops()
         defer { m.unmount(); c.stop() }
         let client = c.client
         let content = Self.delegatedContent("sub/a")

@@ -8,12 +8,20 @@ let chunk = 1 << 20
 
 /// A cluster with a `small` class (1 MiB chunks, 2 replicas) mounted at `<root>/mnt`, new
 /// files in that class; files of the `test` domain appear under `mnt/test`.
-func mountedCluster(nodes: Int = 3, nodeArgs: [String] = [], mountOptions: [String] = []) throws -> (TestCluster, TestMount, String) {
-    let c = try TestCluster(nodes: nodes, nodeArgs: nodeArgs)
+func mountedCluster(nodes: Int = 3, trackerArgs: [String] = [], nodeArgs: [String] = [], mountOptions: [String] = []) throws -> (TestCluster, TestMount, String) {
+    let c = try TestCluster(nodes: nodes, trackerArgs: trackerArgs, nodeArgs: nodeArgs)
     _ = try c.client.call("create_class", [("domain", "test"), ("class", "small"), ("mindevcount", "2"), ("chunk_size", String(chunk))])
     _ = try c.client.call("create_class", [("domain", "test"), ("class", "three"), ("mindevcount", "3"), ("chunk_size", String(chunk))])
     let m = try TestMount(c, options: ["class=small"] + mountOptions)
     return (c, m, m.path + "/test")
+}
+
+/// For tests that stop the tracker (SIGSTOP) while the mount works on: a lease of 6 s, so what
+/// the mount holds stays trusted through the stop. With the default 2 s, a stop on a slow,
+/// loaded machine outlasted the lease; the mount then rightly asked the stopped tracker (a
+/// path walk's lookup of the domain), and its creates failed after the call timeout.
+func mountedClusterForTrackerStops() throws -> (TestCluster, TestMount, String) {
+    try mountedCluster(trackerArgs: ["--lease-ms", "6000"])
 }
 
 func fileBytes(_ path: String) throws -> [UInt8] { Array(try Data(contentsOf: URL(fileURLWithPath: path))) }

@@ -45,7 +45,7 @@ extension MountTests {
     }
 
     @Test func xattrSetsSurviveAKilledMount() throws {
-        let (c, m, dir) = try mountedCluster()
+        let (c, m, dir) = try mountedClusterForTrackerStops()
         defer { m.unmount(); c.stop() }
         try setWhileTrackerStopped(c, dir)
         try killMountThenResumeTracker(c, m)
@@ -53,7 +53,7 @@ extension MountTests {
     }
 
     @Test func xattrSetsSurviveAKilledTracker() throws {
-        let (c, m, dir) = try mountedCluster()
+        let (c, m, dir) = try mountedClusterForTrackerStops()
         defer { m.unmount(); c.stop() }
         try setWhileTrackerStopped(c, dir)
         // Killed with all 60 unread: the mount sends them again to the tracker that starts next.
@@ -88,7 +88,7 @@ extension MountTests {
     }
 
     @Test func unlinksSurviveAKilledMount() throws {
-        let (c, m, dir) = try mountedCluster()
+        let (c, m, dir) = try mountedClusterForTrackerStops()
         defer { m.unmount(); c.stop() }
         try unlinkWhileTrackerStopped(c, dir)
         try killMountThenResumeTracker(c, m)
@@ -97,7 +97,7 @@ extension MountTests {
     }
 
     @Test func unlinksSurviveAKilledTracker() throws {
-        let (c, m, dir) = try mountedCluster()
+        let (c, m, dir) = try mountedClusterForTrackerStops()
         defer { m.unmount(); c.stop() }
         try unlinkWhileTrackerStopped(c, dir)
         try c.restartTracker()

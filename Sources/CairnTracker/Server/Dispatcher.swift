@@ -101,7 +101,7 @@ struct Dispatcher: Sendable {
             guard connection.channel.isActive else { return .err(ProtocolError("closed", "the connection closed")) }
             let id = watchers.register(connection.channel)
             connection.watcher = id
-            return .ok([("watcher", String(id)), ("lease_ms", String(Watchers.leaseMillis))])
+            return .ok([("watcher", String(id)), ("lease_ms", String(watchers.leaseMillis))])
         case "fs_unwatch":
             stats.countQuery(name)
             // Only on the watch's own connection: another client ending it would leave that

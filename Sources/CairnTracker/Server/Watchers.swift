@@ -22,7 +22,9 @@ import CairnCore
 /// - Granted only by a tracker started with `--leases`, which must be the only tracker on its
 ///   database: a change made through another tracker would not reach the watchers here.
 final class Watchers: @unchecked Sendable {
-    static let leaseMillis: Int64 = 2000
+    /// A mount's lease: how long after sending a ping this tracker answered it may trust what
+    /// it holds (`cairn tracker --lease-ms`, 2 s by default).
+    let leaseMillis: Int64
     static let ackTimeout = Duration.seconds(1)
 
     private struct Watcher {
@@ -61,13 +63,14 @@ final class Watchers: @unchecked Sendable {
     /// Where `lease_waits` is counted (`!stats`).
     private let counters: TrackerCounters
 
-    init(granting: Bool, counters: TrackerCounters, logger: Logger) {
+    init(granting: Bool, leaseMillis: Int64, counters: TrackerCounters, logger: Logger) {
         self.granting = granting
+        self.leaseMillis = leaseMillis
         self.counters = counters
         self.logger = logger
         // A grace period, as NFSv4's: a mount of this tracker's previous run may trust what it
         // holds for one lease after its last ping there, so changes wait out one lease from start.
-        if granting { orphanedUntil = .now + .milliseconds(Self.leaseMillis) }
+        if granting { orphanedUntil = .now + .milliseconds(leaseMillis) }
     }
 
     func register(_ channel: any Channel) -> UInt64 {
@@ -145,7 +148,7 @@ final class Watchers: @unchecked Sendable {
 
     /// Call with the lock held.
     private func orphan(leaseOf w: Watcher) {
-        let end = w.lastPing + .milliseconds(Self.leaseMillis)
+        let end = w.lastPing + .milliseconds(leaseMillis)
         orphanedUntil = max(orphanedUntil ?? end, end)
     }
 
@@ -283,7 +286,7 @@ final class Watchers: @unchecked Sendable {
             return (true, orphanedUntil)
         }
         if cutOff {
-            logger.warning("mount watch \(id) (\(channel.remoteAddress.map { "\($0)" } ?? "?")) did not acknowledge \(line == nil ? "an invalidation" : "a recall of its create delegations") within \(Self.ackTimeout): cut off; changes wait until its lease ends (\(Self.leaseMillis) ms). Check that mount's machine and network.")
+            logger.warning("mount watch \(id) (\(channel.remoteAddress.map { "\($0)" } ?? "?")) did not acknowledge \(line == nil ? "an invalidation" : "a recall of its create delegations") within \(Self.ackTimeout): cut off; changes wait until its lease ends (\(leaseMillis) ms). Check that mount's machine and network.")
         }
         channel.close(promise: nil)
         if let until {
