@@ -575,7 +575,8 @@ public final class ClusterFS: @unchecked Sendable {
             return (register(OpenFile(lazy: c, size: known.size, context: context, writable: writable)), false)
         }
         // One asked for ahead of this open (`fetchLayoutsAhead`) may be on its way: the pipeline
-        // is waited for here, as the tracker call below would wait for it anyway.
+        // is waited for here, as the tracker call below would wait for it anyway (and, should
+        // the tracker not answer, fail with what is still unanswered and where).
         if !writable, let leases = context.leases {
             try? tracker.settle()
             if let held = leases.layout(c) { return open(held, writable: false, leased: true) }
@@ -612,13 +613,14 @@ public final class ClusterFS: @unchecked Sendable {
         (urls: first.urls, count: Int(min(first.length, SiblingReadAhead.bytesPerFile)))
     }
 
+    /// Layout queries `fetchLayoutsAhead` sent and the tracker has not answered yet.
+    private let layoutsAsked = LayoutQueriesAhead()
+
     /// Asks the tracker for the layouts of files about to be opened (`SiblingReadAhead`), down
     /// the pipeline without waiting, and keeps them under the lease: their opens then ask the
     /// tracker nothing. A file rsync has just written (its times and rename drop the layout the
     /// commit left) or one another client wrote is then read at the local disk's pace, not one
     /// round trip per file. `warm`: files whose first chunk was not known, warmed when answered.
-    private let layoutsAsked = LayoutQueriesAhead()
-
     private func fetchLayoutsAhead(_ inos: [Ino], warm: Set<Ino>) {
         // Not while changes are on their way: the queries would wait behind them, and hold up
         // the changes sent after them (a copy out of and into the mount at once).
